@@ -1,0 +1,43 @@
+"""The adapter family behind one small interface: a kind is a function that wraps one frozen projection.
+
+``KINDS`` maps each ``adapter.kind`` to ``wrap(base_layer, site, cfg) -> nn.Module``; ``inject`` freezes the model
+and swaps every placement target for its wrapper, so only adapter parameters are left trainable. The model code
+never learns which kind it carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from torch import nn
+
+from llm_adapters.adapters import bottleneck, lora
+from llm_adapters.placement import Target
+
+Wrap = Callable[[nn.Linear, str, Mapping], nn.Module]
+
+KINDS: dict[str, Wrap] = {
+    "lora": lora.wrap,
+    "series": bottleneck.wrap_series,
+    "parallel": bottleneck.wrap_parallel,
+}
+
+
+def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:
+    """Freeze ``model`` and wrap each target module with an adapter of kind ``adapter_cfg['kind']``."""
+    kind = adapter_cfg["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"unknown adapter.kind '{kind}' (known: {', '.join(KINDS)})")
+    model.requires_grad_(False)
+    for target in targets:
+        parent_name, _, attr = target.module_name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        base_layer = getattr(parent, attr)
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(f"{target.module_name} is a {type(base_layer).__name__}, not an nn.Linear")
+        setattr(parent, attr, KINDS[kind](base_layer, target.site, adapter_cfg))
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, object]:
+    """The trainable parameters by name: what an adapter checkpoint holds."""
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}

@@ -1,0 +1,40 @@
+"""LoRA (Hu et al., 2021) as the paper's code used it: y = W x + (alpha / r) · B A dropout(x).
+
+A starts Kaiming-uniform (a = √5) and B at zero, so the wrapped layer is unchanged at step 0. The adapter weights
+keep their own dtype (fp32 by default) and the input is cast to it, as PEFT does, so a half-precision base trains
+an fp32 adapter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus a trainable low-rank update."""
+
+    def __init__(self, base_layer: nn.Linear, r: int, alpha: float, dropout: float) -> None:
+        super().__init__()
+        if r <= 0:
+            raise ValueError(f"adapter.r must be positive (got {r})")
+        self.base_layer = base_layer
+        device = base_layer.weight.device
+        self.lora_A = nn.Linear(base_layer.in_features, r, bias=False, device=device)
+        self.lora_B = nn.Linear(r, base_layer.out_features, bias=False, device=device)
+        self.lora_dropout = nn.Dropout(dropout)
+        self.scaling = alpha / r
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        update = self.lora_B(self.lora_A(self.lora_dropout(x.to(self.lora_A.weight.dtype))))
+        return self.base_layer(x) + (update * self.scaling).to(x.dtype)
+
+
+def wrap(base_layer: nn.Linear, site: str, cfg: Mapping) -> nn.Module:
+    """Wrap one targeted projection; LoRA behaves the same at every site."""
+    return LoRALinear(base_layer, r=int(cfg["r"]), alpha=float(cfg["alpha"]), dropout=float(cfg["dropout"]))

@@ -1,0 +1,80 @@
+"""The site registry: where each named place of a transformer block lives in each model family.
+
+A *site* is an architecture-independent name for a linear projection of a decoder block (``attn.q``, ``mlp.down``,
+...). Adapters and placements speak only in sites; this table turns them into module names, so adding a model
+family is one entry here and one model YAML. Families without a gated MLP simply lack ``mlp.gate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+SITES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to reach the decoder blocks (``layers``, a dotted path from the model root) and, inside one block,
+    the module that implements each site."""
+
+    layers: str
+    sites: dict[str, str]
+
+
+_LLAMA = Architecture(
+    layers="model.layers",
+    sites={
+        "attn.q": "self_attn.q_proj",
+        "attn.k": "self_attn.k_proj",
+        "attn.v": "self_attn.v_proj",
+        "attn.o": "self_attn.o_proj",
+        "mlp.gate": "mlp.gate_proj",
+        "mlp.up": "mlp.up_proj",
+        "mlp.down": "mlp.down_proj",
+    },
+)
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "llama": _LLAMA,
+    "mistral": _LLAMA,
+    "qwen2": _LLAMA,
+    "gptj": Architecture(
+        layers="transformer.h",
+        sites={
+            "attn.q": "attn.q_proj",
+            "attn.k": "attn.k_proj",
+            "attn.v": "attn.v_proj",
+            "attn.o": "attn.out_proj",
+            "mlp.up": "mlp.fc_in",
+            "mlp.down": "mlp.fc_out",
+        },
+    ),
+    "opt": Architecture(
+        layers="model.decoder.layers",
+        sites={
+            "attn.q": "self_attn.q_proj",
+            "attn.k": "self_attn.k_proj",
+            "attn.v": "self_attn.v_proj",
+            "attn.o": "self_attn.out_proj",
+            "mlp.up": "fc1",
+            "mlp.down": "fc2",
+        },
+    ),
+}
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    """The registry entry for a transformers model, looked up by its ``config.model_type``."""
+    model_type = model.config.model_type
+    if model_type not in ARCHITECTURES:
+        raise ValueError(
+            f"model type '{model_type}' has no entry in the site registry (known: {', '.join(sorted(ARCHITECTURES))})"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's list of decoder blocks."""
+    return model.get_submodule(architecture_of(model).layers)

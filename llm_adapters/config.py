@@ -1,0 +1,54 @@
+"""Config-time helpers: the resolvers the Hydra configs use, and checks that run before any model is loaded."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from omegaconf import DictConfig, OmegaConf
+
+from llm_adapters.adapters import KINDS
+from llm_adapters.placement import placement_sites
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def _dirname(text: str) -> str:
+    """A job directory name from Hydra's override string: no path separators, at most 120 characters."""
+    return re.sub(r"[/\\\s]+", "_", text)[:120]
+
+
+def register_resolvers() -> None:
+    """``${uid:}`` is a short random id, fixed for the process (so every job of a sweep shares it) and different for
+    two sweeps started in the same second; ``${dirname:...}`` makes an override string safe as a directory name."""
+    if not OmegaConf.has_resolver("uid"):
+        OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
+    if not OmegaConf.has_resolver("dirname"):
+        OmegaConf.register_new_resolver("dirname", _dirname)
+
+
+def _positive(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is not None and (not isinstance(value, int | float) or value <= 0):
+        raise ConfigError(f"{key} must be a positive number (got {value!r})")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject a config that cannot run, in milliseconds, with one message naming the key."""
+    kind = cfg.adapter.kind
+    if kind not in KINDS:
+        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(KINDS)})")
+    placement_sites(cfg.placement, kind)
+    for key in ("adapter.r", "adapter.alpha", "adapter.bottleneck_size", "train.batch_size", "train.micro_batch_size",
+                "train.epochs", "train.lr", "train.cutoff_len", "train.log_every", "train.max_steps",
+                "eval.batch_size", "eval.num_beams", "eval.max_new_tokens", "eval.max_samples"):
+        _positive(cfg, key)
+    if cfg.train.batch_size % cfg.train.micro_batch_size:
+        raise ConfigError(
+            f"train.micro_batch_size {cfg.train.micro_batch_size} does not divide train.batch_size {cfg.train.batch_size}"
+        )
+    unknown = [name for name in cfg.eval.datasets if name != cfg.dataset.name]
+    if unknown:
+        raise ConfigError(f"eval.datasets: unknown evaluation set(s) {unknown} (available: {cfg.dataset.name})")

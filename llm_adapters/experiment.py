@@ -1,0 +1,138 @@
+"""One job, top to bottom: data → model → adapter → train → evaluate → results.json.
+
+``run`` is the whole recipe as a plain function over the resolved config. Whatever happens, the job leaves a
+results.json (``ok`` or ``failed`` with the reason) and closes its W&B run with a matching exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
+from transformers import set_seed
+
+from llm_adapters import adapters, placement, synthetic, tracking
+from llm_adapters.config import validate
+from llm_adapters.data import tokenize_for_training
+from llm_adapters.evaluation import evaluate_math
+from llm_adapters.models import count_parameters, load_model, load_tokenizer, resolve_device
+from llm_adapters.training import peak_memory_mb, train
+
+log = logging.getLogger(__name__)
+
+
+def _save_adapter(model: Any, cfg: DictConfig, targets: list[placement.Target], directory: Path) -> None:
+    """Adapter weights as safetensors beside a small JSON config naming what they adapt."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(adapters.trainable_state_dict(model), str(directory / "adapter_model.safetensors"))
+    tracking.write_json(
+        directory / "adapter_config.json",
+        {
+            "adapter": OmegaConf.to_container(cfg.adapter, resolve=True),
+            "model": cfg.model.name,
+            "model_type": model.config.model_type,
+            "targets": [t.module_name for t in targets],
+        },
+    )
+
+
+def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, Any]:
+    """Fine-tune and evaluate one adapter as ``cfg`` says; returns what it wrote to ``job_dir/results.json``."""
+    validate(cfg)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    results: dict[str, Any] = {
+        "status": "running",
+        "reason": None,
+        "model": cfg.model.name,
+        "adapter": cfg.adapter.kind,
+        "placement": cfg.placement.name,
+        "dataset": cfg.dataset.name,
+        "seed": cfg.seed,
+        "protocol": "paper",
+        "config": resolved,
+        "versions": tracking.versions(),
+        "git_commit": tracking.git_commit(),
+    }
+    tags = [f"model:{cfg.model.name}", f"adapter:{cfg.adapter.kind}", f"placement:{cfg.placement.name}",
+            f"dataset:{cfg.dataset.name}"]
+    wandb_run = tracking.start_wandb(cfg.logger, resolved, job_dir, group, tags)
+    start = time.perf_counter()
+    try:
+        _fit_and_evaluate(cfg, job_dir, results, wandb_run)
+        results["status"] = "ok"
+    except BaseException as error:
+        results["status"] = "failed"
+        results["reason"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        results["seconds"] = time.perf_counter() - start
+        tracking.write_json(job_dir / "results.json", results)
+        wandb_run.finish(exit_code=0 if results["status"] == "ok" else 1)
+    return results
+
+
+def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], wandb_run: Any) -> None:
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    train_records, test_records = synthetic.generate(
+        cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
+    )
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer)
+    targets = placement.resolve(model, cfg.placement, cfg.adapter.kind)
+    adapters.inject(model, cfg.adapter, targets)
+    model.to(device)
+    results["params"] = count_parameters(model)
+    results["targets"] = len(targets)
+    log.info("%s on %d modules: %d trainable of %d parameters", cfg.adapter.kind, len(targets),
+             results["params"]["trainable"], results["params"]["total"])
+
+    examples = tokenize_for_training(train_records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
+    fit = train(model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, device, on_log=wandb_run.log)
+    results["train"] = {
+        "steps": fit.steps,
+        "examples": len(examples),
+        "loss_history": fit.loss_history,
+        "seconds": fit.seconds,
+        "tokens_per_second": fit.tokens_per_second,
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+    _save_adapter(model, cfg, targets, job_dir / "adapter")
+
+    results["eval"] = {}
+    predictions: list[dict[str, Any]] = []
+    for name in cfg.eval.datasets:
+        records = test_records[: cfg.eval.max_samples] if cfg.eval.max_samples else test_records
+        metrics, rows = evaluate_math(model, tokenizer, records, cfg.eval, device, name)
+        results["eval"][name] = metrics
+        predictions += rows
+    tracking.write_jsonl(job_dir / "predictions.jsonl", predictions)
+
+    wandb_run.summary.update(
+        {f"eval/{name}/accuracy": m["accuracy"] for name, m in results["eval"].items()}
+        | {f"params/{k}": v for k, v in results["params"].items()}
+    )
+
+
+def summary(results: dict[str, Any], job_dir: Path) -> str:
+    """The one-screen report printed at the end of ``python run.py``."""
+    p, t = results["params"], results["train"]
+    history = t["loss_history"]
+    lines = [
+        f"llm-adapters: {results['adapter']} @ {results['placement']} on {results['model']} / {results['dataset']}"
+        f" (seed {results['seed']}, protocol {results['protocol']}): {results['status']}",
+        f"  trainable params  {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%)",
+        f"  train loss        {history[0][1]:.4f} -> {history[-1][1]:.4f} over {t['steps']} steps"
+        f" ({t['seconds']:.1f} s, {t['tokens_per_second']:,.0f} tokens/s)",
+    ]
+    lines += [
+        f"  accuracy          {name}: {m['accuracy']:.1f}% ({m['correct']}/{m['n']}, {m['seconds']:.1f} s)"
+        for name, m in results["eval"].items()
+    ]
+    lines += [f"  total time        {results['seconds']:.1f} s", f"  results           {job_dir / 'results.json'}"]
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Loading a causal LM and its tokenizer: a hub id or local path, or a tiny model built from a config.
+
+Both paths end in the same place (a transformers model and a fast tokenizer padding on the left), so everything
+downstream runs unchanged from the CPU toy to a 13B model on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from llm_adapters.tokenizer import build_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_tokenizer(cfg: Mapping) -> PreTrainedTokenizerBase:
+    """The built-in BPE (``tokenizer: builtin``) or the pretrained tokenizer of ``tokenizer``/``name_or_path``."""
+    if cfg["tokenizer"] == "builtin":
+        tokenizer = build_tokenizer(int(cfg["vocab_size"]))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(
+            cfg["tokenizer"] or cfg["name_or_path"], trust_remote_code=bool(cfg["trust_remote_code"])
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token_id = 0  # what the paper's scripts set for every model
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(cfg: Mapping, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """Pretrained weights from ``name_or_path``, or random weights from ``config`` seeded by ``init_seed``."""
+    if cfg["dtype"] not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)} (got '{cfg['dtype']}')")
+    dtype = DTYPES[cfg["dtype"]]
+    if cfg["name_or_path"]:
+        return AutoModelForCausalLM.from_pretrained(
+            cfg["name_or_path"], dtype=dtype, trust_remote_code=bool(cfg["trust_remote_code"])
+        )
+    arch = dict(cfg["config"])
+    config = AutoConfig.for_model(
+        arch.pop("model_type"),
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **arch,
+    )
+    # The base weights are part of the model, not of the run: a fixed seed keeps them the same across run seeds.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["init_seed"]))
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, float]:
+    """Trainable and total parameters; the percentage is trainable / total, total including the adapter."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total}

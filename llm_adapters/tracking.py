@@ -1,0 +1,82 @@
+"""What a job leaves behind: results.json, predictions.jsonl, and its Weights & Biases run.
+
+results.json is the contract everything downstream reads (tables, figures, resume), so it is written atomically
+(write, then rename) and carries what is needed to trust a number: the resolved config, the code's commit and the
+package versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import wandb
+
+_PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "wandb", "safetensors", "llm-adapters")
+
+
+def versions() -> dict[str, str | None]:
+    """Python and the versions of the packages that decide the numbers."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of this code, with ``-dirty`` when the work tree has uncommitted changes; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """One JSON object per line."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def start_wandb(cfg: Mapping, resolved_config: Mapping, job_dir: Path, group: str | None, tags: list[str]) -> Any:
+    """One W&B run per job, its files inside the job directory. ``mode`` is offline by default (sync later with
+    ``wandb sync``), ``online`` for live dashboards, ``disabled`` for none (a run object whose calls do nothing)."""
+    return wandb.init(
+        project=cfg.get("project"),
+        entity=cfg.get("entity"),
+        mode=cfg["mode"],
+        group=group,
+        job_type=cfg.get("job_type"),
+        tags=tags,
+        name=job_dir.name,
+        dir=str(job_dir),
+        config=dict(resolved_config),
+        reinit="finish_previous",
+        settings=wandb.Settings(silent=True, console="off"),
+    )

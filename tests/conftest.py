@@ -1,0 +1,68 @@
+"""Shared fixtures: composing the project's Hydra configs, the tiny model, and the ../shared data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from llm_adapters.config import register_resolvers
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "datasets" / "llm-adapters"
+
+# Overrides that make a job take seconds: a small training split, a few steps, a few short generations.
+FAST = [
+    "logger=none",
+    "dataset.train_size=64",
+    "dataset.test_size=8",
+    "train.max_steps=6",
+    "train.log_every=2",
+    "train.warmup_steps=2",
+    "eval.max_new_tokens=8",
+]
+
+register_resolvers()
+
+
+def make_config(*overrides: str) -> DictConfig:
+    """The project's config as ``python run.py`` would compose it, with overrides."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The LLM-Adapters data files beside the repository; tests that need them skip when they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (the LLM-Adapters data files live in ../shared beside the repo)")
+    return SHARED_DATA
+
+TINY_CONFIGS = {
+    "llama": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 4,
+              "num_key_value_heads": 2},
+    "mistral": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2},
+    "qwen2": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2},
+    "gptj": {"n_embd": 64, "n_layer": 2, "n_head": 4, "rotary_dim": 8, "n_positions": 128},
+    "opt": {"hidden_size": 64, "ffn_dim": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "word_embed_proj_dim": 64, "max_position_embeddings": 128},
+}
+
+
+def tiny_model(model_type: str, seed: int = 0):
+    """A randomly initialised model of one family, small enough to build in milliseconds."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(model_type, vocab_size=101, **TINY_CONFIGS[model_type])
+    return AutoModelForCausalLM.from_config(config).eval()

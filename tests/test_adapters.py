@@ -1,0 +1,135 @@
+"""Adapters: the paper code's forward formulas, init behaviour, exact trainable counts, and LoRA against PEFT."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from llm_adapters.adapters import inject, trainable_state_dict
+from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
+from llm_adapters.adapters.lora import LoRALinear
+from llm_adapters.models import count_parameters
+from llm_adapters.placement import resolve
+from tests.conftest import TINY_CONFIGS, make_config, tiny_model
+
+LORA = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
+
+
+def bottleneck(kind: str, init: str = "bert", size: int = 16, scaling: object = 1.0) -> dict:
+    return {"kind": kind, "bottleneck_size": size, "non_linearity": "tanh", "scaling": scaling, "dropout": 0.0,
+            "init": init}
+
+
+def llama_site_dims() -> dict[str, tuple[int, int]]:
+    """(in, out) features of each site of the tiny LLaMA, from its config alone."""
+    c = TINY_CONFIGS["llama"]
+    h, i = c["hidden_size"], c["intermediate_size"]
+    kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
+    return {"attn.q": (h, h), "attn.k": (h, kv), "attn.v": (h, kv), "attn.o": (h, h),
+            "mlp.gate": (h, i), "mlp.up": (h, i), "mlp.down": (i, h)}
+
+
+def closed_form(kind: str, sites: list[str], size: int) -> int:
+    """Trainable parameters the paper's formulas give, per layer times layers."""
+    dims, total = llama_site_dims(), 0
+    for site in sites:
+        d_in, d_out = dims[site]
+        if kind == "lora" or kind == "parallel":
+            total += size * (d_in + d_out)
+        else:  # series: a square bottleneck on the input (q/k/v, gate, up) or output (o, down) side
+            dim = d_in if site in {"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"} else d_out
+            total += 2 * dim * size
+    return total * TINY_CONFIGS["llama"]["num_hidden_layers"]
+
+
+@pytest.mark.parametrize("placement", ["attn", "mlp", "both"])
+@pytest.mark.parametrize("kind", ["lora", "series", "parallel"])
+def test_only_adapters_train_and_counts_are_exact(kind, placement):
+    cfg = make_config(f"placement={placement}")
+    model = tiny_model("llama")
+    base_total = sum(p.numel() for p in model.parameters())
+    adapter = LORA if kind == "lora" else bottleneck(kind)
+    inject(model, adapter, resolve(model, cfg.placement, kind))
+    size = adapter.get("r") or adapter["bottleneck_size"]
+    expected = closed_form(kind, list(cfg.placement.presets[kind]), size)
+    params = count_parameters(model)
+    assert params["trainable"] == expected
+    assert params["total"] == base_total + expected
+    trainable = trainable_state_dict(model)
+    assert sum(t.numel() for t in trainable.values()) == expected
+    assert all(("lora_" in name) or (".adapter." in name) for name in trainable)
+
+
+def test_lora_forward_formula_and_zero_start():
+    torch.manual_seed(0)
+    base = nn.Linear(12, 10)
+    layer = LoRALinear(base, r=4, alpha=8, dropout=0.0)
+    x = torch.randn(3, 12)
+    assert torch.equal(layer(x), base(x))  # B starts at zero
+    nn.init.normal_(layer.lora_B.weight)
+    expected = base(x) + 2.0 * x @ layer.lora_A.weight.T @ layer.lora_B.weight.T
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_series_and_parallel_formulas():
+    torch.manual_seed(0)
+    base = nn.Linear(12, 10)
+    x = torch.randn(3, 12)
+
+    def f(adapter, h):
+        return 0.5 * torch.tanh(h @ adapter.adapter_down.weight.T) @ adapter.adapter_up.weight.T
+
+    args = {"size": 4, "non_linearity": "tanh", "scaling": 0.5, "dropout": 0.0, "init": "bert"}
+    inp = SeriesLinear(base, "input", **args)
+    torch.testing.assert_close(inp(x), base(x + f(inp.adapter, x)))
+    out = SeriesLinear(base, "output", **args)
+    torch.testing.assert_close(out(x), base(x) + f(out.adapter, base(x)))
+    par = ParallelLinear(base, **args)
+    torch.testing.assert_close(par(x), base(x) + f(par.adapter, x))
+
+
+@pytest.mark.parametrize("kind", ["series", "parallel"])
+def test_bottleneck_init_lora_is_identity_and_bert_is_not(kind):
+    cfg = make_config("placement=both")
+    reference = tiny_model("llama")
+    ids = torch.randint(0, 101, (2, 9))
+    expected = reference(ids).logits
+    for init, unchanged in (("lora", True), ("bert", False)):
+        model = copy.deepcopy(reference)
+        inject(model, bottleneck(kind, init), resolve(model, cfg.placement, kind))
+        assert torch.allclose(model(ids).logits, expected, atol=1e-6) is unchanged
+
+
+def test_learned_scaling_is_a_trainable_scalar():
+    model = tiny_model("llama")
+    cfg = make_config("placement=mlp")
+    inject(model, bottleneck("series", scaling="learned"), resolve(model, cfg.placement, "series"))
+    scales = [n for n in trainable_state_dict(model) if n.endswith("adapter_scale")]
+    assert len(scales) == 3
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt"])
+def test_lora_equals_peft_lora(model_type):
+    peft = pytest.importorskip("peft")
+    cfg = make_config("placement=both")
+    base = tiny_model(model_type)
+    ours = copy.deepcopy(base)
+    targets = resolve(ours, cfg.placement, "lora")
+    inject(ours, LORA, targets)
+    with torch.no_grad():
+        for p in trainable_state_dict(ours):
+            ours.get_parameter(p).normal_()  # non-zero B so the update matters
+    names = sorted({t.module_name.rsplit(".", 1)[-1] for t in targets})
+    reference = peft.get_peft_model(
+        base, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=names)
+    ).eval()
+    with torch.no_grad():
+        for target in targets:
+            mine = ours.get_submodule(target.module_name)
+            theirs = reference.base_model.model.get_submodule(target.module_name)
+            theirs.lora_A["default"].weight.copy_(mine.lora_A.weight)
+            theirs.lora_B["default"].weight.copy_(mine.lora_B.weight)
+    ids = torch.randint(0, 101, (2, 11))
+    torch.testing.assert_close(ours(ids).logits, reference(ids).logits, atol=1e-5, rtol=0)
+    assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)

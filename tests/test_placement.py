@@ -1,0 +1,71 @@
+"""Placements resolve to exactly the modules the paper's code adapted (reference doc §3, §6.5)."""
+
+import pytest
+
+from llm_adapters.architectures import architecture_of
+from llm_adapters.placement import PlacementError, resolve
+from tests.conftest import make_config, tiny_model
+
+
+def modules(model, placement, kind):
+    """The module names (inside one block) a placement targets in layer 0."""
+    prefix = f"{architecture_of(model).layers}.0."
+    return sorted(t.module_name.removeprefix(prefix) for t in resolve(model, placement, kind) if t.layer == 0)
+
+
+@pytest.mark.parametrize(
+    ("placement", "kind", "expected"),
+    [
+        ("mlp", "series", ["mlp.down_proj"]),
+        ("attn", "series", ["mlp.gate_proj", "mlp.up_proj"]),
+        ("both", "series", ["mlp.down_proj", "mlp.gate_proj", "mlp.up_proj"]),
+        ("mlp", "parallel", ["mlp.down_proj", "mlp.up_proj"]),
+        ("attn", "parallel", ["self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"]),
+        ("mlp", "lora", ["mlp.down_proj", "mlp.up_proj"]),
+        ("attn", "lora", ["self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"]),
+        ("both", "lora", ["mlp.down_proj", "mlp.up_proj", "self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"]),
+        ("best", "series", ["mlp.down_proj"]),
+        ("best", "parallel", ["mlp.down_proj", "mlp.up_proj"]),
+        ("best", "lora", ["mlp.down_proj", "mlp.up_proj", "self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"]),
+    ],
+)
+def test_llama_presets_match_the_paper_code(placement, kind, expected):
+    cfg = make_config(f"placement={placement}")
+    model = tiny_model("llama")
+    assert modules(model, cfg.placement, kind) == expected
+    assert {t.layer for t in resolve(model, cfg.placement, kind)} == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "placement", "kind", "expected"),
+    [
+        ("gptj", "mlp", "series", ["mlp.fc_out"]),
+        ("gptj", "attn", "series", ["mlp.fc_in"]),  # no gate: the first MLP projection only, as the code did
+        ("gptj", "both", "lora", ["attn.k_proj", "attn.q_proj", "attn.v_proj", "mlp.fc_in", "mlp.fc_out"]),
+        ("opt", "mlp", "series", ["fc2"]),
+        ("opt", "mlp", "parallel", ["fc1", "fc2"]),
+        ("mistral", "mlp", "parallel", ["mlp.down_proj", "mlp.up_proj"]),
+        ("qwen2", "attn", "lora", ["self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"]),
+    ],
+)
+def test_other_families(model_type, placement, kind, expected):
+    cfg = make_config(f"placement={placement}")
+    assert modules(tiny_model(model_type), cfg.placement, kind) == expected
+
+
+def test_explicit_sites_and_layers():
+    cfg = make_config("placement.sites=[attn.o,mlp.gate]", "placement.layers=[1]")
+    targets = resolve(tiny_model("llama"), cfg.placement, "parallel")
+    assert [t.module_name for t in targets] == ["model.layers.1.self_attn.o_proj", "model.layers.1.mlp.gate_proj"]
+
+
+def test_meaningless_or_missing_placements_are_clear_errors():
+    model = tiny_model("llama")
+    with pytest.raises(PlacementError, match="placement 'mlp' has no meaning for adapter 'prefix'"):
+        resolve(model, make_config("placement=mlp").placement, "prefix")
+    with pytest.raises(PlacementError, match=r"unknown site\(s\) \['attn.x'\]"):
+        resolve(model, make_config("placement.sites=[attn.x]").placement, "lora")
+    with pytest.raises(PlacementError, match=r"\['mlp.gate'\] do not exist in model type 'gptj'"):
+        resolve(tiny_model("gptj"), make_config("placement.sites=[mlp.gate]").placement, "lora")
+    with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
+        resolve(model, make_config("placement.layers=[0,3]").placement, "lora")

@@ -41,14 +41,26 @@ def validate(cfg: DictConfig) -> None:
     if kind not in KINDS:
         raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(KINDS)})")
     placement_sites(cfg.placement, kind)
-    for key in ("adapter.r", "adapter.alpha", "adapter.bottleneck_size", "train.batch_size", "train.micro_batch_size",
-                "train.epochs", "train.lr", "train.cutoff_len", "train.log_every", "train.max_steps",
-                "eval.batch_size", "eval.num_beams", "eval.max_new_tokens", "eval.max_samples"):
+    for key in (
+        "adapter.r",
+        "adapter.alpha",
+        "adapter.bottleneck_size",
+        "train.batch_size",
+        "train.micro_batch_size",
+        "train.epochs",
+        "train.lr",
+        "train.cutoff_len",
+        "train.log_every",
+        "train.max_steps",
+        "eval.batch_size",
+        "eval.num_beams",
+        "eval.max_new_tokens",
+        "eval.max_samples",
+    ):
         _positive(cfg, key)
-    if cfg.train.batch_size % cfg.train.micro_batch_size:
-        raise ConfigError(
-            f"train.micro_batch_size {cfg.train.micro_batch_size} does not divide train.batch_size {cfg.train.batch_size}"
-        )
+    batch, micro = cfg.train.batch_size, cfg.train.micro_batch_size
+    if batch % micro:
+        raise ConfigError(f"train.micro_batch_size {micro} does not divide train.batch_size {batch}")
     unknown = [name for name in cfg.eval.datasets if name != cfg.dataset.name]
     if unknown:
         raise ConfigError(f"eval.datasets: unknown evaluation set(s) {unknown} (available: {cfg.dataset.name})")

@@ -28,14 +28,16 @@ def tokenize_for_training(
     eos = tokenizer.eos_token_id
     examples = []
     for record in records:
-        ids = tokenizer(training_prompt(record["instruction"], record["output"]), truncation=True, max_length=cutoff_len)[
-            "input_ids"
-        ]
+        ids = tokenizer(
+            training_prompt(record["instruction"], record["output"]), truncation=True, max_length=cutoff_len
+        )["input_ids"]
         if ids[-1] != eos and len(ids) < cutoff_len:
             ids.append(eos)
         labels = list(ids)
         if not train_on_inputs:
-            prompt_len = len(tokenizer(training_prompt(record["instruction"]), truncation=True, max_length=cutoff_len)["input_ids"])
+            prompt_len = len(
+                tokenizer(training_prompt(record["instruction"]), truncation=True, max_length=cutoff_len)["input_ids"]
+            )
             labels[:prompt_len] = [IGNORE_INDEX] * min(prompt_len, len(labels))
         examples.append({"input_ids": ids, "labels": labels})
     return examples

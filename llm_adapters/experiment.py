@@ -58,8 +58,12 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
         "versions": tracking.versions(),
         "git_commit": tracking.git_commit(),
     }
-    tags = [f"model:{cfg.model.name}", f"adapter:{cfg.adapter.kind}", f"placement:{cfg.placement.name}",
-            f"dataset:{cfg.dataset.name}"]
+    tags = [
+        f"model:{cfg.model.name}",
+        f"adapter:{cfg.adapter.kind}",
+        f"placement:{cfg.placement.name}",
+        f"dataset:{cfg.dataset.name}",
+    ]
     wandb_run = tracking.start_wandb(cfg.logger, resolved, job_dir, group, tags)
     start = time.perf_counter()
     try:
@@ -89,8 +93,13 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
     model.to(device)
     results["params"] = count_parameters(model)
     results["targets"] = len(targets)
-    log.info("%s on %d modules: %d trainable of %d parameters", cfg.adapter.kind, len(targets),
-             results["params"]["trainable"], results["params"]["total"])
+    log.info(
+        "%s on %d modules: %d trainable of %d parameters",
+        cfg.adapter.kind,
+        len(targets),
+        results["params"]["trainable"],
+        results["params"]["total"],
+    )
 
     examples = tokenize_for_training(train_records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
     fit = train(model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, device, on_log=wandb_run.log)

@@ -43,7 +43,9 @@ def placement_sites(placement: Mapping, adapter_kind: str) -> tuple[list[str], b
         sites, explicit = list(presets[adapter_kind]), False
     unknown = [s for s in sites if s not in SITES]
     if unknown:
-        raise PlacementError(f"unknown site(s) {unknown} in placement '{placement.get('name')}' (known: {', '.join(SITES)})")
+        raise PlacementError(
+            f"unknown site(s) {unknown} in placement '{placement.get('name')}' (known: {', '.join(SITES)})"
+        )
     return sites, explicit
 
 
@@ -66,5 +68,7 @@ def resolve(model: nn.Module, placement: Mapping, adapter_kind: str) -> list[Tar
         if site in arch.sites
     ]
     if not targets:
-        raise PlacementError(f"placement '{placement.get('name')}' selects no module of model type '{model.config.model_type}'")
+        raise PlacementError(
+            f"placement '{placement.get('name')}' selects no module of model type '{model.config.model_type}'"
+        )
     return targets

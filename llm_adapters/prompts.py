@@ -28,11 +28,7 @@ def training_prompt(instruction: str, output: str = "") -> str:
 
 def evaluation_prompt(instruction: str) -> str:
     """The prompt evaluate.py and commonsense_evaluate.py generated from (ends with a newline and 16 spaces)."""
-    return (
-        f"{_HEADER} \n\n"
-        f"{_INDENT}### Instruction:\n{_INDENT}{instruction}\n\n"
-        f"{_INDENT}### Response:\n{_INDENT}"
-    )
+    return f"{_HEADER} \n\n{_INDENT}### Instruction:\n{_INDENT}{instruction}\n\n{_INDENT}### Response:\n{_INDENT}"
 
 
 def response_text(generation: str) -> str:

@@ -38,8 +38,7 @@ def _total(rng: random.Random) -> tuple[str, str, int]:
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     a, b = rng.randint(2, 30), rng.randint(2, 30)
     question = (
-        f"{name} picked {a} {item} on Monday and {b} {item} on Tuesday. "
-        f"How many {item} did {name} pick in total?"
+        f"{name} picked {a} {item} on Monday and {b} {item} on Tuesday. How many {item} did {name} pick in total?"
     )
     rationale = f"{name} picked {a} and then {b} {item}, so {a} + {b} = {a + b}."
     return question, rationale, a + b
@@ -66,9 +65,7 @@ def _add_sub(rng: random.Random) -> tuple[str, str, int]:
     name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     a, b = rng.randint(2, 20), rng.randint(2, 20)
     c = rng.randint(1, a + b - 1)
-    question = (
-        f"{name} had {a} {item}. {name} found {b} more and then lost {c}. How many {item} does {name} have now?"
-    )
+    question = f"{name} had {a} {item}. {name} found {b} more and then lost {c}. How many {item} does {name} have now?"
     rationale = f"First {a} + {b} = {a + b}. Then {a + b} - {c} = {a + b - c}."
     return question, rationale, a + b - c
 
@@ -113,7 +110,9 @@ def _records(rng: random.Random, two_step_fraction: float) -> Iterator[Record]:
         }
 
 
-def generate(train_size: int, test_size: int, seed: int, two_step_fraction: float = 0.3) -> tuple[list[Record], list[Record]]:
+def generate(
+    train_size: int, test_size: int, seed: int, two_step_fraction: float = 0.3
+) -> tuple[list[Record], list[Record]]:
     """Disjoint train and test splits: no test instruction appears in the training split (nor twice in its split)."""
     if train_size < 1 or test_size < 0:
         raise ValueError(f"dataset sizes must be train_size >= 1, test_size >= 0 (got {train_size}, {test_size})")

@@ -57,7 +57,6 @@ def train(
 ) -> TrainResult:
     """Fine-tune the trainable parameters of ``model`` on tokenized examples; the base stays frozen."""
     batch_size, micro = int(cfg["batch_size"]), int(cfg["micro_batch_size"])
-    accumulation = batch_size // micro
     total_steps = optimizer_steps(len(examples), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))

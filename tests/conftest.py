@@ -45,16 +45,38 @@ def shared_data() -> Path:
         pytest.skip(f"{SHARED_DATA} is absent (the LLM-Adapters data files live in ../shared beside the repo)")
     return SHARED_DATA
 
+
 TINY_CONFIGS = {
-    "llama": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 3, "num_attention_heads": 4,
-              "num_key_value_heads": 2},
-    "mistral": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "num_key_value_heads": 2},
-    "qwen2": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2},
+    "llama": {
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    "mistral": {
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    "qwen2": {
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
     "gptj": {"n_embd": 64, "n_layer": 2, "n_head": 4, "rotary_dim": 8, "n_positions": 128},
-    "opt": {"hidden_size": 64, "ffn_dim": 160, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "word_embed_proj_dim": 64, "max_position_embeddings": 128},
+    "opt": {
+        "hidden_size": 64,
+        "ffn_dim": 160,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "word_embed_proj_dim": 64,
+        "max_position_embeddings": 128,
+    },
 }
 
 

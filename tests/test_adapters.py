@@ -17,8 +17,14 @@ LORA = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
 
 
 def bottleneck(kind: str, init: str = "bert", size: int = 16, scaling: object = 1.0) -> dict:
-    return {"kind": kind, "bottleneck_size": size, "non_linearity": "tanh", "scaling": scaling, "dropout": 0.0,
-            "init": init}
+    return {
+        "kind": kind,
+        "bottleneck_size": size,
+        "non_linearity": "tanh",
+        "scaling": scaling,
+        "dropout": 0.0,
+        "init": init,
+    }
 
 
 def llama_site_dims() -> dict[str, tuple[int, int]]:
@@ -26,8 +32,15 @@ def llama_site_dims() -> dict[str, tuple[int, int]]:
     c = TINY_CONFIGS["llama"]
     h, i = c["hidden_size"], c["intermediate_size"]
     kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
-    return {"attn.q": (h, h), "attn.k": (h, kv), "attn.v": (h, kv), "attn.o": (h, h),
-            "mlp.gate": (h, i), "mlp.up": (h, i), "mlp.down": (i, h)}
+    return {
+        "attn.q": (h, h),
+        "attn.k": (h, kv),
+        "attn.v": (h, kv),
+        "attn.o": (h, h),
+        "mlp.gate": (h, i),
+        "mlp.up": (h, i),
+        "mlp.down": (i, h),
+    }
 
 
 def closed_form(kind: str, sites: list[str], size: int) -> int:

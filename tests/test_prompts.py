@@ -4,8 +4,12 @@ import json
 
 from llm_adapters.prompts import evaluation_prompt, response_text, training_prompt
 
-INSTRUCTION = "There are 7 crayons in the drawer . Mary took 3 crayons out of the drawer . How many crayons are there now ? "
-OUTPUT = "\nA: There were 7 crayons in the drawer. Mary took 3 out, so now there are 7 - 3 = 4 crayons. The answer is 4."
+INSTRUCTION = (
+    "There are 7 crayons in the drawer . Mary took 3 crayons out of the drawer . How many crayons are there now ? "
+)
+OUTPUT = (
+    "\nA: There were 7 crayons in the drawer. Mary took 3 out, so now there are 7 - 3 = 4 crayons. The answer is 4."
+)
 
 TRAIN_EXPECTED = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n"

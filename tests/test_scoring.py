@@ -34,7 +34,13 @@ def test_number_correct_tolerance_and_missing():
 @pytest.mark.parametrize(
     ("name", "correct", "total"),
     # The reference doc's counts for the model-written rationales stored in each test file's `output`.
-    [("AddSub", 370, 395), ("MultiArith", 560, 600), ("SingleEq", 484, 508), ("SVAMP", 803, 1000), ("gsm8k", 771, 1319)],
+    [
+        ("AddSub", 370, 395),
+        ("MultiArith", 560, 600),
+        ("SingleEq", 484, 508),
+        ("SVAMP", 803, 1000),
+        ("gsm8k", 771, 1319),
+    ],
 )
 def test_paper_rule_on_real_test_files(shared_data, name, correct, total):
     records = json.loads((shared_data / "dataset" / name / "test.json").read_text())

@@ -9,8 +9,10 @@ def test_round_trip_and_special_ids():
     assert len(tok) == 512
     assert (tok.convert_tokens_to_ids(["<unk>", "<s>", "</s>"])) == [0, 1, 2]
     assert tok.pad_token_id == 0 and tok.eos_token_id == 2
-    for text in [training_prompt("Ali has 1,205 coins.", "\nA: 1205 - 5 = 1200. The answer is 1200."),
-                 evaluation_prompt("Ünïcödé and tabs\tare fine?")]:
+    for text in [
+        training_prompt("Ali has 1,205 coins.", "\nA: 1205 - 5 = 1200. The answer is 1200."),
+        evaluation_prompt("Ünïcödé and tabs\tare fine?"),
+    ]:
         ids = tok(text)["input_ids"]
         assert ids[0] == tok.bos_token_id
         assert tok.decode(ids, skip_special_tokens=True) == text

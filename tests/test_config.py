@@ -1,0 +1,49 @@
+"""Every config in conf/ composes and validates; bad values are rejected before any model is loaded."""
+
+import pytest
+
+from llm_adapters.config import ConfigError, validate
+from tests.conftest import CONF, make_config
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml"))]
+
+
+def test_groups_are_the_experiment_axes():
+    assert set(GROUPS) >= {"model", "adapter", "placement", "dataset", "train", "eval", "logger"}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes(group, option):
+    cfg = make_config(f"{group}={option}")
+    assert cfg[group] is not None
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("adapter.kind=nope", "adapter.kind 'nope' is unknown"),
+        ("train.micro_batch_size=3", "train.micro_batch_size 3 does not divide train.batch_size 16"),
+        ("train.lr=0", r"train.lr must be a positive number \(got 0\)"),
+        ("train.epochs=-1", r"train.epochs must be a positive number \(got -1\)"),
+        ("adapter.r=0", r"adapter.r must be a positive number \(got 0\)"),
+        ("eval.datasets=[gsm9k]", r"eval.datasets: unknown evaluation set\(s\) \['gsm9k'\]"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make_config(override))
+
+
+def test_tiny_schedule_inherits_the_paper_setup():
+    paper, tiny = make_config("train=paper").train, make_config().train
+    assert (paper.batch_size, paper.micro_batch_size, paper.epochs, paper.lr, paper.warmup_steps) == (
+        16,
+        4,
+        3,
+        3e-4,
+        100,
+    )
+    assert paper.cutoff_len == 256 and paper.train_on_inputs is True
+    assert tiny.batch_size == 16 and tiny.cutoff_len == 256 and tiny.train_on_inputs is True

@@ -1,0 +1,151 @@
+"""One job end to end in process: the results contract, learning with a frozen base, determinism, failure, W&B."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llm_adapters import adapters, placement
+from llm_adapters.data import tokenize_for_training
+from llm_adapters.experiment import run, summary
+from llm_adapters.models import load_model, load_tokenizer
+from llm_adapters.placement import PlacementError
+from llm_adapters.prompts import evaluation_prompt, response_text
+from llm_adapters.scoring import extract_number, number_correct
+from llm_adapters.synthetic import generate
+from llm_adapters.training import train
+from tests.conftest import FAST, make_config
+
+
+def test_job_writes_the_results_contract(tmp_path):
+    cfg = make_config(*FAST)
+    results = run(cfg, tmp_path)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["status"] == "ok" and on_disk["reason"] is None
+    for key in (
+        "config",
+        "model",
+        "adapter",
+        "placement",
+        "dataset",
+        "seed",
+        "params",
+        "train",
+        "eval",
+        "versions",
+        "git_commit",
+    ):
+        assert key in on_disk, key
+    assert on_disk["config"]["adapter"]["r"] == 32 and on_disk["seed"] == 42
+    assert on_disk["params"]["trainable"] > 0 and 0 < on_disk["params"]["trainable_pct"] < 100
+    assert [s for s, _ in on_disk["train"]["loss_history"]] == [2, 4, 6]
+    assert on_disk["train"]["tokens_per_second"] > 0 and on_disk["train"]["peak_memory_mb"] > 0
+    assert on_disk["versions"]["torch"] == torch.__version__
+
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    _, test_records = generate(cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed)
+    assert len(rows) == len(test_records) == 8
+    for row, record in zip(rows, test_records, strict=True):
+        assert row["prompt"] == evaluation_prompt(record["instruction"])
+        assert row["answer"] == record["answer"]
+        assert row["extracted"] == extract_number(response_text(row["generation"]))
+        assert row["correct"] == number_correct(row["extracted"], row["answer"])
+    accuracy = on_disk["eval"]["synthetic_math"]
+    assert accuracy["n"] == 8 and accuracy["accuracy"] == pytest.approx(100 * sum(r["correct"] for r in rows) / 8)
+
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert sum(w.numel() for w in weights.values()) == on_disk["params"]["trainable"]
+    assert "trainable params" in summary(results, tmp_path)
+
+
+def test_training_learns_with_the_base_bit_identical():
+    cfg = make_config("dataset.train_size=256", "train.max_steps=60", "train.log_every=10", "train.warmup_steps=5")
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    adapters.inject(model, cfg.adapter, placement.resolve(model, cfg.placement, cfg.adapter.kind))
+    start = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    records, _ = generate(256, 0, seed=0)
+    examples = tokenize_for_training(records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
+    fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=torch.device("cpu"))
+
+    losses = [loss for _, loss in fit.loss_history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    frozen = {name.replace(".base_layer", ""): p for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen.keys() == before.keys()
+    assert all(torch.equal(frozen[name], before[name]) for name in before)
+    trained = dict(model.named_parameters())
+    assert all(not torch.equal(trained[name], value) for name, value in start.items())
+    assert all(".lora_" in name for name in start)
+
+
+def test_train_on_inputs_false_masks_the_prompt():
+    tokenizer = load_tokenizer(make_config().model)
+    record = generate(1, 0, seed=0)[0][0]
+    full = tokenize_for_training([record], tokenizer, 256, train_on_inputs=True)[0]
+    masked = tokenize_for_training([record], tokenizer, 256, train_on_inputs=False)[0]
+    assert full["input_ids"] == masked["input_ids"] == full["labels"]
+    assert full["input_ids"][-1] == tokenizer.eos_token_id
+    n_masked = masked["labels"].count(-100)
+    assert 0 < n_masked < len(masked["labels"])
+    response = tokenizer.decode(masked["input_ids"][n_masked:], skip_special_tokens=True)
+    assert response.endswith("The answer is " + record["answer"] + ".")
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    first = run(make_config(*FAST), tmp_path / "a")
+    again = run(make_config(*FAST), tmp_path / "b")
+    other = run(make_config(*FAST, "seed=7"), tmp_path / "c")
+    assert first["train"]["loss_history"] == again["train"]["loss_history"]
+    assert first["eval"]["synthetic_math"]["accuracy"] == again["eval"]["synthetic_math"]["accuracy"]
+    assert (tmp_path / "a" / "predictions.jsonl").read_text() == (tmp_path / "b" / "predictions.jsonl").read_text()
+    a = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert first["train"]["loss_history"] != other["train"]["loss_history"]
+
+
+def test_wandb_offline_run_lives_in_the_job_dir(tmp_path):
+    run(make_config(*FAST, "logger=wandb"), tmp_path, group="sweep-x")
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    (record_file,) = run_dir.glob("run-*.wandb")
+    data = record_file.read_bytes()
+    for expected in (
+        b"train/loss",
+        b"train/lr",
+        b"eval/synthetic_math/accuracy",
+        b"params/trainable",
+        b"adapter:lora",
+        b"placement:best",
+        b"model:tiny-llama",
+        b"dataset:synthetic_math",
+        b"sweep-x",
+    ):
+        assert expected in data, expected
+    assert "got exitcode: 0" in (run_dir / "logs" / "debug.log").read_text()
+
+
+def test_failed_job_records_the_reason_and_closes_its_run(tmp_path):
+    with pytest.raises(PlacementError):
+        run(make_config(*FAST, "logger=wandb", "placement.layers=[99]"), tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "failed"
+    assert "placement.layers [99] out of range" in results["reason"]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert "got exitcode: 1" in (run_dir / "logs" / "debug.log").read_text()
+
+
+def test_local_pretrained_directory_loads_through_the_hub_path(tmp_path):
+    """The real loading code (from_pretrained on a path) on a tiny model saved to disk, evaluated zero-shot-free."""
+    cfg = make_config()
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer)
+    model.save_pretrained(tmp_path / "weights")
+    tokenizer.save_pretrained(tmp_path / "weights")
+    results = run(
+        make_config(*FAST, f"model.name_or_path={tmp_path / 'weights'}", "model.tokenizer=null"), tmp_path / "job"
+    )
+    built = run(make_config(*FAST), tmp_path / "built")
+    assert results["params"] == built["params"]
+    assert results["train"]["loss_history"] == built["train"]["loss_history"]

@@ -1,0 +1,77 @@
+"""`python run.py -m adapter=series,parallel,lora placement=mlp,attn` in a subprocess: six jobs, six directories,
+six results.json with the trainable-parameter counts the paper's placements imply for the default model."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FAST, ROOT, make_config
+
+
+def run_py(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
+    env = {**os.environ, "TQDM_DISABLE": "1", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def expected_trainable(adapter: str, placement: str) -> int:
+    """The closed-form count from the default model's dimensions (conf/model/tiny-llama.yaml)."""
+    cfg = make_config(f"adapter={adapter}", f"placement={placement}")
+    m = cfg.model.config
+    h, i, layers = m.hidden_size, m.intermediate_size, m.num_hidden_layers
+    kv = h // m.num_attention_heads * m.num_key_value_heads
+    linear = {
+        "attn.q": (h, h),
+        "attn.k": (h, kv),
+        "attn.v": (h, kv),
+        "mlp.gate": (h, i),
+        "mlp.up": (h, i),
+        "mlp.down": (i, h),
+    }
+    per_layer = 0
+    for site in cfg.placement.presets[adapter]:
+        d_in, d_out = linear[site]
+        if adapter == "lora":
+            per_layer += cfg.adapter.r * (d_in + d_out)
+        elif adapter == "parallel":
+            per_layer += cfg.adapter.bottleneck_size * (d_in + d_out)
+        else:  # series: input side on gate/up (dim = d_in), output side after down (dim = d_out)
+            dim = d_out if site == "mlp.down" else d_in
+            per_layer += 2 * dim * cfg.adapter.bottleneck_size
+    return per_layer * layers
+
+
+def test_six_job_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_py("-m", "adapter=series,parallel,lora", "placement=mlp,attn", f"hydra.sweep.dir={sweep_dir}", *FAST)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    results = {}
+    for path in sorted(sweep_dir.glob("*/results.json")):
+        data = json.loads(path.read_text())
+        assert data["status"] == "ok"
+        name = path.parent.name  # readable: the job number and its overrides
+        assert f"adapter={data['adapter']}," in name and f"placement={data['placement']}," in name
+        results[(data["adapter"], data["placement"])] = data["params"]["trainable"]
+    assert len(results) == 6
+    for (adapter, placement), trainable in results.items():
+        assert trainable == expected_trainable(adapter, placement), (adapter, placement)
+    assert len(set(results.values())) == 6
+
+
+def test_two_sweeps_started_together_do_not_collide(tmp_path):
+    procs = [run_py("-m", "seed=1", *FAST, cwd=tmp_path) for _ in range(2)]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+    sweeps = sorted(tmp_path.glob("multirun/*/*"))
+    assert len(sweeps) == 2
+    assert all(len(list(s.glob("*/results.json"))) == 1 for s in sweeps)

@@ -75,3 +75,19 @@ def test_two_sweeps_started_together_do_not_collide(tmp_path):
     sweeps = sorted(tmp_path.glob("multirun/*/*"))
     assert len(sweeps) == 2
     assert all(len(list(s.glob("*/results.json"))) == 1 for s in sweeps)
+
+
+def test_embedded_default_learns(tmp_path):
+    """`python run.py` with no overrides, as the README's first command runs it (W&B offline included)."""
+    proc = run_py(cwd=tmp_path)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    (results_file,) = tmp_path.glob("outputs/*/*/results.json")
+    results = json.loads(results_file.read_text())
+    assert results["status"] == "ok" and results["adapter"] == "lora" and results["model"] == "tiny-llama"
+    history = results["train"]["loss_history"]
+    assert history[-1][1] < 0.7 * history[0][1], history
+    assert results["eval"]["synthetic_math"]["n"] == 100
+    assert (results_file.parent / "predictions.jsonl").read_text().count("\n") == 100
+    assert list(results_file.parent.glob("wandb/offline-run-*"))
+    assert "trainable params" in out and "accuracy" in out

@@ -51,17 +51,27 @@ def expected_trainable(adapter: str, placement: str) -> int:
 
 def test_six_job_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_py("-m", "adapter=series,parallel,lora", "placement=mlp,attn", f"hydra.sweep.dir={sweep_dir}", *FAST)
+    proc = run_py(
+        "-m",
+        "adapter=series,parallel,lora",
+        "placement=mlp,attn",
+        f"hydra.sweep.dir={sweep_dir}",
+        *FAST,
+        "logger=wandb",
+    )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
-    results = {}
+    results, wandb_ids = {}, set()
     for path in sorted(sweep_dir.glob("*/results.json")):
+        (wandb_run,) = path.parent.glob("wandb/offline-run-*")  # one W&B run per job, grouped by the sweep
+        wandb_ids.add(wandb_run.name.rsplit("-", 1)[-1])
+        assert f"{sweep_dir.parent.name}/{sweep_dir.name}".encode() in next(wandb_run.glob("*.wandb")).read_bytes()
         data = json.loads(path.read_text())
         assert data["status"] == "ok"
         name = path.parent.name  # readable: the job number and its overrides
         assert f"adapter={data['adapter']}," in name and f"placement={data['placement']}," in name
         results[(data["adapter"], data["placement"])] = data["params"]["trainable"]
-    assert len(results) == 6
+    assert len(results) == 6 and len(wandb_ids) == 6
     for (adapter, placement), trainable in results.items():
         assert trainable == expected_trainable(adapter, placement), (adapter, placement)
     assert len(set(results.values())) == 6

@@ -8,7 +8,9 @@ import secrets
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters.adapters import KINDS
+from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.placement import placement_sites
+from llm_adapters.scoring import CHOICE_RULES
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,19 @@ def validate(cfg: DictConfig) -> None:
     batch, micro = cfg.train.batch_size, cfg.train.micro_batch_size
     if batch % micro:
         raise ConfigError(f"train.micro_batch_size {micro} does not divide train.batch_size {batch}")
-    unknown = [name for name in cfg.eval.datasets if name != cfg.dataset.name]
+    if cfg.dataset.source not in ("synthetic", "file"):
+        raise ConfigError(f"dataset.source must be 'synthetic' or 'file' (got '{cfg.dataset.source}')")
+    held_out = [cfg.dataset.name] if cfg.dataset.source == "synthetic" else []
+    unknown = [name for name in cfg.eval.datasets if name not in EVAL_SETS and name not in held_out]
     if unknown:
-        raise ConfigError(f"eval.datasets: unknown evaluation set(s) {unknown} (available: {cfg.dataset.name})")
+        raise ConfigError(
+            f"eval.datasets: unknown evaluation set(s) {unknown} (known: {', '.join([*held_out, *EVAL_SETS])})"
+        )
+    if "mawps" in cfg.eval.datasets and not cfg.protocol.score_mawps:
+        raise ConfigError(
+            "eval.datasets has mawps, which the paper's evaluate.py cannot score: "
+            "use protocol=fixed or protocol.score_mawps=true"
+        )
+    rule = cfg.protocol.choice_extraction
+    if rule not in CHOICE_RULES:
+        raise ConfigError(f"protocol.choice_extraction must be one of {', '.join(CHOICE_RULES)} (got '{rule}')")

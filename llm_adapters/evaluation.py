@@ -1,7 +1,9 @@
-"""Evaluation by generation: batched beam search with left padding and an attention mask, then the scoring rule.
+"""Evaluation by generation: batched beam search with left padding and an attention mask, then the set's scoring
+rule.
 
 Prompts are sorted by length before batching so a batch wastes little on padding; predictions come back in the
-original order.
+original order. Two switches of the protocol reproduce defects of the paper's scripts: adapter dropout left active
+while generating, and commonsense batches generated without an attention mask (the padding is attended).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from llm_adapters.prompts import evaluation_prompt, response_text
-from llm_adapters.scoring import extract_number, number_correct
+from llm_adapters.adapters import set_adapter_dropout
+from llm_adapters.datasets import EvalSet, Record
+from llm_adapters.prompts import evaluation_prompt
+from llm_adapters.scoring import score
 
 
 @torch.inference_mode()
@@ -24,10 +28,14 @@ def generate(
     prompts: Sequence[str],
     cfg: Mapping,
     device: torch.device,
+    attention_mask: bool = True,
     desc: str = "eval",
 ) -> list[str]:
-    """The generated continuation of each prompt (special tokens dropped), in prompt order."""
-    model.eval()
+    """The generated continuation of each prompt (special tokens dropped), in prompt order.
+
+    ``attention_mask=False`` hands generate an all-ones mask, so left padding is attended as in
+    commonsense_evaluate.py, which passed only the input ids.
+    """
     model.config.use_cache = True
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
@@ -36,6 +44,8 @@ def generate(
     for first in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", dynamic_ncols=True):
         ids = order[first : first + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in ids]}, return_tensors="pt").to(device)
+        if not attention_mask:
+            batch["attention_mask"] = torch.ones_like(batch["attention_mask"])
         generated = model.generate(
             **batch,
             do_sample=False,
@@ -50,36 +60,26 @@ def generate(
     return outputs
 
 
-def evaluate_math(
+def evaluate_set(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    records: Sequence[Mapping[str, str]],
+    spec: EvalSet,
+    records: Sequence[Record],
     cfg: Mapping,
+    protocol: Mapping,
     device: torch.device,
-    name: str,
 ) -> tuple[dict[str, float], list[dict[str, object]]]:
-    """Accuracy (percent) on a numeric-answer set, and one prediction row per record."""
+    """Accuracy on one evaluation set, and one prediction row per record."""
     start = time.perf_counter()
+    model.eval()
+    set_adapter_dropout(model, active=bool(protocol["eval_adapter_dropout"]))
+    mask = spec.domain != "commonsense" or bool(protocol["commonsense_attention_mask"])
     prompts = [evaluation_prompt(r["instruction"]) for r in records]
-    generations = generate(model, tokenizer, prompts, cfg, device, desc=f"eval {name}")
-    rows = []
-    for index, (record, prompt, generation) in enumerate(zip(records, prompts, generations, strict=True)):
-        extracted = extract_number(response_text(generation))
-        rows.append(
-            {
-                "id": f"{name}/{index}",
-                "prompt": prompt,
-                "generation": generation,
-                "extracted": extracted,
-                "answer": record["answer"],
-                "correct": number_correct(extracted, record["answer"]),
-            }
-        )
-    correct = sum(row["correct"] for row in rows)
-    metrics = {
-        "accuracy": 100.0 * correct / len(rows) if rows else 0.0,
-        "n": len(rows),
-        "correct": correct,
-        "seconds": time.perf_counter() - start,
-    }
+    generations = generate(model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"eval {spec.name}")
+    metrics, scored = score(generations, [r["answer"] for r in records], spec, protocol)
+    rows = [
+        {"id": f"{spec.name}/{index}", "prompt": prompt, **row}
+        for index, (prompt, row) in enumerate(zip(prompts, scored, strict=True))
+    ]
+    metrics["seconds"] = time.perf_counter() - start
     return metrics, rows

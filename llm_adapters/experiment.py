@@ -18,7 +18,8 @@ from transformers import set_seed
 from llm_adapters import adapters, placement, synthetic, tracking
 from llm_adapters.config import validate
 from llm_adapters.data import tokenize_for_training
-from llm_adapters.evaluation import evaluate_math
+from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, data_dir, load_records, overlap
+from llm_adapters.evaluation import evaluate_set
 from llm_adapters.models import count_parameters, load_model, load_tokenizer, resolve_device
 from llm_adapters.training import peak_memory_mb, train
 
@@ -53,7 +54,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
         "placement": cfg.placement.name,
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
-        "protocol": "paper",
+        "protocol": resolved["protocol"],
         "config": resolved,
         "versions": tracking.versions(),
         "git_commit": tracking.git_commit(),
@@ -80,12 +81,42 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
     return results
 
 
+def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, list[Record]]]]:
+    """The training records and each whole evaluation set, all read and validated before any model loads."""
+    held_out: list[Record] = []
+    if cfg.dataset.source == "synthetic":
+        train_records, held_out = synthetic.generate(
+            cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
+        )
+    else:
+        train_records = load_records(data_dir(cfg.data_dir) / cfg.dataset.path)
+    eval_sets = {}
+    for name in cfg.eval.datasets:
+        if name in EVAL_SETS:
+            spec = EVAL_SETS[name]
+            records = load_records(data_dir(cfg.data_dir) / spec.path, spec)
+        else:  # the synthetic dataset's own held-out split (config validation allows nothing else)
+            spec, records = EvalSet(name, "", "math", "number"), held_out
+        eval_sets[name] = (spec, records)
+    return train_records, eval_sets
+
+
 def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], wandb_run: Any) -> None:
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    train_records, test_records = synthetic.generate(
-        cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
-    )
+    train_records, eval_sets = load_data(cfg)
+    results["contamination"] = {name: overlap(train_records, records) for name, (_, records) in eval_sets.items()}
+    for name, found in results["contamination"].items():
+        if found["percent"] > 1.0:
+            log.warning(
+                "%s: %d of %d test questions (%.1f%%) also appear in the training set %s",
+                name,
+                found["overlap"],
+                found["n"],
+                found["percent"],
+                cfg.dataset.name,
+            )
+
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer)
     targets = placement.resolve(model, cfg.placement, cfg.adapter.kind)
@@ -115,9 +146,9 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
 
     results["eval"] = {}
     predictions: list[dict[str, Any]] = []
-    for name in cfg.eval.datasets:
-        records = test_records[: cfg.eval.max_samples] if cfg.eval.max_samples else test_records
-        metrics, rows = evaluate_math(model, tokenizer, records, cfg.eval, device, name)
+    for name, (spec, records) in eval_sets.items():
+        subset = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
+        metrics, rows = evaluate_set(model, tokenizer, spec, subset, cfg.eval, cfg.protocol, device)
         results["eval"][name] = metrics
         predictions += rows
     tracking.write_jsonl(job_dir / "predictions.jsonl", predictions)
@@ -134,7 +165,7 @@ def summary(results: dict[str, Any], job_dir: Path) -> str:
     history = t["loss_history"]
     lines = [
         f"llm-adapters: {results['adapter']} @ {results['placement']} on {results['model']} / {results['dataset']}"
-        f" (seed {results['seed']}, protocol {results['protocol']}): {results['status']}",
+        f" (seed {results['seed']}, protocol {results['protocol']['name']}): {results['status']}",
         f"  trainable params  {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%)",
         f"  train loss        {history[0][1]:.4f} -> {history[-1][1]:.4f} over {t['steps']} steps"
         f" ({t['seconds']:.1f} s, {t['tokens_per_second']:,.0f} tokens/s)",

@@ -41,3 +41,16 @@ def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) ->
 def trainable_state_dict(model: nn.Module) -> dict[str, object]:
     """The trainable parameters by name: what an adapter checkpoint holds."""
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def set_adapter_dropout(model: nn.Module, active: bool) -> None:
+    """Switch the dropout inside every adapter on or off, whatever mode the rest of the model is in.
+
+    The paper's evaluate.py put the model in eval mode only on its CPU path, so on GPUs the freshly loaded adapter
+    layers generated with dropout on; protocol=paper reproduces that, protocol=fixed turns it off.
+    """
+    for module in model.modules():
+        if hasattr(module, "base_layer"):
+            for name, child in module.named_modules():
+                if isinstance(child, nn.Dropout) and not name.startswith("base_layer"):
+                    child.train(active)

@@ -18,16 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "datasets" / "llm-adapters"
 
-# Overrides that make a job take seconds: a small training split, a few steps, a few short generations.
-FAST = [
-    "logger=none",
-    "dataset.train_size=64",
-    "dataset.test_size=8",
-    "train.max_steps=6",
-    "train.log_every=2",
-    "train.warmup_steps=2",
-    "eval.max_new_tokens=8",
-]
+# Overrides that make a job take seconds: a few steps, a few short generations (and for the synthetic data, a
+# small training split).
+QUICK = ["logger=none", "train.max_steps=6", "train.log_every=2", "train.warmup_steps=2", "eval.max_new_tokens=8"]
+FAST = [*QUICK, "dataset.train_size=64", "dataset.test_size=8"]
 
 register_resolvers()
 

@@ -36,6 +36,9 @@ def test_every_option_composes(group, option):
         ("train.epochs=-1", r"train.epochs must be a positive number \(got -1\)"),
         ("adapter.r=0", r"adapter.r must be a positive number \(got 0\)"),
         ("eval.datasets=[gsm9k]", r"eval.datasets: unknown evaluation set\(s\) \['gsm9k'\]"),
+        ("eval=math_mawps", "eval.datasets has mawps, which the paper's evaluate.py cannot score"),
+        ("dataset=math_10k", r"unknown evaluation set\(s\) \['synthetic_math'\]"),
+        ("protocol.choice_extraction=last", "protocol.choice_extraction must be one of first_capital, option"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

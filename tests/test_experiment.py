@@ -1,6 +1,7 @@
 """One job end to end in process: the results contract, learning with a frozen base, determinism, failure, W&B."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from llm_adapters.prompts import evaluation_prompt, response_text
 from llm_adapters.scoring import extract_number, number_correct
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
-from tests.conftest import FAST, make_config
+from tests.conftest import FAST, QUICK, make_config
 
 
 def test_job_writes_the_results_contract(tmp_path):
@@ -111,6 +112,11 @@ def test_wandb_offline_run_lives_in_the_job_dir(tmp_path):
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     (record_file,) = run_dir.glob("run-*.wandb")
     data = record_file.read_bytes()
+    for _ in range(40):  # the W&B service may still be writing the file just after finish() returns
+        if b"train/loss" in data:
+            break
+        time.sleep(0.5)
+        data = record_file.read_bytes()
     for expected in (
         b"train/loss",
         b"train/lr",
@@ -149,3 +155,24 @@ def test_local_pretrained_directory_loads_through_the_hub_path(tmp_path):
     built = run(make_config(*FAST), tmp_path / "built")
     assert results["params"] == built["params"]
     assert results["train"]["loss_history"] == built["train"]["loss_history"]
+
+
+def test_job_on_the_paper_files_reports_contamination(shared_data, tmp_path):
+    cfg = make_config(
+        *QUICK, f"data_dir={shared_data}", "dataset=math_data", "eval.datasets=[aqua,gsm8k,boolq]", "eval.max_samples=3"
+    )
+    results = run(cfg, tmp_path)
+    assert results["protocol"]["name"] == "paper" and results["protocol"]["choice_extraction"] == "first_capital"
+    assert results["train"]["examples"] == 3260
+    assert {name: m["n"] for name, m in results["eval"].items()} == {"aqua": 3, "gsm8k": 3, "boolq": 3}
+    assert results["contamination"]["aqua"] == {"overlap": 203, "n": 254, "percent": 100 * 203 / 254}
+    assert results["contamination"]["gsm8k"]["overlap"] == 1055 and results["contamination"]["boolq"]["overlap"] == 0
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == [f"{s}/{i}" for s in ("aqua", "gsm8k", "boolq") for i in range(3)]
+
+
+def test_bad_data_dir_fails_before_the_model_loads(tmp_path):
+    with pytest.raises(ValueError, match=r"data_dir .*nowhere is not a directory"):
+        run(make_config(*FAST, f"data_dir={tmp_path / 'nowhere'}", "eval.datasets=[gsm8k]"), tmp_path / "job")
+    results = json.loads((tmp_path / "job" / "results.json").read_text())
+    assert results["status"] == "failed" and "params" not in results

@@ -1,0 +1,85 @@
+"""The paper's files load and validate; bad files fail with one line naming file and record; contamination counts."""
+
+import json
+
+import pytest
+
+from llm_adapters.datasets import EVAL_SETS, DataError, load_records, overlap
+
+# Record counts of the shared snapshot (its README); hellaswag's test file is not in the snapshot.
+COUNTS = {
+    "gsm8k": 1319,
+    "svamp": 1000,
+    "multiarith": 600,
+    "singleeq": 508,
+    "addsub": 395,
+    "aqua": 254,
+    "mawps": 238,
+    "mathqa": 2985,
+    "boolq": 3270,
+    "piqa": 1838,
+    "siqa": 1954,
+    "winogrande": 1267,
+    "arc_e": 2376,
+    "arc_c": 1172,
+    "obqa": 500,
+}
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_every_shared_eval_set_loads_and_validates(shared_data, name):
+    spec = EVAL_SETS[name]
+    assert len(load_records(shared_data / spec.path, spec)) == COUNTS[name]
+
+
+def test_missing_file_is_a_one_line_error(shared_data):
+    with pytest.raises(DataError, match=r"hellaswag/test.json: no such file"):
+        load_records(shared_data / EVAL_SETS["hellaswag"].path, EVAL_SETS["hellaswag"])
+
+
+@pytest.mark.parametrize(
+    ("content", "spec", "message"),
+    [
+        ("", None, r"not valid JSON \(Expecting value at line 1\)"),
+        ("[]", None, "the file holds no records"),
+        ('{"instruction": "x"}', None, "expected a JSON list of records, found dict"),
+        (
+            '[{"instruction": "q", "output": "o", "answer": "1"}, {"instruction": "q", "output": "o"}]',
+            None,
+            "record 1: missing 'answer'",
+        ),
+        ('[{"instruction": "q", "output": "o", "answer": 4}]', None, "record 0: 'answer' must be a string, found int"),
+        ('[{"instruction": " ", "output": "o", "answer": "4"}]', None, "record 0: empty 'instruction'"),
+        ('[{"instruction": "q", "input": "ctx", "output": "o", "answer": "4"}]', None, "record 0: non-empty 'input'"),
+        ('[{"instruction": "q", "output": "o", "answer": "four"}]', "gsm8k", "record 0: answer 'four' is not a number"),
+        (
+            '[{"instruction": "q", "output": "o", "answer": "F"}]',
+            "aqua",
+            "record 0: answer 'F' is not one of A/B/C/D/E",
+        ),
+        ('[{"instruction": "q", "output": "o", "answer": "True"}]', "boolq", "answer 'True' is not one of true/false"),
+    ],
+)
+def test_bad_files_name_file_and_record(tmp_path, content, spec, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as error:
+        load_records(path, EVAL_SETS[spec] if spec else None)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+# Reference doc §9: math_data.json holds ~80% of every math test set (overlap by normalised instruction).
+LEAKED = {"aqua": 203, "addsub": 316, "multiarith": 491, "singleeq": 406, "svamp": 800, "gsm8k": 1055, "mawps": 54}
+
+
+def test_math_data_contamination_matches_the_reference(shared_data):
+    train = json.loads((shared_data / "ft-training_set" / "math_data.json").read_text())
+    for name, expected in LEAKED.items():
+        test = load_records(shared_data / EVAL_SETS[name].path, EVAL_SETS[name])
+        assert overlap(train, test)["overlap"] == expected, name
+
+
+def test_overlap_normalises_case_and_whitespace():
+    train = [{"instruction": "Tom has  3 apples.\n"}]
+    test = [{"instruction": "tom has 3 apples.\n "}, {"instruction": "Tom has 4 apples."}]
+    assert overlap(train, test) == {"overlap": 1, "n": 2, "percent": 50.0}

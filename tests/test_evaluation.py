@@ -1,0 +1,87 @@
+"""Generation: batched equals one at a time; the protocol's switches do what they name."""
+
+import copy
+
+import pytest
+import torch
+
+from llm_adapters import adapters, placement
+from llm_adapters.adapters import set_adapter_dropout
+from llm_adapters.datasets import EVAL_SETS
+from llm_adapters.evaluation import evaluate_set, generate
+from llm_adapters.models import load_model, load_tokenizer
+from llm_adapters.prompts import evaluation_prompt
+from llm_adapters.synthetic import generate as synthetic
+from tests.conftest import make_config
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = make_config()
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer)
+    adapters.inject(model, cfg.adapter, placement.resolve(model, cfg.placement, "lora"))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)  # a non-trivial adapter
+    return model.eval(), tokenizer
+
+
+# Prompts of different lengths, so batches are padded.
+RECORDS = synthetic(12, 0, seed=5)[0]
+PROMPTS = [evaluation_prompt(r["instruction"]) for r in RECORDS]
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_batched_generation_equals_one_at_a_time(tiny, num_beams):
+    model, tokenizer = tiny
+    set_adapter_dropout(model, active=False)
+    one = generate(model, tokenizer, PROMPTS, {"batch_size": 1, "num_beams": num_beams, "max_new_tokens": 12}, CPU)
+    many = generate(model, tokenizer, PROMPTS, {"batch_size": 6, "num_beams": num_beams, "max_new_tokens": 12}, CPU)
+    assert len({len(tokenizer(p)["input_ids"]) for p in PROMPTS}) > 1
+    assert one == many
+
+
+def test_adapter_dropout_switch(tiny):
+    model, _ = tiny
+    dropouts = [m.lora_dropout for m in model.modules() if hasattr(m, "lora_dropout")]
+    set_adapter_dropout(model, active=True)
+    assert all(d.training for d in dropouts) and not model.training
+    set_adapter_dropout(model, active=False)
+    assert not any(d.training for d in dropouts)
+
+
+def test_protocols_set_their_switches():
+    paper, fixed = make_config().protocol, make_config("protocol=fixed").protocol
+    assert (paper.choice_extraction, paper.eval_adapter_dropout, paper.commonsense_attention_mask) == (
+        "first_capital",
+        True,
+        False,
+    )
+    assert (fixed.choice_extraction, fixed.eval_adapter_dropout, fixed.commonsense_attention_mask) == (
+        "option",
+        False,
+        True,
+    )
+    assert make_config().train.train_on_inputs is True
+    assert make_config("protocol=fixed").train.train_on_inputs is False
+    assert make_config("protocol=fixed", "train.train_on_inputs=true").train.train_on_inputs is True
+
+
+def test_commonsense_without_mask_attends_to_padding(tiny):
+    """protocol=paper generates commonsense batches with the padding attended: outputs of padded prompts change."""
+    model, tokenizer = tiny
+    records = [{**r, "answer": "true"} for r in RECORDS]
+    cfg = {"batch_size": 12, "num_beams": 1, "max_new_tokens": 8}
+    runs = {}
+    for name in ("paper", "fixed"):
+        protocol = copy.deepcopy(make_config(f"protocol={name}").protocol)
+        protocol.eval_adapter_dropout = False
+        _, rows = evaluate_set(model, tokenizer, EVAL_SETS["boolq"], records, cfg, protocol, CPU)
+        runs[name] = [row["generation"] for row in rows]
+    one = generate(model, tokenizer, PROMPTS, {**cfg, "batch_size": 1}, CPU)
+    assert runs["fixed"] == one
+    assert runs["paper"] != one

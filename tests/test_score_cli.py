@@ -1,0 +1,46 @@
+"""`python -m llm_adapters.score`: re-scoring saved generations without a model, with the job's rules."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def score_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llm_adapters.score", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_aqua_paper_and_fixed_on_the_test_file(shared_data, tmp_path):
+    aqua = shared_data / "dataset" / "AQuA" / "test.json"
+    paper = score_cli("--dataset", "aqua", "--predictions", str(aqua))
+    assert paper.returncode == 0, paper.stderr
+    assert json.loads(paper.stdout) == {"accuracy": 100 * 109 / 254, "n": 254, "correct": 109}
+    fixed = score_cli("--dataset", "aqua", "--predictions", str(aqua), "--protocol", "fixed")
+    assert json.loads(fixed.stdout)["correct"] == 123
+
+
+def test_jsonl_with_generation_and_write(tmp_path):
+    predictions = tmp_path / "preds.jsonl"
+    lines = [
+        {"generation": "5 + 3 = 8. The answer is 8.", "answer": "8"},
+        {"generation": "It is 1,000 - 1 = 999", "answer": "999.0"},
+        {"output": "no idea", "answer": "3"},
+    ]
+    predictions.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = score_cli("--dataset", "gsm8k", "--predictions", str(predictions), "--write", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["correct"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["extracted"] for row in rows] == [8.0, 999.0, None]
+    assert [row["correct"] for row in rows] == [True, True, False]
+
+
+def test_bad_predictions_file_is_one_line_on_stderr(tmp_path):
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text(json.dumps({"generation": "8"}) + "\n")
+    result = score_cli("--dataset", "gsm8k", "--predictions", str(predictions))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {predictions}: record 0: needs 'answer' and 'output' or 'generation'"

@@ -7,7 +7,7 @@ import secrets
 
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters.adapters import KINDS
+from llm_adapters.adapters import BASELINES, KINDS
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.placement import placement_sites
 from llm_adapters.scoring import CHOICE_RULES
@@ -40,9 +40,10 @@ def _positive(cfg: DictConfig, key: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Reject a config that cannot run, in milliseconds, with one message naming the key."""
     kind = cfg.adapter.kind
-    if kind not in KINDS:
-        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(KINDS)})")
-    placement_sites(cfg.placement, kind)
+    if kind not in KINDS and kind not in BASELINES:
+        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join([*KINDS, *BASELINES])})")
+    if kind not in BASELINES:
+        placement_sites(cfg.placement, kind)
     for key in (
         "adapter.r",
         "adapter.alpha",

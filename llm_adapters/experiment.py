@@ -21,7 +21,7 @@ from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, data_dir, load_records, overlap
 from llm_adapters.evaluation import evaluate_set
 from llm_adapters.models import count_parameters, load_model, load_tokenizer, resolve_device
-from llm_adapters.training import peak_memory_mb, train
+from llm_adapters.training import TrainResult, peak_memory_mb, train
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
         "reason": None,
         "model": cfg.model.name,
         "adapter": cfg.adapter.kind,
-        "placement": cfg.placement.name,
+        "placement": None if cfg.adapter.kind in adapters.BASELINES else cfg.placement.name,
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "protocol": resolved["protocol"],
@@ -62,7 +62,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
     tags = [
         f"model:{cfg.model.name}",
         f"adapter:{cfg.adapter.kind}",
-        f"placement:{cfg.placement.name}",
+        f"placement:{results['placement']}",
         f"dataset:{cfg.dataset.name}",
     ]
     wandb_run = tracking.start_wandb(cfg.logger, resolved, job_dir, group, tags)
@@ -119,8 +119,7 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
 
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer)
-    targets = placement.resolve(model, cfg.placement, cfg.adapter.kind)
-    adapters.inject(model, cfg.adapter, targets)
+    targets = adapters.prepare(model, cfg.adapter, cfg.placement)
     model.to(device)
     results["params"] = count_parameters(model)
     results["targets"] = len(targets)
@@ -133,7 +132,11 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
     )
 
     examples = tokenize_for_training(train_records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
-    fit = train(model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, device, on_log=wandb_run.log)
+    if results["params"]["trainable"]:
+        fit = train(model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, device, on_log=wandb_run.log)
+        _save_adapter(model, cfg, targets, job_dir / "adapter")
+    else:  # adapter=none: the base model zero-shot
+        fit = TrainResult(steps=0, seconds=0.0, tokens=0)
     results["train"] = {
         "steps": fit.steps,
         "examples": len(examples),
@@ -142,7 +145,6 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
         "tokens_per_second": fit.tokens_per_second,
         "peak_memory_mb": peak_memory_mb(device),
     }
-    _save_adapter(model, cfg, targets, job_dir / "adapter")
 
     results["eval"] = {}
     predictions: list[dict[str, Any]] = []
@@ -168,7 +170,9 @@ def summary(results: dict[str, Any], job_dir: Path) -> str:
         f" (seed {results['seed']}, protocol {results['protocol']['name']}): {results['status']}",
         f"  trainable params  {p['trainable']:,} of {p['total']:,} ({p['trainable_pct']:.3f}%)",
         f"  train loss        {history[0][1]:.4f} -> {history[-1][1]:.4f} over {t['steps']} steps"
-        f" ({t['seconds']:.1f} s, {t['tokens_per_second']:,.0f} tokens/s)",
+        f" ({t['seconds']:.1f} s, {t['tokens_per_second']:,.0f} tokens/s)"
+        if history
+        else "  train             none (the base model, zero-shot)",
     ]
     lines += [
         f"  accuracy          {name}: {m['accuracy']:.1f}% ({m['correct']}/{m['n']}, {m['seconds']:.1f} s)"

@@ -176,3 +176,23 @@ def test_bad_data_dir_fails_before_the_model_loads(tmp_path):
         run(make_config(*FAST, f"data_dir={tmp_path / 'nowhere'}", "eval.datasets=[gsm8k]"), tmp_path / "job")
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     assert results["status"] == "failed" and "params" not in results
+
+
+def test_zero_shot_base_model_on_real_test_files(shared_data, tmp_path):
+    """adapter=none evaluates the frozen base model through the same path: no training, no adapter saved."""
+    cfg = make_config(
+        *FAST, "adapter=none", f"data_dir={shared_data}", "eval.datasets=[addsub,aqua,piqa]", "eval.max_samples=4"
+    )
+    results = run(cfg, tmp_path)
+    assert results["params"]["trainable"] == 0 and results["placement"] is None
+    assert results["train"]["steps"] == 0 and results["train"]["loss_history"] == []
+    assert {name: m["n"] for name, m in results["eval"].items()} == {"addsub": 4, "aqua": 4, "piqa": 4}
+    assert not (tmp_path / "adapter").exists()
+    assert "zero-shot" in summary(results, tmp_path)
+
+
+def test_full_fine_tuning_trains_every_parameter(tmp_path):
+    results = run(make_config(*FAST, "adapter=full"), tmp_path)
+    assert results["params"]["trainable"] == results["params"]["total"]
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert sum(w.numel() for w in weights.values()) == results["params"]["total"]

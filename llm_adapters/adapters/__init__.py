@@ -1,8 +1,9 @@
 """The adapter family behind one small interface: a kind is a function that wraps one frozen projection.
 
 ``KINDS`` maps each ``adapter.kind`` to ``wrap(base_layer, site, cfg) -> nn.Module``; ``inject`` freezes the model
-and swaps every placement target for its wrapper, so only adapter parameters are left trainable. The model code
-never learns which kind it carries.
+and swaps every placement target for its wrapper, so only adapter parameters are left trainable. Every wrapper keeps
+the frozen projection as ``base_layer``. The model code never learns which kind it carries. The two baselines need
+no placement: ``none`` evaluates the frozen base model zero-shot, ``full`` fine-tunes every parameter.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from torch import nn
 
 from llm_adapters.adapters import bottleneck, lora
-from llm_adapters.placement import Target
+from llm_adapters.placement import Target, resolve
 
 Wrap = Callable[[nn.Linear, str, Mapping], nn.Module]
 
@@ -21,6 +22,20 @@ KINDS: dict[str, Wrap] = {
     "series": bottleneck.wrap_series,
     "parallel": bottleneck.wrap_parallel,
 }
+
+
+BASELINES = ("none", "full")
+
+
+def prepare(model: nn.Module, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:
+    """Make ``model`` what the adapter config asks for; returns the adapted modules (none for a baseline)."""
+    kind = adapter_cfg["kind"]
+    if kind in BASELINES:
+        model.requires_grad_(kind == "full")
+        return []
+    targets = resolve(model, placement_cfg, kind)
+    inject(model, adapter_cfg, targets)
+    return targets
 
 
 def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:

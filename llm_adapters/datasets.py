@@ -68,16 +68,6 @@ EVAL_SETS: dict[str, EvalSet] = {
 }
 
 
-def data_dir(configured: str | None) -> Path:
-    """The LLM-Adapters data directory (config ``data_dir``, which defaults to $LLM_ADAPTERS_DATA_DIR)."""
-    if not configured:
-        raise DataError("no data directory: set data_dir=... or the LLM_ADAPTERS_DATA_DIR environment variable")
-    path = Path(configured).expanduser()
-    if not path.is_dir():
-        raise DataError(f"data_dir {path} is not a directory")
-    return path
-
-
 def _check_answer(answer: str, spec: EvalSet | None) -> str | None:
     """Why an answer does not fit the set's kind, or None when it does."""
     if spec is None:

@@ -18,7 +18,8 @@ from transformers import set_seed
 from llm_adapters import adapters, placement, synthetic, tracking
 from llm_adapters.config import validate
 from llm_adapters.data import tokenize_for_training
-from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, data_dir, load_records, overlap
+from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
+from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_set
 from llm_adapters.models import count_parameters, load_model, load_tokenizer, resolve_device
 from llm_adapters.training import TrainResult, peak_memory_mb, train
@@ -83,18 +84,22 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
 
 def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, list[Record]]]]:
     """The training records and each whole evaluation set, all read and validated before any model loads."""
+
+    def path(relative: str) -> Path:
+        return locate(relative, cfg.data_dir, cfg.data_url, cfg.data_cache)
+
     held_out: list[Record] = []
     if cfg.dataset.source == "synthetic":
         train_records, held_out = synthetic.generate(
             cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
         )
     else:
-        train_records = load_records(data_dir(cfg.data_dir) / cfg.dataset.path)
+        train_records = load_records(path(cfg.dataset.path))
     eval_sets = {}
     for name in cfg.eval.datasets:
         if name in EVAL_SETS:
             spec = EVAL_SETS[name]
-            records = load_records(data_dir(cfg.data_dir) / spec.path, spec)
+            records = load_records(path(spec.path), spec)
         else:  # the synthetic dataset's own held-out split (config validation allows nothing else)
             spec, records = EvalSet(name, "", "math", "number"), held_out
         eval_sets[name] = (spec, records)

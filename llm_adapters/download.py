@@ -1,0 +1,124 @@
+"""Fetching the LLM-Adapters data files over HTTP(S) into a local cache: resumable, verified, with a progress bar.
+
+A file is looked for in ``data_dir`` first; when it is not there it is downloaded from ``data_url`` (the original
+repository's raw files by default) into ``data_cache``. An interrupted download resumes from its ``.part`` file
+with an HTTP Range request. A finished download is accepted only if its size and SHA-256 match ``MANIFEST``; a
+file the manifest does not know gets its digest recorded beside it, and the cached copy is checked against that
+record each time it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from llm_adapters.datasets import DataError
+from llm_adapters.manifest import MANIFEST
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected(relative: str, path: Path) -> tuple[int, str] | None:
+    """The pinned (size, digest) of a file: from the manifest, else from the record of its first download."""
+    if relative in MANIFEST:
+        return MANIFEST[relative]
+    record = path.with_name(path.name + ".sha256")
+    if record.is_file():
+        size, digest = record.read_text().split()
+        return int(size), digest
+    return None
+
+
+def _verify(path: Path, expected: tuple[int, str] | None, source: str) -> None:
+    if expected is None:
+        return
+    size, digest = expected
+    found_size = path.stat().st_size
+    found = sha256(path) if found_size == size else None
+    if found != digest:
+        raise DataError(
+            f"{source}: got {found_size} bytes with sha256 {found or '(not computed)'}, expected {size} bytes "
+            f"with sha256 {digest}"
+        )
+
+
+def fetch(url: str, dest: Path, expected: tuple[int, str] | None, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` (resuming a ``.part`` file), verify it, then move it into place atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if have and response.status != 206:  # the server ignored the range: start over
+                have = 0
+            length = response.headers.get("Content-Length")
+            total = have + int(length) if length else None
+            with (
+                part.open("ab" if have else "wb") as out,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"download {dest.name}",
+                    dynamic_ncols=True,
+                ) as bar,
+            ):
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # the range starts at the end: the .part file is already whole
+            pass
+        else:
+            raise DataError(f"{url}: download failed (HTTP {error.code} {error.reason})") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DataError(f"{url}: download failed ({reason}); the partial file {part} is kept for a retry") from None
+    try:
+        _verify(part, expected, url)
+    except DataError:
+        part.unlink()
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def locate(relative: str, data_dir: str | None, data_url: str | None, cache: str) -> Path:
+    """The local path of a data file: from ``data_dir``, else the cache, else downloaded into the cache."""
+    if data_dir:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data_dir {root} is not a directory")
+        if (root / relative).is_file():
+            return root / relative
+    cached = Path(cache).expanduser() / relative
+    if cached.is_file():
+        _verify(cached, _expected(relative, cached), str(cached))
+        return cached
+    if not data_url:
+        raise DataError(f"{relative}: not in data_dir ({data_dir}) and no data_url to download it from")
+    url = f"{data_url.rstrip('/')}/{relative}"
+    log.info("downloading %s to %s", url, cached)
+    fetch(url, cached, _expected(relative, cached))
+    if relative not in MANIFEST:
+        record = cached.with_name(cached.name + ".sha256")
+        record.write_text(f"{cached.stat().st_size} {sha256(cached)}\n")
+    return cached

@@ -1,0 +1,124 @@
+"""Downloads from a real HTTP server on 127.0.0.1 serving the shared files: verified, resumable, used by a job."""
+
+import json
+import re
+import shutil
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from llm_adapters.datasets import DataError
+from llm_adapters.download import fetch, locate, sha256
+from llm_adapters.experiment import run
+from llm_adapters.manifest import MANIFEST
+from tests.conftest import FAST, make_config
+
+GSM8K = "dataset/gsm8k/test.json"
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """A static file server that also answers ``Range: bytes=N-`` (the standard library's does not)."""
+
+    ranges: ClassVar[list[str]] = []  # Range headers received, for the resume test
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        header = self.headers.get("Range")
+        path = Path(self.translate_path(self.path))
+        if not header or not path.is_file():
+            return super().do_GET()
+        self.ranges.append(header)
+        start = int(re.fullmatch(r"bytes=(\d+)-", header).group(1))
+        data = path.read_bytes()
+        if start >= len(data):
+            self.send_error(416)
+            return
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def server(tmp_path, shared_data):
+    """Serves a copy of the shared data directory (so a test may tamper with it)."""
+    root = tmp_path / "served"
+    shutil.copytree(shared_data, root)
+    RangeHandler.ranges = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_is_verified_and_cached(server, tmp_path, shared_data):
+    url, _ = server
+    path = locate(GSM8K, None, url, str(tmp_path / "cache"))
+    assert path == tmp_path / "cache" / GSM8K
+    assert path.read_bytes() == (shared_data / GSM8K).read_bytes()
+    assert not list(path.parent.glob("*.part"))
+    assert locate(GSM8K, None, None, str(tmp_path / "cache")) == path  # cached: no URL needed any more
+
+
+def test_interrupted_download_resumes_with_a_range_request(server, tmp_path, shared_data):
+    url, _ = server
+    data = (shared_data / GSM8K).read_bytes()
+    dest = tmp_path / "cache" / GSM8K
+    dest.parent.mkdir(parents=True)
+    (dest.parent / "test.json.part").write_bytes(data[:100_000])
+    fetch(f"{url}/{GSM8K}", dest, MANIFEST[GSM8K])
+    assert RangeHandler.ranges == ["bytes=100000-"]
+    assert sha256(dest) == MANIFEST[GSM8K][1]
+
+
+def test_tampered_file_is_rejected_and_not_kept(server, tmp_path):
+    url, root = server
+    data = bytearray((root / GSM8K).read_bytes())
+    data[5000] = ord("#") if data[5000] != ord("#") else ord("@")  # one byte changed, the size kept
+    (root / GSM8K).write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"test.json: got \d+ bytes with sha256 [0-9a-f]{64}, expected"):
+        locate(GSM8K, None, url, str(tmp_path / "cache"))
+    assert not (tmp_path / "cache" / GSM8K).exists()
+    assert not (tmp_path / "cache" / (GSM8K + ".part")).exists()
+
+
+def test_unknown_file_gets_its_digest_recorded(server, tmp_path):
+    url, root = server
+    relative = "dataset/custom/test.json"
+    (root / "dataset" / "custom").mkdir()
+    (root / relative).write_text(json.dumps([{"instruction": "q", "input": "", "output": "", "answer": "1"}]))
+    path = locate(relative, None, url, str(tmp_path / "cache"))
+    record = path.with_name("test.json.sha256").read_text().split()
+    assert record == [str(path.stat().st_size), sha256(path)]
+    path.write_text("[]")  # a later corruption of the cache is caught
+    with pytest.raises(DataError, match="expected"):
+        locate(relative, None, None, str(tmp_path / "cache"))
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match=r"http://127.0.0.1:9/dataset/gsm8k/test.json: download failed"):
+        locate(GSM8K, None, "http://127.0.0.1:9", str(tmp_path / "cache"))
+
+
+def test_job_downloads_what_data_dir_lacks(server, tmp_path):
+    url, _ = server
+    cfg = make_config(
+        *FAST,
+        "data_dir=null",
+        f"data_url={url}",
+        f"data_cache={tmp_path / 'cache'}",
+        "eval.datasets=[gsm8k,boolq]",
+        "eval.max_samples=2",
+    )
+    results = run(cfg, tmp_path / "job")
+    assert results["status"] == "ok" and results["eval"]["gsm8k"]["n"] == 2
+    assert (tmp_path / "cache" / "dataset" / "boolq" / "test.json").is_file()

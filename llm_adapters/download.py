@@ -1,7 +1,8 @@
 """Fetching the LLM-Adapters data files over HTTP(S) into a local cache: resumable, verified, with a progress bar.
 
-A file is looked for in ``data_dir`` first; when it is not there it is downloaded from ``data_url`` (the original
-repository's raw files by default) into ``data_cache``. An interrupted download resumes from its ``.part`` file
+A file is looked for in ``data_dir`` first; when it is not there it comes from the hub dataset ``data_hub`` if one
+is named, else it is downloaded from ``data_url`` (the original repository's raw files by default) into
+``data_cache``. An interrupted download resumes from its ``.part`` file
 with an HTTP Range request. A finished download is accepted only if its size and SHA-256 match ``MANIFEST``; a
 file the manifest does not know gets its digest recorded beside it, and the cached copy is checked against that
 record each time it is used.
@@ -101,14 +102,31 @@ def fetch(url: str, dest: Path, expected: tuple[int, str] | None, timeout: float
     return dest
 
 
-def locate(relative: str, data_dir: str | None, data_url: str | None, cache: str) -> Path:
-    """The local path of a data file: from ``data_dir``, else the cache, else downloaded into the cache."""
+def from_hub(relative: str, repo_id: str, cache: str) -> Path:
+    """A file of a dataset repository on the Hugging Face hub (same layout), through huggingface_hub's own cache,
+    checked against the manifest when the manifest knows it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = Path(hf_hub_download(repo_id, relative, repo_type="dataset", cache_dir=Path(cache).expanduser() / "hub"))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
+        raise DataError(f"{relative}: not found in hub dataset {repo_id} ({type(error).__name__})") from None
+    _verify(path, MANIFEST.get(relative), f"hub dataset {repo_id}: {relative}")
+    return path
+
+
+def locate(relative: str, data_dir: str | None, data_url: str | None, data_hub: str | None, cache: str) -> Path:
+    """The local path of a data file: from ``data_dir``; else from the hub dataset ``data_hub`` when one is named;
+    else from the cache, downloading it from ``data_url`` first when it is not there yet."""
     if data_dir:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
             raise DataError(f"data_dir {root} is not a directory")
         if (root / relative).is_file():
             return root / relative
+    if data_hub:
+        return from_hub(relative, data_hub, cache)
     cached = Path(cache).expanduser() / relative
     if cached.is_file():
         _verify(cached, _expected(relative, cached), str(cached))

@@ -86,7 +86,7 @@ def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, l
     """The training records and each whole evaluation set, all read and validated before any model loads."""
 
     def path(relative: str) -> Path:
-        return locate(relative, cfg.data_dir, cfg.data_url, cfg.data_cache)
+        return locate(relative, cfg.data_dir, cfg.data_url, cfg.data_hub, cfg.data_cache)
 
     held_out: list[Record] = []
     if cfg.dataset.source == "synthetic":

@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+
+from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.prompts import evaluation_prompt, response_text, training_prompt
 
 INSTRUCTION = (
@@ -57,3 +60,25 @@ def test_prompts_for_a_real_addsub_record(shared_data):
 def test_response_text_stops_at_a_generated_second_marker():
     assert response_text("\n  The answer is 4.  ") == "The answer is 4."
     assert response_text(" 12 apples.\n### Response: 99") == "12 apples."
+
+
+# The two templates written out independently of llm_adapters.prompts, to check real records of every set.
+TRAIN_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n"
+    "                ### Instruction:\n                {}\n                \n"
+    "                ### Response:\n                {}"
+)
+EVAL_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request. \n\n"
+    "                ### Instruction:\n                {}\n\n                ### Response:\n                "
+)
+
+
+@pytest.mark.parametrize("name", sorted(set(EVAL_SETS) - {"hellaswag"}))
+def test_prompts_for_real_records_of_every_set(shared_data, name):
+    records = json.loads((shared_data / EVAL_SETS[name].path).read_text())
+    for record in (records[0], records[-1]):
+        assert evaluation_prompt(record["instruction"]) == EVAL_TEMPLATE.format(record["instruction"])
+        assert training_prompt(record["instruction"], record["output"]) == TRAIN_TEMPLATE.format(
+            record["instruction"], record["output"]
+        )

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from llm_adapters.data import IGNORE_INDEX, collate
+from llm_adapters.data import collate
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def train(
                 loss = model(**batch).loss / len(micro_batches)
                 loss.backward()
                 step_loss += loss.item()
-                result.tokens += int((batch["labels"] != IGNORE_INDEX).sum())
+                result.tokens += int(batch["attention_mask"].sum())  # non-padding tokens processed
             if not math.isfinite(step_loss):
                 raise FloatingPointError(f"non-finite training loss {step_loss} at step {result.steps + 1}")
             if cfg["max_grad_norm"]:

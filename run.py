@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -10,21 +12,43 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from llm_adapters import experiment
-from llm_adapters.config import register_resolvers
+from llm_adapters.config import ConfigError, register_resolvers
+from llm_adapters.datasets import DataError
+from llm_adapters.placement import PlacementError
 
 register_resolvers()
+log = logging.getLogger("run")
+
+# Mistakes in the input: reported as one line, not a traceback.
+BAD_INPUT = (ConfigError, DataError, PlacementError)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
     group = cfg.logger.get("group")
-    if group is None and hydra_cfg.mode == RunMode.MULTIRUN:
+    if group is None and sweep:
         sweep_dir = Path(hydra_cfg.sweep.dir)
         group = f"{sweep_dir.parent.name}/{sweep_dir.name}"
-    results = experiment.run(cfg, job_dir, group)
-    print(experiment.summary(results, job_dir))
+    try:
+        results = experiment.run(cfg, job_dir, group, sweep=sweep)
+    except BAD_INPUT as error:
+        if sweep:  # recorded as failed in results.json; the other jobs go on
+            log.error("job failed: %s", error)
+            return
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
+        if sweep:
+            log.exception("job failed (see results.json)")
+            return
+        raise
+    if results["status"] == "ok":
+        print(experiment.summary(results, job_dir))
+    else:
+        print(f"{results['status']}: {results['reason']}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ results.json (``ok`` or ``failed`` with the reason) and closes its W&B run with 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -15,13 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from transformers import set_seed
 
-from llm_adapters import adapters, placement, synthetic, tracking
+from llm_adapters import __version__, adapters, placement, synthetic, tracking
 from llm_adapters.config import validate
 from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
 from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_set
 from llm_adapters.models import count_parameters, load_model, load_tokenizer, resolve_device
+from llm_adapters.placement import PlacementError
 from llm_adapters.training import TrainResult, peak_memory_mb, train
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,49 @@ def _save_adapter(model: Any, cfg: DictConfig, targets: list[placement.Target], 
     )
 
 
-def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, Any]:
-    """Fine-tune and evaluate one adapter as ``cfg`` says; returns what it wrote to ``job_dir/results.json``."""
-    validate(cfg)
+# Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
+# same experiment.
+_NOT_THE_EXPERIMENT = ("logger", "data_dir", "data_url", "data_hub", "data_cache", "resume_search")
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """A digest of everything that decides a job's numbers (seed included), to recognise a job already done."""
+    kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
+    kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
+    kept["llm_adapters"] = __version__  # bump the version when a change alters results, and old jobs rerun
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_completed(digest: str, roots: list[str], job_dir: Path) -> Path | None:
+    """The directory of an earlier job with this config hash whose results.json says ``ok``, if any."""
+    for root in roots:
+        for path in Path(root).rglob("results.json"):
+            if path.parent.resolve() == job_dir.resolve():
+                continue
+            try:
+                earlier = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if earlier.get("config_hash") == digest and earlier.get("status") == "ok":
+                return path.parent
+    return None
+
+
+def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """Record a job that stops before any work: ``skipped`` (nothing to do) or ``failed`` (bad input)."""
+    results.update(status=status, reason=reason, **extra)
+    tracking.write_json(job_dir / "results.json", results)
+    if status == "skipped":
+        log.warning("skipped: %s", reason)
+    return results
+
+
+def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = False) -> dict[str, Any]:
+    """Fine-tune and evaluate one adapter as ``cfg`` says; returns what it wrote to ``job_dir/results.json``.
+
+    A job whose config hash matches an earlier ``ok`` job under ``resume_search`` is skipped (``train.resume``).
+    In a sweep (``sweep=True``) a combination that has no meaning is recorded as skipped; alone, it is an error.
+    """
     job_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     results: dict[str, Any] = {
@@ -56,10 +99,22 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None) -> dict[str, A
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "protocol": resolved["protocol"],
+        "config_hash": config_hash(resolved),
         "config": resolved,
         "versions": tracking.versions(),
         "git_commit": tracking.git_commit(),
     }
+    try:
+        validate(cfg)
+    except ValueError as error:  # ConfigError, or a PlacementError: a combination that has no meaning
+        if sweep and isinstance(error, PlacementError):
+            return _end_early(results, job_dir, "skipped", str(error))
+        _end_early(results, job_dir, "failed", f"{type(error).__name__}: {error}")
+        raise
+    if cfg.train.resume:
+        done = find_completed(results["config_hash"], list(cfg.resume_search), job_dir)
+        if done is not None:
+            return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
     tags = [
         f"model:{cfg.model.name}",
         f"adapter:{cfg.adapter.kind}",

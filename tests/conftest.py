@@ -20,7 +20,14 @@ SHARED_DATA = ROOT.parent / "shared" / "datasets" / "llm-adapters"
 
 # Overrides that make a job take seconds: a few steps, a few short generations (and for the synthetic data, a
 # small training split).
-QUICK = ["logger=none", "train.max_steps=6", "train.log_every=2", "train.warmup_steps=2", "eval.max_new_tokens=8"]
+QUICK = [
+    "logger=none",
+    "train.resume=false",
+    "train.max_steps=6",
+    "train.log_every=2",
+    "train.warmup_steps=2",
+    "eval.max_new_tokens=8",
+]
 FAST = [*QUICK, "dataset.train_size=64", "dataset.test_size=8"]
 
 register_resolvers()

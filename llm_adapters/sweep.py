@@ -1,0 +1,50 @@
+"""What a sweep reports when it ends: how many jobs were ok, failed and skipped, and why.
+
+Jobs of a sweep never stop one another (a failing job records ``failed`` in its results.json and returns); this
+Hydra callback reads every job's results.json once the launcher is done, whatever launcher ran them, prints the
+counts, and turns any failure into a non-zero exit of the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
+    """Status counts of the jobs under a sweep directory, and one line per job that did not end ``ok``."""
+    counts: Counter = Counter()
+    notes = []
+    # Job directories start with the job number: order them by it, not as strings.
+    paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name.split("_")[0]), p.parent.name))
+    for path in paths:
+        results = json.loads(path.read_text())
+        counts[results["status"]] += 1
+        if results["status"] != "ok":
+            notes.append(f"  {results['status']}: {path.parent.name}: {results['reason']}")
+    return counts, notes
+
+
+class SweepSummary(Callback):
+    """Prints the sweep's outcome and exits with status 1 when any job failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        counts, notes = summarise(sweep_dir)
+        total = sum(counts.values())
+        print(
+            f"sweep {sweep_dir}: {total} jobs, {counts['ok']} ok, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped"
+        )
+        for note in notes:
+            print(note)
+        if counts["failed"]:
+            raise SystemExit(1)

@@ -1,0 +1,92 @@
+"""Sweeps never lose work: a failing job does not stop the others, completed jobs are not redone, bad input is one
+line, a non-finite loss stops at once."""
+
+import json
+
+import pytest
+import torch
+
+from llm_adapters import adapters
+from llm_adapters.data import tokenize_for_training
+from llm_adapters.experiment import run
+from llm_adapters.models import load_model, load_tokenizer
+from llm_adapters.synthetic import generate
+from llm_adapters.training import train
+from tests.conftest import FAST, make_config
+from tests.test_sweep import run_py
+
+
+def statuses(sweep_dir):
+    return sorted(json.loads(p.read_text())["status"] for p in sweep_dir.glob("*/results.json"))
+
+
+def test_failing_job_does_not_stop_the_sweep(tmp_path):
+    proc = run_py(
+        "-m",
+        "placement.layers=[0],[99]",
+        "adapter=lora,series",
+        "~placement.presets.series",
+        f"hydra.sweep.dir={tmp_path}",
+        *FAST,
+    )
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out[-3000:]
+    # lora on layer 0 ran; lora on layer 99 failed; series has no preset left: skipped with the reason, twice
+    assert statuses(tmp_path) == ["failed", "ok", "skipped", "skipped"]
+    assert f"sweep {tmp_path}: 4 jobs, 1 ok, 1 failed, 2 skipped" in out
+    assert "placement 'best' has no meaning for adapter 'series'" in out
+
+
+def test_rerunning_a_sweep_skips_completed_jobs(tmp_path):
+    args = ["-m", "seed=1,2", *[o for o in FAST if o != "train.resume=false"], f"resume_search=[{tmp_path}]"]
+    first = run_py(*args, f"hydra.sweep.dir={tmp_path / 'first'}")
+    assert first.wait(timeout=600) == 0
+    again = run_py(*args, f"hydra.sweep.dir={tmp_path / 'again'}")
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-3000:]
+    assert "2 jobs, 0 ok, 0 failed, 2 skipped" in out
+    reused = [json.loads(p.read_text())["reused_from"] for p in sorted((tmp_path / "again").glob("*/results.json"))]
+    assert [str(tmp_path / "first") in r for r in reused] == [True, True]
+    forced = run_py(*args, "train.resume=false", f"hydra.sweep.dir={tmp_path / 'forced'}")
+    out, _ = forced.communicate(timeout=600)
+    assert "2 jobs, 2 ok, 0 failed, 0 skipped" in out
+
+
+def test_resume_matches_on_the_whole_config(tmp_path):
+    base = [*[o for o in FAST if o != "train.resume=false"], f"resume_search=[{tmp_path}]"]
+    first = run(make_config(*base), tmp_path / "a")
+    assert first["status"] == "ok"
+    assert run(make_config(*base), tmp_path / "b")["status"] == "skipped"
+    assert run(make_config(*base, "logger=wandb"), tmp_path / "c")["status"] == "skipped"  # logging is not the job
+    assert run(make_config(*base, "seed=3"), tmp_path / "d")["status"] == "ok"  # another seed is another job
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("train.lr=0", "error: train.lr must be a positive number (got 0)"),
+        ("train.micro_batch_size=5", "error: train.micro_batch_size 5 does not divide train.batch_size 16"),
+        (
+            "placement.sites=[attn.z]",
+            "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, "
+            "attn.v, attn.o, mlp.gate, mlp.up, mlp.down)",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, override, line):
+    proc = run_py(override, "logger=none", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert out.strip() == line
+
+
+def test_non_finite_loss_stops_at_the_step():
+    cfg = make_config()
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, tokenizer)
+    adapters.prepare(model, cfg.adapter, cfg.placement)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(float("nan"))
+    examples = tokenize_for_training(generate(32, 0, seed=0)[0], tokenizer, 256, True)
+    with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 1"):
+        train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=torch.device("cpu"))

@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from llm_adapters import experiment
+from llm_adapters.checkpoint import CheckpointError
 from llm_adapters.config import ConfigError, register_resolvers
 from llm_adapters.datasets import DataError
 from llm_adapters.placement import PlacementError
@@ -20,7 +21,7 @@ register_resolvers()
 log = logging.getLogger("run")
 
 # Mistakes in the input: reported as one line, not a traceback.
-BAD_INPUT = (ConfigError, DataError, PlacementError)
+BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

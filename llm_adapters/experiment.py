@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from transformers import set_seed
 
-from llm_adapters import __version__, adapters, placement, synthetic, tracking
+from llm_adapters import __version__, adapters, checkpoint, placement, synthetic, tracking
 from llm_adapters.config import validate
 from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
@@ -58,8 +59,10 @@ def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def find_completed(digest: str, roots: list[str], job_dir: Path) -> Path | None:
-    """The directory of an earlier job with this config hash whose results.json says ``ok``, if any."""
+def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | None, Path | None]:
+    """Earlier jobs with this config hash: the directory of one that ended ``ok``, and the newest checkpoint
+    left by one that did not finish (killed, preempted or failed)."""
+    done, newest, newest_step = None, None, -1
     for root in roots:
         for path in Path(root).rglob("results.json"):
             if path.parent.resolve() == job_dir.resolve():
@@ -68,9 +71,15 @@ def find_completed(digest: str, roots: list[str], job_dir: Path) -> Path | None:
                 earlier = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if earlier.get("config_hash") == digest and earlier.get("status") == "ok":
-                return path.parent
-    return None
+            if earlier.get("config_hash") != digest:
+                continue
+            if earlier.get("status") == "ok":
+                done = path.parent
+            elif (found := checkpoint.latest(path.parent / "checkpoints")) is not None:
+                step = int(found.name.removeprefix("step-"))
+                if step > newest_step:
+                    newest, newest_step = found, step
+    return done, newest
 
 
 def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -111,10 +120,12 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
             return _end_early(results, job_dir, "skipped", str(error))
         _end_early(results, job_dir, "failed", f"{type(error).__name__}: {error}")
         raise
+    resume_from = None
     if cfg.train.resume:
-        done = find_completed(results["config_hash"], list(cfg.resume_search), job_dir)
+        done, resume_from = find_earlier(results["config_hash"], list(cfg.resume_search), job_dir)
         if done is not None:
             return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
+    tracking.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
     tags = [
         f"model:{cfg.model.name}",
         f"adapter:{cfg.adapter.kind}",
@@ -124,7 +135,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     wandb_run = tracking.start_wandb(cfg.logger, resolved, job_dir, group, tags)
     start = time.perf_counter()
     try:
-        _fit_and_evaluate(cfg, job_dir, results, wandb_run)
+        _fit_and_evaluate(cfg, job_dir, results, wandb_run, resume_from)
         results["status"] = "ok"
     except BaseException as error:
         results["status"] = "failed"
@@ -161,7 +172,9 @@ def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, l
     return train_records, eval_sets
 
 
-def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], wandb_run: Any) -> None:
+def _fit_and_evaluate(
+    cfg: DictConfig, job_dir: Path, results: dict[str, Any], wandb_run: Any, resume_from: Path | None
+) -> None:
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
     train_records, eval_sets = load_data(cfg)
@@ -193,7 +206,18 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
 
     examples = tokenize_for_training(train_records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
     if results["params"]["trainable"]:
-        fit = train(model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, device, on_log=wandb_run.log)
+        fit = train(
+            model,
+            examples,
+            cfg.train,
+            tokenizer.pad_token_id,
+            cfg.seed,
+            device,
+            on_log=wandb_run.log,
+            checkpoint_dir=job_dir / "checkpoints",
+            resume_from=resume_from,
+        )
+        shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)  # the adapter below is the final word
         _save_adapter(model, cfg, targets, job_dir / "adapter")
     else:  # adapter=none: the base model zero-shot
         fit = TrainResult(steps=0, seconds=0.0, tokens=0)
@@ -204,6 +228,7 @@ def _fit_and_evaluate(cfg: DictConfig, job_dir: Path, results: dict[str, Any], w
         "seconds": fit.seconds,
         "tokens_per_second": fit.tokens_per_second,
         "peak_memory_mb": peak_memory_mb(device),
+        "resumed_from": str(resume_from) if resume_from else None,
     }
 
     results["eval"] = {}

@@ -6,14 +6,19 @@ from __future__ import annotations
 import logging
 import math
 import resource
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from llm_adapters import checkpoint
 from llm_adapters.data import collate
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,10 @@ def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
     return min(steps, int(cfg["max_steps"])) if cfg["max_steps"] else steps
 
 
+class Preempted(RuntimeError):
+    """SIGTERM arrived (what SLURM sends before preemption); a checkpoint was saved first."""
+
+
 def train(
     model: torch.nn.Module,
     examples: Sequence[Mapping[str, list[int]]],
@@ -54,25 +63,63 @@ def train(
     seed: int,
     device: torch.device,
     on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
 ) -> TrainResult:
-    """Fine-tune the trainable parameters of ``model`` on tokenized examples; the base stays frozen."""
+    """Fine-tune the trainable parameters of ``model`` on tokenized examples; the base stays frozen.
+
+    With ``checkpoint_dir``, a checkpoint is saved every ``save_every`` steps and when SIGTERM arrives (then
+    ``Preempted`` is raised). ``resume_from`` continues from a checkpoint exactly: same data order, same dropout
+    masks, same optimizer state, so the final weights equal those of an uninterrupted run.
+    """
     batch_size, micro = int(cfg["batch_size"]), int(cfg["micro_batch_size"])
     total_steps = optimizer_steps(len(examples), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_steps"]), total_steps)
     order_rng = torch.Generator().manual_seed(seed)
+    # Where training stands: everything a checkpoint must restore besides weights and optimizer.
+    progress_state: dict[str, Any] = {"steps": 0, "order": [], "cursor": 0, "tokens": 0, "window": [], "history": []}
+    if resume_from is not None:
+        state = checkpoint.load(resume_from, model)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        order_rng.set_state(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        progress_state = state["progress"]
+        log.info("resumed from %s at step %d", resume_from, progress_state["steps"])
     model.train()
     model.config.use_cache = False
 
-    result = TrainResult(steps=0, seconds=0.0, tokens=0)
-    window: list[float] = []
+    def save() -> None:
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "order_rng": order_rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "progress": progress_state,
+        }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        checkpoint.save(checkpoint_dir, progress_state["steps"], model, state)
+
+    terminated: list[int] = []
+    previous_handler = None
+    if checkpoint_dir is not None and threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
+
+    ps = progress_state
+    save_every = int(cfg["save_every"] or 0)
     start = time.perf_counter()
-    progress = tqdm(total=total_steps, desc="train", unit="step", dynamic_ncols=True)
-    while result.steps < total_steps:
-        order = torch.randperm(len(examples), generator=order_rng).tolist()
-        for first in range(0, len(order), batch_size):
-            step_ids = order[first : first + batch_size]
+    progress = tqdm(total=total_steps, initial=ps["steps"], desc="train", unit="step", dynamic_ncols=True)
+    try:
+        while ps["steps"] < total_steps:
+            if ps["cursor"] >= len(ps["order"]):  # a new epoch
+                ps["order"], ps["cursor"] = torch.randperm(len(examples), generator=order_rng).tolist(), 0
+            step_ids = ps["order"][ps["cursor"] : ps["cursor"] + batch_size]
+            ps["cursor"] += batch_size
             micro_batches = [step_ids[i : i + micro] for i in range(0, len(step_ids), micro)]
             step_loss = 0.0
             for ids in micro_batches:
@@ -80,27 +127,33 @@ def train(
                 loss = model(**batch).loss / len(micro_batches)
                 loss.backward()
                 step_loss += loss.item()
-                result.tokens += int(batch["attention_mask"].sum())  # non-padding tokens processed
+                ps["tokens"] += int(batch["attention_mask"].sum())  # non-padding tokens processed
             if not math.isfinite(step_loss):
-                raise FloatingPointError(f"non-finite training loss {step_loss} at step {result.steps + 1}")
+                raise FloatingPointError(f"non-finite training loss {step_loss} at step {ps['steps'] + 1}")
             if cfg["max_grad_norm"]:
                 torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            result.steps += 1
-            window.append(step_loss)
+            ps["steps"] += 1
+            ps["window"].append(step_loss)
             progress.update()
-            if result.steps % int(cfg["log_every"]) == 0 or result.steps == total_steps:
-                mean_loss = sum(window) / len(window)
-                result.loss_history.append([result.steps, mean_loss])
+            if ps["steps"] % int(cfg["log_every"]) == 0 or ps["steps"] == total_steps:
+                mean_loss = sum(ps["window"]) / len(ps["window"])
+                ps["history"].append([ps["steps"], mean_loss])
                 lr = scheduler.get_last_lr()[0]
                 progress.set_postfix(loss=f"{mean_loss:.3f}")
-                on_log({"train/loss": mean_loss, "train/lr": lr}, result.steps)
-                log.info("step %d/%d loss %.4f lr %.2e", result.steps, total_steps, mean_loss, lr)
-                window.clear()
-            if result.steps == total_steps:
-                break
-    progress.close()
-    result.seconds = time.perf_counter() - start
-    return result
+                on_log({"train/loss": mean_loss, "train/lr": lr}, ps["steps"])
+                log.info("step %d/%d loss %.4f lr %.2e", ps["steps"], total_steps, mean_loss, lr)
+                ps["window"] = []
+            if checkpoint_dir is not None and (terminated or (save_every and ps["steps"] % save_every == 0)):
+                save()
+            if terminated:
+                raise Preempted(f"SIGTERM at step {ps['steps']}: checkpoint saved in {checkpoint_dir}")
+    finally:
+        progress.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    return TrainResult(
+        steps=ps["steps"], seconds=time.perf_counter() - start, tokens=ps["tokens"], loss_history=ps["history"]
+    )

@@ -1,0 +1,62 @@
+"""Training checkpoints: enough to continue a killed job exactly where it was.
+
+A checkpoint holds the trainable weights (safetensors), the optimizer and scheduler states, the RNG states (global
+torch, CUDA, and the generator of the data order) and the data position, in ``checkpoints/step-<N>/``. It is
+written into a temporary folder and renamed into place, so a kill at any moment leaves either the previous
+checkpoint or the new one, never half of one. State is read back with ``torch.load(weights_only=True)``: nothing is
+unpickled beyond tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llm_adapters.adapters import trainable_state_dict
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read back; the message names it."""
+
+
+def save(directory: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any]) -> Path:
+    """Write ``directory/step-<step>`` atomically and drop older checkpoints."""
+    final = directory / f"step-{step}"
+    tmp = directory / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(trainable_state_dict(model), str(tmp / "weights.safetensors"))
+    torch.save(training_state, tmp / "state.pt")
+    os.replace(tmp, final)
+    for older in directory.glob("step-*"):
+        if older != final:
+            shutil.rmtree(older, ignore_errors=True)
+    return final
+
+
+def latest(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory``, if any."""
+    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
+    return max(found, key=lambda p: int(p.name.removeprefix("step-")), default=None)
+
+
+def load(path: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Put the checkpoint's weights into ``model`` and return the rest of its state."""
+    try:
+        weights = load_file(str(path / "weights.safetensors"))
+        state = torch.load(path / "state.pt", weights_only=True)
+    except Exception as error:  # a truncated or foreign file fails in many ways; all of them mean the same here
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from None
+    params = dict(model.named_parameters())
+    missing = [name for name in weights if name not in params]
+    if missing or len(weights) != sum(p.requires_grad for p in params.values()):
+        raise CheckpointError(f"checkpoint {path} does not match this model's trainable parameters")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    return state

@@ -1,0 +1,90 @@
+"""A job killed mid-training (SIGKILL) or preempted (SIGTERM) and started again ends with the same adapter weights
+as an uninterrupted run: real subprocesses, real signals."""
+
+import json
+import signal
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llm_adapters.checkpoint import CheckpointError, load
+from tests.conftest import make_config
+from tests.test_sweep import run_py
+
+ARGS = [
+    "logger=none",
+    "dataset.train_size=256",
+    "dataset.test_size=2",
+    "train.max_steps=40",
+    "train.save_every=5",
+    "train.log_every=5",
+    "train.warmup_steps=5",
+    "eval.max_new_tokens=4",
+]
+
+
+def weights(job_dir):
+    return load_file(job_dir / "adapter" / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    proc = run_py(*ARGS, f"resume_search=[{root}]", f"hydra.run.dir={root / 'job'}")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    return root / "job"
+
+
+def interrupt(root, sig):
+    """Start a job, wait for its checkpoint at step 10 or later, then send ``sig``; returns the job directory."""
+    job = root / "first"
+    proc = run_py(*ARGS, f"resume_search=[{root}]", f"hydra.run.dir={job}")
+    deadline = time.monotonic() + 300
+    while not any(int(p.name[5:]) >= 10 for p in (job / "checkpoints").glob("step-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the job ended before its checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    return job
+
+
+def resume(root):
+    proc = run_py(*ARGS, f"resume_search=[{root}]", f"hydra.run.dir={root / 'second'}")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    return json.loads((root / "second" / "results.json").read_text())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
+    first = interrupt(tmp_path, sig)
+    killed = json.loads((first / "results.json").read_text())
+    if sig == signal.SIGTERM:  # preemption: a checkpoint at the current step, then a recorded exit
+        assert killed["status"] == "failed" and killed["reason"].startswith("Preempted: SIGTERM at step")
+    else:
+        assert killed["status"] == "running"
+    results = resume(tmp_path)
+    assert results["status"] == "ok"
+    assert results["train"]["resumed_from"].startswith(str(first / "checkpoints" / "step-"))
+    reference = json.loads((uninterrupted / "results.json").read_text())
+    assert results["train"]["loss_history"] == reference["train"]["loss_history"]
+    mine, theirs = weights(tmp_path / "second"), weights(uninterrupted)
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert not (tmp_path / "second" / "checkpoints").exists()  # removed once the final adapter is saved
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    from llm_adapters import adapters
+    from llm_adapters.models import load_model, load_tokenizer
+
+    cfg = make_config()
+    model = load_model(cfg.model, load_tokenizer(cfg.model))
+    adapters.prepare(model, cfg.adapter, cfg.placement)
+    (tmp_path / "step-5").mkdir()
+    (tmp_path / "step-5" / "weights.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match=r"checkpoint .*step-5 cannot be read"):
+        load(tmp_path / "step-5", model)

@@ -8,6 +8,7 @@ package versions.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import wandb
+
+log = logging.getLogger(__name__)
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "wandb", "safetensors", "llm-adapters")
 
@@ -70,17 +73,26 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
 
 def start_wandb(cfg: Mapping, resolved_config: Mapping, job_dir: Path, group: str | None, tags: list[str]) -> Any:
     """One W&B run per job, its files inside the job directory. ``mode`` is offline by default (sync later with
-    ``wandb sync``), ``online`` for live dashboards, ``disabled`` for none (a run object whose calls do nothing)."""
-    return wandb.init(
-        project=cfg.get("project"),
-        entity=cfg.get("entity"),
-        mode=cfg["mode"],
-        group=group,
-        job_type=cfg.get("job_type"),
-        tags=tags,
-        name=job_dir.name,
-        dir=str(job_dir),
-        config=dict(resolved_config),
-        reinit="finish_previous",
-        settings=wandb.Settings(silent=True, console="off"),
-    )
+    ``wandb sync``), ``online`` for live dashboards, ``disabled`` for none (a run object whose calls do nothing).
+
+    When W&B cannot start (no network, a bad key), the job warns once and goes on without it: a dashboard is never
+    worth losing a run over.
+    """
+    try:
+        return wandb.init(
+            project=cfg.get("project"),
+            entity=cfg.get("entity"),
+            mode=cfg["mode"],
+            group=group,
+            job_type=cfg.get("job_type"),
+            tags=tags,
+            name=job_dir.name,
+            dir=str(job_dir),
+            config=dict(resolved_config),
+            reinit="finish_previous",
+            settings=wandb.Settings(silent=True, console="off", init_timeout=float(cfg.get("init_timeout", 90))),
+        )
+    except Exception as error:
+        first_line = (str(error).splitlines() or [""])[0]
+        log.warning("W&B could not start (%s: %s); this job goes on without it", type(error).__name__, first_line)
+        return wandb.init(mode="disabled")

@@ -90,3 +90,38 @@ def test_non_finite_loss_stops_at_the_step():
     examples = tokenize_for_training(generate(32, 0, seed=0)[0], tokenizer, 256, True)
     with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 1"):
         train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=torch.device("cpu"))
+
+
+FAKE_KEY = "local-0123456789abcdef0123456789abcdef01234567"
+FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWrittenAnywhere"
+
+
+def files_mentioning(root, secret: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_unreachable_wandb_does_not_stop_the_job(tmp_path):
+    env = {"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": FAKE_KEY, "HF_TOKEN": FAKE_TOKEN}
+    proc = run_py(
+        *FAST,
+        "logger=wandb",
+        "logger.mode=online",
+        "logger.init_timeout=5",
+        f"hydra.run.dir={tmp_path / 'job'}",
+        env=env,
+    )
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("W&B could not start") == 1
+    assert json.loads((tmp_path / "job" / "results.json").read_text())["status"] == "ok"
+    assert files_mentioning(tmp_path, FAKE_KEY) == [] and files_mentioning(tmp_path, FAKE_TOKEN) == []
+
+
+def test_secrets_never_reach_results_logs_or_config_dumps(tmp_path):
+    env = {"WANDB_API_KEY": FAKE_KEY, "HF_TOKEN": FAKE_TOKEN}
+    proc = run_py(*FAST, "logger=wandb", f"hydra.run.dir={tmp_path / 'job'}", env=env)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert (tmp_path / "job" / ".hydra" / "config.yaml").is_file() and list(tmp_path.rglob("offline-run-*"))
+    assert files_mentioning(tmp_path, FAKE_KEY) == [] and files_mentioning(tmp_path, FAKE_TOKEN) == []
+    assert FAKE_KEY not in out and FAKE_TOKEN not in out

@@ -10,8 +10,8 @@ from pathlib import Path
 from tests.conftest import FAST, ROOT, make_config
 
 
-def run_py(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
-    env = {**os.environ, "TQDM_DISABLE": "1", "HYDRA_FULL_ERROR": "1"}
+def run_py(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "TQDM_DISABLE": "1", "HYDRA_FULL_ERROR": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=cwd,

@@ -101,3 +101,14 @@ def test_embedded_default_learns(tmp_path):
     assert (results_file.parent / "predictions.jsonl").read_text().count("\n") == 100
     assert list(results_file.parent.glob("wandb/offline-run-*"))
     assert "trainable params" in out and "accuracy" in out
+
+
+def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+    """The launcher the SLURM preset builds on, for real: jobs in their own processes, summary at the end."""
+    proc = run_py("-m", "hydra/launcher=submitit_local", "seed=1,2", f"hydra.sweep.dir={tmp_path}", *FAST)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"sweep {tmp_path}: 2 jobs, 2 ok, 0 failed, 0 skipped" in out
+    seeds = sorted(json.loads(p.read_text())["seed"] for p in tmp_path.glob("*/results.json"))
+    assert seeds == [1, 2]
+    assert list(tmp_path.glob(".submitit/*"))  # submitit's own job folders

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -19,6 +21,16 @@ from llm_adapters.placement import PlacementError
 
 register_resolvers()
 log = logging.getLogger("run")
+
+# Under torchrun, every process but rank 0 runs in a scratch directory with Hydra's logging off: the job's
+# directory, results and logs are rank 0's alone.
+if int(os.environ.get("RANK", "0")) > 0:
+    sys.argv += [
+        f"hydra.run.dir={tempfile.mkdtemp(prefix='llm-adapters-rank')}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]
 
 # Mistakes in the input: reported as one line, not a traceback.
 BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError)

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 from transformers import set_seed
 
-from llm_adapters import __version__, adapters, checkpoint, placement, synthetic, tracking
-from llm_adapters.config import validate
+from llm_adapters import __version__, adapters, checkpoint, distributed, placement, synthetic, tracking
+from llm_adapters.config import ConfigError, validate
 from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
 from llm_adapters.download import locate
@@ -132,10 +132,12 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         f"placement:{results['placement']}",
         f"dataset:{cfg.dataset.name}",
     ]
-    wandb_run = tracking.start_wandb(cfg.logger, resolved, job_dir, group, tags)
+    dist = distributed.setup()
+    logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
+    wandb_run = tracking.start_wandb(logger_cfg, resolved, job_dir, group, tags)
     start = time.perf_counter()
     try:
-        _fit_and_evaluate(cfg, job_dir, results, wandb_run, resume_from)
+        _fit_and_evaluate(cfg, job_dir, results, wandb_run, resume_from, dist)
         results["status"] = "ok"
     except BaseException as error:
         results["status"] = "failed"
@@ -173,10 +175,21 @@ def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, l
 
 
 def _fit_and_evaluate(
-    cfg: DictConfig, job_dir: Path, results: dict[str, Any], wandb_run: Any, resume_from: Path | None
+    cfg: DictConfig,
+    job_dir: Path,
+    results: dict[str, Any],
+    wandb_run: Any,
+    resume_from: Path | None,
+    dist: distributed.Distributed,
 ) -> None:
     set_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = dist.device(resolve_device(cfg.device))
+    micro_batches = cfg.train.batch_size // cfg.train.micro_batch_size
+    if micro_batches % dist.world:
+        raise ConfigError(
+            f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches per step cannot be shared "
+            f"by {dist.world} processes"
+        )
     train_records, eval_sets = load_data(cfg)
     results["contamination"] = {name: overlap(train_records, records) for name, (_, records) in eval_sets.items()}
     for name, found in results["contamination"].items():
@@ -216,9 +229,11 @@ def _fit_and_evaluate(
             on_log=wandb_run.log,
             checkpoint_dir=job_dir / "checkpoints",
             resume_from=resume_from,
+            dist=dist,
         )
         shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)  # the adapter below is the final word
-        _save_adapter(model, cfg, targets, job_dir / "adapter")
+        if dist.main:
+            _save_adapter(model, cfg, targets, job_dir / "adapter")
     else:  # adapter=none: the base model zero-shot
         fit = TrainResult(steps=0, seconds=0.0, tokens=0)
     results["train"] = {
@@ -229,7 +244,11 @@ def _fit_and_evaluate(
         "tokens_per_second": fit.tokens_per_second,
         "peak_memory_mb": peak_memory_mb(device),
         "resumed_from": str(resume_from) if resume_from else None,
+        "processes": dist.world,
     }
+    if not dist.main:  # evaluation and every file of the job belong to rank 0
+        results["eval"] = {}
+        return
 
     results["eval"] = {}
     predictions: list[dict[str, Any]] = []

@@ -10,16 +10,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from llm_adapters import checkpoint
 from llm_adapters.data import collate
+from llm_adapters.distributed import Distributed
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +68,17 @@ def train(
     on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
     checkpoint_dir: Path | None = None,
     resume_from: Path | None = None,
+    dist: Distributed | None = None,
 ) -> TrainResult:
     """Fine-tune the trainable parameters of ``model`` on tokenized examples; the base stays frozen.
 
     With ``checkpoint_dir``, a checkpoint is saved every ``save_every`` steps and when SIGTERM arrives (then
     ``Preempted`` is raised). ``resume_from`` continues from a checkpoint exactly: same data order, same dropout
-    masks, same optimizer state, so the final weights equal those of an uninterrupted run.
+    masks, same optimizer state, so the final weights equal those of an uninterrupted run. Under ``dist`` with
+    several processes, each takes its share of every step's micro-batches; DDP averages the gradients, so the
+    steps equal a single process's with the same global batch (dropout masks aside). Only rank 0 saves.
     """
+    dist = dist or Distributed()
     batch_size, micro = int(cfg["batch_size"]), int(cfg["micro_batch_size"])
     total_steps = optimizer_steps(len(examples), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -92,6 +99,9 @@ def train(
         log.info("resumed from %s at step %d", resume_from, progress_state["steps"])
     model.train()
     model.config.use_cache = False
+    forward = model
+    if dist.world > 1:
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save() -> None:
         state = {
@@ -103,7 +113,8 @@ def train(
         }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        checkpoint.save(checkpoint_dir, progress_state["steps"], model, state)
+        if dist.main:
+            checkpoint.save(checkpoint_dir, progress_state["steps"], model, state)
 
     terminated: list[int] = []
     previous_handler = None
@@ -113,21 +124,28 @@ def train(
     ps = progress_state
     save_every = int(cfg["save_every"] or 0)
     start = time.perf_counter()
-    progress = tqdm(total=total_steps, initial=ps["steps"], desc="train", unit="step", dynamic_ncols=True)
+    progress = tqdm(
+        total=total_steps, initial=ps["steps"], desc="train", unit="step", dynamic_ncols=True, disable=not dist.main
+    )
     try:
         while ps["steps"] < total_steps:
             if ps["cursor"] >= len(ps["order"]):  # a new epoch
                 ps["order"], ps["cursor"] = torch.randperm(len(examples), generator=order_rng).tolist(), 0
             step_ids = ps["order"][ps["cursor"] : ps["cursor"] + batch_size]
             ps["cursor"] += batch_size
-            micro_batches = [step_ids[i : i + micro] for i in range(0, len(step_ids), micro)]
-            step_loss = 0.0
-            for ids in micro_batches:
+            micro_batches = [step_ids[i : i + micro] for i in range(0, len(step_ids), micro)][dist.rank :: dist.world]
+            step_loss, step_tokens = 0.0, 0
+            for index, ids in enumerate(micro_batches):
                 batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_id).items()}
-                loss = model(**batch).loss / len(micro_batches)
-                loss.backward()
+                # Gradients are averaged across processes once per step, on the last micro-batch.
+                last = index == len(micro_batches) - 1
+                with nullcontext() if last or dist.world == 1 else forward.no_sync():
+                    loss = forward(**batch).loss / len(micro_batches)
+                    loss.backward()
                 step_loss += loss.item()
-                ps["tokens"] += int(batch["attention_mask"].sum())  # non-padding tokens processed
+                step_tokens += int(batch["attention_mask"].sum())  # non-padding tokens processed
+            step_loss = dist.mean(step_loss)
+            ps["tokens"] += dist.total(step_tokens)
             if not math.isfinite(step_loss):
                 raise FloatingPointError(f"non-finite training loss {step_loss} at step {ps['steps'] + 1}")
             if cfg["max_grad_norm"]:
@@ -146,9 +164,10 @@ def train(
                 on_log({"train/loss": mean_loss, "train/lr": lr}, ps["steps"])
                 log.info("step %d/%d loss %.4f lr %.2e", ps["steps"], total_steps, mean_loss, lr)
                 ps["window"] = []
-            if checkpoint_dir is not None and (terminated or (save_every and ps["steps"] % save_every == 0)):
+            stop = dist.any(bool(terminated))  # every process stops at the same step
+            if checkpoint_dir is not None and (stop or (save_every and ps["steps"] % save_every == 0)):
                 save()
-            if terminated:
+            if stop:
                 raise Preempted(f"SIGTERM at step {ps['steps']}: checkpoint saved in {checkpoint_dir}")
     finally:
         progress.close()

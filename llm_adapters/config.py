@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import secrets
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters.adapters import BASELINES, KINDS
@@ -77,6 +79,11 @@ def validate(cfg: DictConfig) -> None:
             "eval.datasets has mawps, which the paper's evaluate.py cannot score: "
             "use protocol=fixed or protocol.score_mawps=true"
         )
+    if cfg.model.get("load_in_8bit") or cfg.model.get("load_in_4bit"):
+        if not cfg.model.name_or_path:
+            raise ConfigError("model.load_in_8bit/load_in_4bit quantize pretrained weights: set model.name_or_path")
+        if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+            raise ConfigError("model.load_in_8bit/load_in_4bit need the bitsandbytes package and a CUDA GPU")
     rule = cfg.protocol.choice_extraction
     if rule not in CHOICE_RULES:
         raise ConfigError(f"protocol.choice_extraction must be one of {', '.join(CHOICE_RULES)} (got '{rule}')")

@@ -206,7 +206,10 @@ def _fit_and_evaluate(
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, tokenizer)
     targets = adapters.prepare(model, cfg.adapter, cfg.placement)
-    model.to(device)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not cfg.model.get("load_in_8bit") and not cfg.model.get("load_in_4bit"):  # bitsandbytes places its own
+        model.to(device)
     results["params"] = count_parameters(model)
     results["targets"] = len(targets)
     log.info(

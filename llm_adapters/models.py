@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from llm_adapters.tokenizer import build_tokenizer
 
@@ -43,8 +50,18 @@ def load_model(cfg: Mapping, tokenizer: PreTrainedTokenizerBase) -> PreTrainedMo
         raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)} (got '{cfg['dtype']}')")
     dtype = DTYPES[cfg["dtype"]]
     if cfg["name_or_path"]:
+        quantization = None
+        if cfg.get("load_in_8bit") or cfg.get("load_in_4bit"):  # config validation checked the backend exists
+            quantization = BitsAndBytesConfig(
+                load_in_8bit=bool(cfg.get("load_in_8bit")),
+                load_in_4bit=bool(cfg.get("load_in_4bit")),
+                bnb_4bit_compute_dtype=dtype,
+            )
         return AutoModelForCausalLM.from_pretrained(
-            cfg["name_or_path"], dtype=dtype, trust_remote_code=bool(cfg["trust_remote_code"])
+            cfg["name_or_path"],
+            dtype=dtype,
+            quantization_config=quantization,
+            trust_remote_code=bool(cfg["trust_remote_code"]),
         )
     arch = dict(cfg["config"])
     config = AutoConfig.for_model(

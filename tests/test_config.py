@@ -1,6 +1,7 @@
 """Every config in conf/ composes and validates; bad values are rejected before any model is loaded."""
 
 import pytest
+import torch
 
 from llm_adapters.config import ConfigError, validate
 from tests.conftest import CONF, make_config
@@ -57,3 +58,11 @@ def test_tiny_schedule_inherits_the_paper_setup():
     )
     assert paper.cutoff_len == 256 and paper.train_on_inputs is True
     assert tiny.batch_size == 16 and tiny.cutoff_len == 256 and tiny.train_on_inputs is True
+
+
+def test_quantized_loading_needs_pretrained_weights_and_its_backend():
+    with pytest.raises(ConfigError, match=r"quantize pretrained weights: set model\.name_or_path"):
+        validate(make_config("+model.load_in_8bit=true"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="need the bitsandbytes package and a CUDA GPU"):
+            validate(make_config("model=llama-7b", "model.load_in_4bit=true"))

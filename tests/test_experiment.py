@@ -196,3 +196,13 @@ def test_full_fine_tuning_trains_every_parameter(tmp_path):
     assert results["params"]["trainable"] == results["params"]["total"]
     weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert sum(w.numel() for w in weights.values()) == results["params"]["total"]
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+    plain = run(make_config(*FAST), tmp_path / "plain")
+    checkpointed = run(make_config(*FAST, "train.gradient_checkpointing=true"), tmp_path / "checkpointed")
+    for (_, a), (_, b) in zip(plain["train"]["loss_history"], checkpointed["train"]["loss_history"], strict=True):
+        assert abs(a - b) < 1e-5
+    a = load_file(tmp_path / "plain" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "checkpointed" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

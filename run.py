@@ -34,6 +34,23 @@ if int(os.environ.get("RANK", "0")) > 0:
 
 # Mistakes in the input: reported as one line, not a traceback.
 BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError)
+CONF = Path(__file__).resolve().parent / "conf"
+
+
+def unknown_choice(arguments: list[str]) -> str | None:
+    """The first ``group=option`` override (sweep lists included) naming an option conf/<group>/ does not have.
+
+    Hydra would say so too, over several lines; this says it in one, before anything is composed.
+    """
+    for argument in arguments:
+        group, _, value = argument.partition("=")
+        if not value or not (CONF / group).is_dir() or group == "hydra" or "(" in value:
+            continue
+        for option in value.split(","):
+            if not (CONF / group / f"{option}.yaml").is_file():
+                available = ", ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
+                return f"{group}={option}: no such {group} (available: {available})"
+    return None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -65,4 +82,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if problem := unknown_choice(sys.argv[1:]):
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from transformers import PretrainedConfig
 
 SITES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
 
@@ -65,16 +65,11 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def architecture_of(model: nn.Module) -> Architecture:
-    """The registry entry for a transformers model, looked up by its ``config.model_type``."""
-    model_type = model.config.model_type
+def architecture_of(config: PretrainedConfig) -> Architecture:
+    """The registry entry for a transformers model config, looked up by its ``model_type``."""
+    model_type = config.model_type
     if model_type not in ARCHITECTURES:
         raise ValueError(
             f"model type '{model_type}' has no entry in the site registry (known: {', '.join(sorted(ARCHITECTURES))})"
         )
     return ARCHITECTURES[model_type]
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The model's list of decoder blocks."""
-    return model.get_submodule(architecture_of(model).layers)

@@ -24,7 +24,7 @@ from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
 from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_set
-from llm_adapters.models import count_parameters, load_model, load_tokenizer, resolve_device
+from llm_adapters.models import count_parameters, load_model, load_tokenizer, model_config, resolve_device
 from llm_adapters.placement import PlacementError
 from llm_adapters.training import TrainResult, peak_memory_mb, train
 
@@ -150,6 +150,17 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     return results
 
 
+def build_model(cfg: DictConfig) -> tuple[Any, Any, list[placement.Target]]:
+    """The tokenizer, then the model with its adapter; the placement is resolved from the model's config first,
+    so a bad placement fails before any weights load."""
+    tokenizer = load_tokenizer(cfg.model)
+    config = model_config(cfg.model, tokenizer)
+    targets = adapters.targets_for(config, cfg.adapter, cfg.placement)
+    model = load_model(cfg.model, config)
+    adapters.prepare(model, cfg.adapter, targets)
+    return model, tokenizer, targets
+
+
 def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, list[Record]]]]:
     """The training records and each whole evaluation set, all read and validated before any model loads."""
 
@@ -203,9 +214,7 @@ def _fit_and_evaluate(
                 cfg.dataset.name,
             )
 
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer)
-    targets = adapters.prepare(model, cfg.adapter, cfg.placement)
+    model, tokenizer, targets = build_model(cfg)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not cfg.model.get("load_in_8bit") and not cfg.model.get("load_in_4bit"):  # bitsandbytes places its own

@@ -14,6 +14,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     BitsAndBytesConfig,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -44,8 +45,23 @@ def load_tokenizer(cfg: Mapping) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(cfg: Mapping, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """Pretrained weights from ``name_or_path``, or random weights from ``config`` seeded by ``init_seed``."""
+def model_config(cfg: Mapping, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
+    """The architecture without the weights: the pretrained config.json, or the model YAML's ``config``."""
+    if cfg["name_or_path"]:
+        return AutoConfig.from_pretrained(cfg["name_or_path"], trust_remote_code=bool(cfg["trust_remote_code"]))
+    arch = dict(cfg["config"])
+    return AutoConfig.for_model(
+        arch.pop("model_type"),
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **arch,
+    )
+
+
+def load_model(cfg: Mapping, config: PretrainedConfig) -> PreTrainedModel:
+    """Pretrained weights from ``name_or_path``, or random weights for ``config`` seeded by ``init_seed``."""
     if cfg["dtype"] not in DTYPES:
         raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)} (got '{cfg['dtype']}')")
     dtype = DTYPES[cfg["dtype"]]
@@ -59,19 +75,11 @@ def load_model(cfg: Mapping, tokenizer: PreTrainedTokenizerBase) -> PreTrainedMo
             )
         return AutoModelForCausalLM.from_pretrained(
             cfg["name_or_path"],
+            config=config,
             dtype=dtype,
             quantization_config=quantization,
             trust_remote_code=bool(cfg["trust_remote_code"]),
         )
-    arch = dict(cfg["config"])
-    config = AutoConfig.for_model(
-        arch.pop("model_type"),
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **arch,
-    )
     # The base weights are part of the model, not of the run: a fixed seed keeps them the same across run seeds.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["init_seed"]))

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from torch import nn
+from transformers import PretrainedConfig
 
-from llm_adapters.architectures import SITES, architecture_of, decoder_layers
+from llm_adapters.architectures import SITES, architecture_of
 
 
 class PlacementError(ValueError):
@@ -49,14 +49,18 @@ def placement_sites(placement: Mapping, adapter_kind: str) -> tuple[list[str], b
     return sites, explicit
 
 
-def resolve(model: nn.Module, placement: Mapping, adapter_kind: str) -> list[Target]:
-    """Every (site, layer) this placement attaches ``adapter_kind`` to, with the module it wraps."""
-    arch = architecture_of(model)
+def resolve(config: PretrainedConfig, placement: Mapping, adapter_kind: str) -> list[Target]:
+    """Every (site, layer) this placement attaches ``adapter_kind`` to, with the module it wraps.
+
+    Only the model's config is needed (its ``model_type`` and layer count), so a bad placement is reported before
+    any weights load.
+    """
+    arch = architecture_of(config)
     sites, explicit = placement_sites(placement, adapter_kind)
     missing = [s for s in sites if s not in arch.sites]
     if explicit and missing:
-        raise PlacementError(f"site(s) {missing} do not exist in model type '{model.config.model_type}'")
-    n_layers = len(decoder_layers(model))
+        raise PlacementError(f"site(s) {missing} do not exist in model type '{config.model_type}'")
+    n_layers = config.num_hidden_layers
     layers: Sequence[int] = placement.get("layers") or range(n_layers)
     bad = [i for i in layers if not 0 <= i < n_layers]
     if bad:
@@ -69,6 +73,6 @@ def resolve(model: nn.Module, placement: Mapping, adapter_kind: str) -> list[Tar
     ]
     if not targets:
         raise PlacementError(
-            f"placement '{placement.get('name')}' selects no module of model type '{model.config.model_type}'"
+            f"placement '{placement.get('name')}' selects no module of model type '{config.model_type}'"
         )
     return targets

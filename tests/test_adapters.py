@@ -63,7 +63,7 @@ def test_only_adapters_train_and_counts_are_exact(kind, placement):
     model = tiny_model("llama")
     base_total = sum(p.numel() for p in model.parameters())
     adapter = LORA if kind == "lora" else bottleneck(kind)
-    inject(model, adapter, resolve(model, cfg.placement, kind))
+    inject(model, adapter, resolve(model.config, cfg.placement, kind))
     size = adapter.get("r") or adapter["bottleneck_size"]
     expected = closed_form(kind, list(cfg.placement.presets[kind]), size)
     params = count_parameters(model)
@@ -110,14 +110,14 @@ def test_bottleneck_init_lora_is_identity_and_bert_is_not(kind):
     expected = reference(ids).logits
     for init, unchanged in (("lora", True), ("bert", False)):
         model = copy.deepcopy(reference)
-        inject(model, bottleneck(kind, init), resolve(model, cfg.placement, kind))
+        inject(model, bottleneck(kind, init), resolve(model.config, cfg.placement, kind))
         assert torch.allclose(model(ids).logits, expected, atol=1e-6) is unchanged
 
 
 def test_learned_scaling_is_a_trainable_scalar():
     model = tiny_model("llama")
     cfg = make_config("placement=mlp")
-    inject(model, bottleneck("series", scaling="learned"), resolve(model, cfg.placement, "series"))
+    inject(model, bottleneck("series", scaling="learned"), resolve(model.config, cfg.placement, "series"))
     scales = [n for n in trainable_state_dict(model) if n.endswith("adapter_scale")]
     assert len(scales) == 3
 
@@ -128,7 +128,7 @@ def test_lora_equals_peft_lora(model_type):
     cfg = make_config("placement=both")
     base = tiny_model(model_type)
     ours = copy.deepcopy(base)
-    targets = resolve(ours, cfg.placement, "lora")
+    targets = resolve(ours.config, cfg.placement, "lora")
     inject(ours, LORA, targets)
     with torch.no_grad():
         for p in trainable_state_dict(ours):

@@ -78,12 +78,9 @@ def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    from llm_adapters import adapters
-    from llm_adapters.models import load_model, load_tokenizer
+    from llm_adapters.experiment import build_model
 
-    cfg = make_config()
-    model = load_model(cfg.model, load_tokenizer(cfg.model))
-    adapters.prepare(model, cfg.adapter, cfg.placement)
+    model, _, _ = build_model(make_config())
     (tmp_path / "step-5").mkdir()
     (tmp_path / "step-5" / "weights.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match=r"checkpoint .*step-5 cannot be read"):

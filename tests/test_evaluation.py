@@ -5,11 +5,10 @@ import copy
 import pytest
 import torch
 
-from llm_adapters import adapters, placement
 from llm_adapters.adapters import set_adapter_dropout
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.evaluation import evaluate_set, generate
-from llm_adapters.models import load_model, load_tokenizer
+from llm_adapters.experiment import build_model
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import make_config
@@ -19,10 +18,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = make_config()
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer)
-    adapters.inject(model, cfg.adapter, placement.resolve(model, cfg.placement, "lora"))
+    model, tokenizer, _ = build_model(make_config())
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

@@ -1,6 +1,7 @@
 """One job end to end in process: the results contract, learning with a frozen base, determinism, failure, W&B."""
 
 import json
+import math
 import time
 
 import pytest
@@ -9,8 +10,8 @@ from safetensors.torch import load_file
 
 from llm_adapters import adapters, placement
 from llm_adapters.data import tokenize_for_training
-from llm_adapters.experiment import run, summary
-from llm_adapters.models import load_model, load_tokenizer
+from llm_adapters.experiment import build_model, run, summary
+from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.placement import PlacementError
 from llm_adapters.prompts import evaluation_prompt, response_text
 from llm_adapters.scoring import extract_number, number_correct
@@ -63,9 +64,9 @@ def test_job_writes_the_results_contract(tmp_path):
 def test_training_learns_with_the_base_bit_identical():
     cfg = make_config("dataset.train_size=256", "train.max_steps=60", "train.log_every=10", "train.warmup_steps=5")
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer)
+    model = load_model(cfg.model, model_config(cfg.model, tokenizer))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    adapters.inject(model, cfg.adapter, placement.resolve(model, cfg.placement, cfg.adapter.kind))
+    adapters.inject(model, cfg.adapter, placement.resolve(model.config, cfg.placement, cfg.adapter.kind))
     start = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     records, _ = generate(256, 0, seed=0)
     examples = tokenize_for_training(records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
@@ -146,7 +147,7 @@ def test_local_pretrained_directory_loads_through_the_hub_path(tmp_path):
     """The real loading code (from_pretrained on a path) on a tiny model saved to disk, evaluated zero-shot-free."""
     cfg = make_config()
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer)
+    model = load_model(cfg.model, model_config(cfg.model, tokenizer))
     model.save_pretrained(tmp_path / "weights")
     tokenizer.save_pretrained(tmp_path / "weights")
     results = run(
@@ -206,3 +207,13 @@ def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
     a = load_file(tmp_path / "plain" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "checkpointed" / "adapter" / "adapter_model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_bfloat16_base_with_float32_adapter(tmp_path):
+    """model.dtype=bfloat16: the frozen base in bf16, the adapter and its optimizer in fp32, training still works."""
+    cfg = make_config(*FAST, "model.dtype=bfloat16")
+    model, _, _ = build_model(cfg)
+    dtypes = {(p.requires_grad, p.dtype) for p in model.parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}
+    results = run(cfg, tmp_path)
+    assert results["status"] == "ok" and all(math.isfinite(loss) for _, loss in results["train"]["loss_history"])

@@ -9,8 +9,8 @@ from tests.conftest import make_config, tiny_model
 
 def modules(model, placement, kind):
     """The module names (inside one block) a placement targets in layer 0."""
-    prefix = f"{architecture_of(model).layers}.0."
-    return sorted(t.module_name.removeprefix(prefix) for t in resolve(model, placement, kind) if t.layer == 0)
+    prefix = f"{architecture_of(model.config).layers}.0."
+    return sorted(t.module_name.removeprefix(prefix) for t in resolve(model.config, placement, kind) if t.layer == 0)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_llama_presets_match_the_paper_code(placement, kind, expected):
     cfg = make_config(f"placement={placement}")
     model = tiny_model("llama")
     assert modules(model, cfg.placement, kind) == expected
-    assert {t.layer for t in resolve(model, cfg.placement, kind)} == {0, 1, 2}
+    assert {t.layer for t in resolve(model.config, cfg.placement, kind)} == {0, 1, 2}
 
 
 @pytest.mark.parametrize(
@@ -55,17 +55,17 @@ def test_other_families(model_type, placement, kind, expected):
 
 def test_explicit_sites_and_layers():
     cfg = make_config("placement.sites=[attn.o,mlp.gate]", "placement.layers=[1]")
-    targets = resolve(tiny_model("llama"), cfg.placement, "parallel")
+    targets = resolve(tiny_model("llama").config, cfg.placement, "parallel")
     assert [t.module_name for t in targets] == ["model.layers.1.self_attn.o_proj", "model.layers.1.mlp.gate_proj"]
 
 
 def test_meaningless_or_missing_placements_are_clear_errors():
     model = tiny_model("llama")
     with pytest.raises(PlacementError, match="placement 'mlp' has no meaning for adapter 'prefix'"):
-        resolve(model, make_config("placement=mlp").placement, "prefix")
+        resolve(model.config, make_config("placement=mlp").placement, "prefix")
     with pytest.raises(PlacementError, match=r"unknown site\(s\) \['attn.x'\]"):
-        resolve(model, make_config("placement.sites=[attn.x]").placement, "lora")
+        resolve(model.config, make_config("placement.sites=[attn.x]").placement, "lora")
     with pytest.raises(PlacementError, match=r"\['mlp.gate'\] do not exist in model type 'gptj'"):
-        resolve(tiny_model("gptj"), make_config("placement.sites=[mlp.gate]").placement, "lora")
+        resolve(tiny_model("gptj").config, make_config("placement.sites=[mlp.gate]").placement, "lora")
     with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
-        resolve(model, make_config("placement.layers=[0,3]").placement, "lora")
+        resolve(model.config, make_config("placement.layers=[0,3]").placement, "lora")

@@ -6,10 +6,8 @@ import json
 import pytest
 import torch
 
-from llm_adapters import adapters
 from llm_adapters.data import tokenize_for_training
-from llm_adapters.experiment import run
-from llm_adapters.models import load_model, load_tokenizer
+from llm_adapters.experiment import build_model, run
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
 from tests.conftest import FAST, make_config
@@ -71,6 +69,26 @@ def test_resume_matches_on_the_whole_config(tmp_path):
             "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, "
             "attn.v, attn.o, mlp.gate, mlp.up, mlp.down)",
         ),
+        ("adapter=lora2", "error: adapter=lora2: no such adapter (available: full, lora, none, parallel, series)"),
+        ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
+        (
+            "model=llama-70b",
+            "error: model=llama-70b: no such model (available: gpt-j-6b, llama-13b, llama-7b, tiny-llama)",
+        ),
+        ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
+        ("placement.layers=[7]", "error: placement.layers [7] out of range: the model has 4 layers"),
+        (
+            "eval.datasets=[gsm9k]",
+            "error: eval.datasets: unknown evaluation set(s) ['gsm9k'] (known: synthetic_math, "
+            "gsm8k, svamp, addsub, multiarith, singleeq, mawps, aqua, mathqa, boolq, piqa, siqa, hellaswag, "
+            "winogrande, arc_e, arc_c, obqa)",
+        ),
+        (
+            "dataset=math_9k",
+            "error: dataset=math_9k: no such dataset (available: arc_c, arc_e, boolq, commonsense_15k, "
+            "commonsense_170k, hellaswag, math_10k, math_14k, math_50k, math_7k, math_data, obqa, piqa, siqa, "
+            "synthetic_math, winogrande)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, override, line):
@@ -82,9 +100,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, override, line):
 
 def test_non_finite_loss_stops_at_the_step():
     cfg = make_config()
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, tokenizer)
-    adapters.prepare(model, cfg.adapter, cfg.placement)
+    model, tokenizer, _ = build_model(cfg)
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(float("nan"))
     examples = tokenize_for_training(generate(32, 0, seed=0)[0], tokenizer, 256, True)

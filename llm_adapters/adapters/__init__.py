@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from torch import nn
+from transformers import PretrainedConfig
 
 from llm_adapters.adapters import bottleneck, lora
 from llm_adapters.placement import Target, resolve
@@ -27,15 +28,19 @@ KINDS: dict[str, Wrap] = {
 BASELINES = ("none", "full")
 
 
-def prepare(model: nn.Module, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:
-    """Make ``model`` what the adapter config asks for; returns the adapted modules (none for a baseline)."""
+def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:
+    """The modules an adapter goes to, from the model's config alone (none for a baseline)."""
+    kind = adapter_cfg["kind"]
+    return [] if kind in BASELINES else resolve(config, placement_cfg, kind)
+
+
+def prepare(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:
+    """Make ``model`` what the adapter config asks for: adapters on ``targets``, or a baseline's trainable set."""
     kind = adapter_cfg["kind"]
     if kind in BASELINES:
         model.requires_grad_(kind == "full")
-        return []
-    targets = resolve(model, placement_cfg, kind)
-    inject(model, adapter_cfg, targets)
-    return targets
+    else:
+        inject(model, adapter_cfg, targets)
 
 
 def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
 from transformers import set_seed
 
 from llm_adapters import __version__, adapters, checkpoint, distributed, placement, synthetic, tracking
+from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
@@ -29,21 +29,6 @@ from llm_adapters.placement import PlacementError
 from llm_adapters.training import TrainResult, peak_memory_mb, train
 
 log = logging.getLogger(__name__)
-
-
-def _save_adapter(model: Any, cfg: DictConfig, targets: list[placement.Target], directory: Path) -> None:
-    """Adapter weights as safetensors beside a small JSON config naming what they adapt."""
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(adapters.trainable_state_dict(model), str(directory / "adapter_model.safetensors"))
-    tracking.write_json(
-        directory / "adapter_config.json",
-        {
-            "adapter": OmegaConf.to_container(cfg.adapter, resolve=True),
-            "model": cfg.model.name,
-            "model_type": model.config.model_type,
-            "targets": [t.module_name for t in targets],
-        },
-    )
 
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
@@ -102,6 +87,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     results: dict[str, Any] = {
         "status": "running",
         "reason": None,
+        "mode": cfg.mode,
         "model": cfg.model.name,
         "adapter": cfg.adapter.kind,
         "placement": None if cfg.adapter.kind in adapters.BASELINES else cfg.placement.name,
@@ -150,15 +136,25 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     return results
 
 
-def build_model(cfg: DictConfig) -> tuple[Any, Any, list[placement.Target]]:
-    """The tokenizer, then the model with its adapter; the placement is resolved from the model's config first,
-    so a bad placement fails before any weights load."""
+def build_model(cfg: DictConfig) -> tuple[Any, Any, dict[str, Any], list[placement.Target]]:
+    """The tokenizer, then the model with its adapter, and the adapter config and targets it got.
+
+    The adapter comes from ``cfg.adapter`` and the placement, or, with ``adapter_path``, from a saved adapter (its
+    config, its targets, its weights). Either way the targets are settled from the model's config first, so a bad
+    placement or a foreign adapter fails before any weights load.
+    """
     tokenizer = load_tokenizer(cfg.model)
     config = model_config(cfg.model, tokenizer)
-    targets = adapters.targets_for(config, cfg.adapter, cfg.placement)
+    if cfg.adapter_path:
+        adapter_cfg, targets = saving.read_config(Path(cfg.adapter_path), config)
+    else:
+        adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
+        targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
     model = load_model(cfg.model, config)
-    adapters.prepare(model, cfg.adapter, targets)
-    return model, tokenizer, targets
+    adapters.prepare(model, adapter_cfg, targets)
+    if cfg.adapter_path:
+        saving.load_weights(model, Path(cfg.adapter_path))
+    return model, tokenizer, adapter_cfg, targets
 
 
 def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, list[Record]]]]:
@@ -214,7 +210,8 @@ def _fit_and_evaluate(
                 cfg.dataset.name,
             )
 
-    model, tokenizer, targets = build_model(cfg)
+    model, tokenizer, adapter_cfg, targets = build_model(cfg)
+    results["adapter"] = adapter_cfg["kind"]
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not cfg.model.get("load_in_8bit") and not cfg.model.get("load_in_4bit"):  # bitsandbytes places its own
@@ -230,7 +227,7 @@ def _fit_and_evaluate(
     )
 
     examples = tokenize_for_training(train_records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
-    if results["params"]["trainable"]:
+    if cfg.mode == "train" and results["params"]["trainable"]:
         fit = train(
             model,
             examples,
@@ -245,8 +242,8 @@ def _fit_and_evaluate(
         )
         shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)  # the adapter below is the final word
         if dist.main:
-            _save_adapter(model, cfg, targets, job_dir / "adapter")
-    else:  # adapter=none: the base model zero-shot
+            saving.save(model, adapter_cfg, cfg.model.name, targets, job_dir / "adapter")
+    else:  # mode=eval, or adapter=none (the base model zero-shot)
         fit = TrainResult(steps=0, seconds=0.0, tokens=0)
     results["train"] = {
         "steps": fit.steps,

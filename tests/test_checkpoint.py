@@ -80,7 +80,7 @@ def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     from llm_adapters.experiment import build_model
 
-    model, _, _ = build_model(make_config())
+    model, *_ = build_model(make_config())
     (tmp_path / "step-5").mkdir()
     (tmp_path / "step-5" / "weights.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match=r"checkpoint .*step-5 cannot be read"):

@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def tiny():
-    model, tokenizer, _ = build_model(make_config())
+    model, tokenizer, *_ = build_model(make_config())
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

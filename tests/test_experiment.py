@@ -212,8 +212,36 @@ def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
 def test_bfloat16_base_with_float32_adapter(tmp_path):
     """model.dtype=bfloat16: the frozen base in bf16, the adapter and its optimizer in fp32, training still works."""
     cfg = make_config(*FAST, "model.dtype=bfloat16")
-    model, _, _ = build_model(cfg)
+    model, *_ = build_model(cfg)
     dtypes = {(p.requires_grad, p.dtype) for p in model.parameters()}
     assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}
     results = run(cfg, tmp_path)
     assert results["status"] == "ok" and all(math.isfinite(loss) for _, loss in results["train"]["loss_history"])
+
+
+@pytest.mark.parametrize("adapter", ["lora", "series", "parallel"])
+def test_saved_adapter_evaluates_to_the_same_predictions(tmp_path, adapter):
+    """mode=eval adapter_path=DIR rebuilds the trained structure from the saved config and weights."""
+    quiet = ["protocol.eval_adapter_dropout=false"]  # generation must not draw random dropout masks here
+    trained = run(make_config(*FAST, *quiet, f"adapter={adapter}", "placement=both"), tmp_path / "train")
+    evaluated = run(
+        make_config(*FAST, *quiet, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "eval"
+    )
+    assert evaluated["adapter"] == adapter and evaluated["mode"] == "eval" and evaluated["train"]["steps"] == 0
+    assert evaluated["params"] == trained["params"]
+    assert evaluated["eval"]["synthetic_math"]["accuracy"] == trained["eval"]["synthetic_math"]["accuracy"]
+    read = [json.loads(line)["generation"] for line in (tmp_path / "train" / "predictions.jsonl").open()]
+    again = [json.loads(line)["generation"] for line in (tmp_path / "eval" / "predictions.jsonl").open()]
+    assert read == again
+
+
+def test_adapter_path_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match=r"adapter_path .*nowhere: no saved adapter"):
+        run(make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'nowhere'}"), tmp_path / "a")
+    run(make_config(*FAST), tmp_path / "train")
+    config = tmp_path / "train" / "adapter" / "adapter_config.json"
+    config.write_text(config.read_text().replace('"model_type": "llama"', '"model_type": "gptj"'))
+    with pytest.raises(ValueError, match="holds an adapter for model type 'gptj', not this model's 'llama'"):
+        run(make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "b")
+    with pytest.raises(ValueError, match="mode=eval needs adapter_path=DIR"):
+        run(make_config(*FAST, "mode=eval"), tmp_path / "c")

@@ -100,7 +100,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, override, line):
 
 def test_non_finite_loss_stops_at_the_step():
     cfg = make_config()
-    model, tokenizer, _ = build_model(cfg)
+    model, tokenizer, *_ = build_model(cfg)
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(float("nan"))
     examples = tokenize_for_training(generate(32, 0, seed=0)[0], tokenizer, 256, True)

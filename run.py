@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from llm_adapters import experiment
+from llm_adapters import experiment, plan
 from llm_adapters.checkpoint import CheckpointError
 from llm_adapters.config import ConfigError, register_resolvers
 from llm_adapters.datasets import DataError
@@ -63,6 +63,9 @@ def main(cfg: DictConfig) -> None:
         sweep_dir = Path(hydra_cfg.sweep.dir)
         group = f"{sweep_dir.parent.name}/{sweep_dir.name}"
     try:
+        if cfg.mode == "plan":
+            print(plan.line(plan.plan(cfg, job_dir)))
+            return
         results = experiment.run(cfg, job_dir, group, sweep=sweep)
     except BAD_INPUT as error:
         if sweep:  # recorded as failed in results.json; the other jobs go on

@@ -17,10 +17,13 @@ SITES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down
 @dataclass(frozen=True)
 class Architecture:
     """How to reach the decoder blocks (``layers``, a dotted path from the model root) and, inside one block,
-    the module that implements each site."""
+    the module that implements each site. Sites listed in ``fused`` share one projection (BLOOM's and GPT-NeoX's
+    ``query_key_value``): a preset that names any of them adapts that whole projection once, as the paper's code
+    did on BLOOM."""
 
     layers: str
     sites: dict[str, str]
+    fused: frozenset[str] = frozenset()
 
 
 _LLAMA = Architecture(
@@ -63,6 +66,25 @@ ARCHITECTURES: dict[str, Architecture] = {
         },
     ),
 }
+
+
+def _fused_qkv(layers: str, attention: str, mlp: str) -> Architecture:
+    return Architecture(
+        layers=layers,
+        sites={
+            "attn.q": f"{attention}.query_key_value",
+            "attn.k": f"{attention}.query_key_value",
+            "attn.v": f"{attention}.query_key_value",
+            "attn.o": f"{attention}.dense",
+            "mlp.up": f"{mlp}.dense_h_to_4h",
+            "mlp.down": f"{mlp}.dense_4h_to_h",
+        },
+        fused=frozenset({"attn.q", "attn.k", "attn.v"}),
+    )
+
+
+ARCHITECTURES["bloom"] = _fused_qkv("transformer.h", "self_attention", "mlp")
+ARCHITECTURES["gpt_neox"] = _fused_qkv("gpt_neox.layers", "attention", "mlp")
 
 
 def architecture_of(config: PretrainedConfig) -> Architecture:

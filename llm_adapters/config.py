@@ -41,8 +41,8 @@ def _positive(cfg: DictConfig, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Reject a config that cannot run, in milliseconds, with one message naming the key."""
-    if cfg.mode not in ("train", "eval"):
-        raise ConfigError(f"mode must be 'train' or 'eval' (got '{cfg.mode}')")
+    if cfg.mode not in ("train", "eval", "plan"):
+        raise ConfigError(f"mode must be 'train', 'eval' or 'plan' (got '{cfg.mode}')")
     if cfg.mode == "eval" and not cfg.adapter_path and cfg.adapter.kind != "none":
         raise ConfigError(
             "mode=eval needs adapter_path=DIR, the adapter/ directory of a finished job (or adapter=none)"

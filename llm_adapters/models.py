@@ -45,19 +45,23 @@ def load_tokenizer(cfg: Mapping) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def model_config(cfg: Mapping, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
-    """The architecture without the weights: the pretrained config.json, or the model YAML's ``config``."""
-    if cfg["name_or_path"]:
+def model_config(cfg: Mapping, tokenizer: PreTrainedTokenizerBase | None, offline: bool = False) -> PretrainedConfig:
+    """The architecture without the weights: the pretrained config.json, or the model YAML's ``config`` (always
+    for a model built from it, and for any model when ``offline``, as plan mode is). A built-in tokenizer fixes the
+    vocabulary and special ids of a built model."""
+    if cfg["name_or_path"] and not offline:
         return AutoConfig.from_pretrained(cfg["name_or_path"], trust_remote_code=bool(cfg["trust_remote_code"]))
+    if not cfg.get("config"):
+        raise ValueError(f"model {cfg['name']} has no `config` (architecture numbers) in its YAML")
     arch = dict(cfg["config"])
-    return AutoConfig.for_model(
-        arch.pop("model_type"),
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **arch,
-    )
+    if tokenizer is not None and not cfg["name_or_path"]:
+        arch.update(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return AutoConfig.for_model(arch.pop("model_type"), **arch)
 
 
 def load_model(cfg: Mapping, config: PretrainedConfig) -> PreTrainedModel:

@@ -60,17 +60,24 @@ def resolve(config: PretrainedConfig, placement: Mapping, adapter_kind: str) -> 
     missing = [s for s in sites if s not in arch.sites]
     if explicit and missing:
         raise PlacementError(f"site(s) {missing} do not exist in model type '{config.model_type}'")
+    sliced = [s for s in sites if s in arch.fused]
+    if explicit and sliced:
+        raise PlacementError(
+            f"site(s) {sliced} are slices of one fused projection in model type '{config.model_type}'; adapting a "
+            "slice is not supported yet: use a preset placement, which adapts the whole projection"
+        )
     n_layers = config.num_hidden_layers
     layers: Sequence[int] = placement.get("layers") or range(n_layers)
     bad = [i for i in layers if not 0 <= i < n_layers]
     if bad:
         raise PlacementError(f"placement.layers {bad} out of range: the model has {n_layers} layers")
-    targets = [
-        Target(site, layer, f"{arch.layers}.{layer}.{arch.sites[site]}")
-        for layer in layers
-        for site in sites
-        if site in arch.sites
-    ]
+    targets, seen = [], set()
+    for layer in layers:
+        for site in sites:
+            module = f"{arch.layers}.{layer}.{arch.sites[site]}" if site in arch.sites else None
+            if module is not None and module not in seen:  # a fused projection is adapted once
+                seen.add(module)
+                targets.append(Target(site, layer, module))
     if not targets:
         raise PlacementError(
             f"placement '{placement.get('name')}' selects no module of model type '{config.model_type}'"

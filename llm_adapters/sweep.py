@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -33,11 +34,34 @@ def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
     return counts, notes
 
 
+def plan_table(sweep_dir: Path) -> str | None:
+    """The plan.json files of a ``mode=plan`` sweep as one table, in job order."""
+    rows = []
+    for path in sorted(sweep_dir.glob("*/plan.json"), key=lambda p: int(p.parent.name.split("_")[0])):
+        plan = json.loads(path.read_text())
+        rows.append(
+            {
+                "model": plan["model"],
+                "adapter": plan["adapter"],
+                "placement": plan["placement"] or "-",
+                "trainable": f"{plan['params']['trainable']:,}",
+                "total": f"{plan['params']['total']:,}",
+                "trainable %": f"{plan['params']['trainable_pct']:.4f}",
+                "memory GiB": f"{plan['memory_gb']['total']:.1f}",
+            }
+        )
+    return pd.DataFrame(rows).to_string(index=False) if rows else None
+
+
 class SweepSummary(Callback):
     """Prints the sweep's outcome and exits with status 1 when any job failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        table = plan_table(sweep_dir)
+        if table is not None:
+            print(table)
+            return
         counts, notes = summarise(sweep_dir)
         total = sum(counts.values())
         print(

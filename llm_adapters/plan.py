@@ -1,0 +1,77 @@
+"""``mode=plan``: what a job would cost, from the architecture's numbers alone — no weights, no network.
+
+The model is built on PyTorch's meta device (shapes without storage) from the model YAML's ``config``, the adapter is
+put on it exactly as a real job would, and the parameters are counted: exact to the parameter. Training memory is an
+estimate: the frozen weights at their dtype (or quantized width), the trainable parameters with their fp32
+gradients and two Adam moments, and activations by Korthikanti et al. (2022)'s per-layer count of about 34 bytes per
+token per hidden unit in 16-bit (2 with gradient checkpointing), leaving out the attention-score term that fused
+attention kernels avoid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModelForCausalLM
+
+from llm_adapters import adapters
+from llm_adapters.config import validate
+from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
+from llm_adapters.tracking import write_json
+
+GB = 2**30
+
+
+def memory_gb(params: dict[str, float], hidden: int, layers: int, cfg: DictConfig) -> dict[str, float]:
+    """Estimated peak training memory, in GiB, split into its parts."""
+    if cfg.model.get("load_in_4bit"):
+        weight_bytes = 0.5
+    elif cfg.model.get("load_in_8bit"):
+        weight_bytes = 1.0
+    else:
+        weight_bytes = torch.finfo(DTYPES[cfg.model.dtype]).bits / 8
+    frozen = (params["total"] - params["trainable"]) * weight_bytes
+    trainable = params["trainable"] * (4 + 4 + 8)  # fp32 weights, gradients, Adam's two moments
+    per_token = 2 if cfg.train.gradient_checkpointing else 34
+    activations = cfg.train.micro_batch_size * cfg.train.cutoff_len * hidden * layers * per_token * weight_bytes / 2
+    parts = {"weights": frozen / GB, "trainable_and_optimizer": trainable / GB, "activations": activations / GB}
+    return {**parts, "total": sum(parts.values())}
+
+
+def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
+    """Count the parameters of ``cfg``'s job on the meta device; write ``plan.json``."""
+    validate(cfg)
+    tokenizer = None if cfg.model.name_or_path else load_tokenizer(cfg.model)
+    config = model_config(cfg.model, tokenizer, offline=True)
+    adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
+    targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+        adapters.prepare(model, adapter_cfg, targets)
+    params = count_parameters(model)
+    result = {
+        "mode": "plan",
+        "model": cfg.model.name,
+        "adapter": cfg.adapter.kind,
+        "placement": None if cfg.adapter.kind in adapters.BASELINES else cfg.placement.name,
+        "targets": len(targets),
+        "params": params,
+        "memory_gb": memory_gb(params, config.hidden_size, config.num_hidden_layers, cfg),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_json(job_dir / "plan.json", result)
+    return result
+
+
+def line(result: dict[str, Any]) -> str:
+    """The one line plan mode prints."""
+    p = result["params"]
+    where = f"@{result['placement']}" if result["placement"] else ""
+    return (
+        f"{result['model']} {result['adapter']}{where}: {p['trainable']:,} trainable of {p['total']:,} "
+        f"({p['trainable_pct']:.4f}%), training memory ~{result['memory_gb']['total']:.1f} GiB"
+    )

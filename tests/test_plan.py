@@ -1,0 +1,83 @@
+"""mode=plan: exact trainable-parameter counts for the paper's real architectures, from their configs, no weights.
+
+The expected numbers are the absolute counts of the LLM-Adapters README table (reference doc §2.4), which its code's
+default target modules produce: LoRA r 8 on q and v (BLOOM: the fused query_key_value), AdapterH (series, both),
+AdapterP (series, mlp), Parallel beside q, k, v (BLOOM: query_key_value), bottleneck 256.
+"""
+
+import json
+
+import pytest
+
+from llm_adapters.plan import plan
+from tests.conftest import FAST, make_config
+from tests.test_sweep import run_py
+
+LORA_QV = ["adapter=lora", "adapter.r=8", "placement.sites=[attn.q,attn.v]"]
+ADAPTER_H = ["adapter=series", "placement=both"]
+ADAPTER_P = ["adapter=series", "placement=mlp"]
+PARALLEL_QKV = ["adapter=parallel", "placement=attn"]
+BLOOM_LORA = ["adapter=lora", "adapter.r=8", "placement=attn"]  # explicit slices of the fused qkv are not allowed
+
+README = [
+    ("llama-7b", LORA_QV, 4_194_304),
+    ("llama-7b", ADAPTER_H, 201_326_592),
+    ("llama-7b", ADAPTER_P, 67_108_864),
+    ("llama-7b", PARALLEL_QKV, 201_326_592),
+    ("llama-13b", LORA_QV, 6_553_600),
+    ("llama-13b", ADAPTER_H, 314_572_800),
+    ("llama-13b", ADAPTER_P, 104_857_600),
+    ("llama-13b", PARALLEL_QKV, 314_572_800),
+    ("gpt-j-6b", LORA_QV, 3_670_016),
+    ("gpt-j-6b", ADAPTER_H, 117_440_512),
+    ("gpt-j-6b", ADAPTER_P, 58_720_256),
+    ("gpt-j-6b", PARALLEL_QKV, 176_160_768),
+    ("bloomz-7b1", BLOOM_LORA, 3_932_160),
+    ("bloomz-7b1", ADAPTER_H, 125_829_120),
+    ("bloomz-7b1", ADAPTER_P, 62_914_560),
+    ("bloomz-7b1", PARALLEL_QKV, 125_829_120),
+]
+# Base parameter counts of the released checkpoints.
+BASE = {"llama-7b": 6_738_415_616, "llama-13b": 13_015_864_320, "gpt-j-6b": 6_050_882_784, "bloomz-7b1": 7_069_016_064}
+
+
+@pytest.mark.parametrize(("model", "overrides", "trainable"), README, ids=[f"{m}-{o[0]}-{t}" for m, o, t in README])
+def test_counts_match_the_paper_code(tmp_path, model, overrides, trainable):
+    result = plan(make_config("mode=plan", f"model={model}", *overrides), tmp_path)
+    assert result["params"]["trainable"] == trainable
+    assert result["params"]["total"] == BASE[model] + trainable
+    assert json.loads((tmp_path / "plan.json").read_text())["params"] == result["params"]
+
+
+def test_paper_camera_ready_lora_and_memory_estimate(tmp_path):
+    """LoRA r 32 on q, k, v, up, down (the tables' setting) on LLaMA-7B, with the paper's schedule."""
+    result = plan(make_config("mode=plan", "model=llama-7b", "train=paper"), tmp_path)
+    assert result["params"]["trainable"] == 32 * (3 * (4096 + 4096) + 2 * (4096 + 11008)) * 32
+    memory = result["memory_gb"]
+    assert memory["weights"] == pytest.approx(BASE["llama-7b"] * 2 / 2**30, rel=1e-9)  # fp16 base
+    assert 12 < memory["total"] < 24
+    checkpointed = plan(
+        make_config("mode=plan", "model=llama-7b", "train=paper", "train.gradient_checkpointing=true"), tmp_path
+    )
+    assert checkpointed["memory_gb"]["activations"] < memory["activations"] / 10
+
+
+def test_plan_counts_equal_a_real_jobs(tmp_path):
+    from llm_adapters.experiment import run
+
+    for adapter in ("lora", "series", "parallel"):
+        planned = plan(make_config("mode=plan", f"adapter={adapter}"), tmp_path / f"plan-{adapter}")
+        trained = run(make_config(*FAST, f"adapter={adapter}"), tmp_path / f"run-{adapter}")
+        assert planned["params"] == trained["params"]
+
+
+def test_plan_sweep_prints_one_table(tmp_path):
+    proc = run_py("-m", "mode=plan", "model=llama-7b,gpt-j-6b", "adapter=lora,series", f"hydra.sweep.dir={tmp_path}")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    table = out[out.index("model adapter") :].splitlines()
+    assert (
+        len(table) == 5
+        and table[1].split()[:2] == ["llama-7b", "lora"]
+        and table[4].split()[:2] == ["gpt-j-6b", "series"]
+    )

@@ -78,6 +78,8 @@ TINY_CONFIGS = {
         "word_embed_proj_dim": 64,
         "max_position_embeddings": 128,
     },
+    "bloom": {"hidden_size": 64, "n_layer": 2, "n_head": 4},
+    "gpt_neox": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4},
 }
 
 

@@ -122,7 +122,7 @@ def test_learned_scaling_is_a_trainable_scalar():
     assert len(scales) == 3
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt"])
+@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox"])
 def test_lora_equals_peft_lora(model_type):
     peft = pytest.importorskip("peft")
     cfg = make_config("placement=both")

@@ -46,6 +46,12 @@ def test_llama_presets_match_the_paper_code(placement, kind, expected):
         ("opt", "mlp", "parallel", ["fc1", "fc2"]),
         ("mistral", "mlp", "parallel", ["mlp.down_proj", "mlp.up_proj"]),
         ("qwen2", "attn", "lora", ["self_attn.k_proj", "self_attn.q_proj", "self_attn.v_proj"]),
+        # BLOOM and GPT-NeoX fuse q, k, v: the presets adapt the fused projection once, as the paper's code did
+        ("bloom", "attn", "lora", ["self_attention.query_key_value"]),
+        ("bloom", "both", "parallel", ["mlp.dense_4h_to_h", "mlp.dense_h_to_4h", "self_attention.query_key_value"]),
+        ("bloom", "mlp", "series", ["mlp.dense_4h_to_h"]),
+        ("gpt_neox", "attn", "parallel", ["attention.query_key_value"]),
+        ("gpt_neox", "both", "series", ["mlp.dense_4h_to_h", "mlp.dense_h_to_4h"]),
     ],
 )
 def test_other_families(model_type, placement, kind, expected):
@@ -67,5 +73,7 @@ def test_meaningless_or_missing_placements_are_clear_errors():
         resolve(model.config, make_config("placement.sites=[attn.x]").placement, "lora")
     with pytest.raises(PlacementError, match=r"\['mlp.gate'\] do not exist in model type 'gptj'"):
         resolve(tiny_model("gptj").config, make_config("placement.sites=[mlp.gate]").placement, "lora")
+    with pytest.raises(PlacementError, match=r"\['attn.q'\] are slices of one fused projection in model type 'bloom'"):
+        resolve(tiny_model("bloom").config, make_config("placement.sites=[attn.q]").placement, "lora")
     with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
         resolve(model.config, make_config("placement.layers=[0,3]").placement, "lora")

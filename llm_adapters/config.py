@@ -9,7 +9,7 @@ import secrets
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters.adapters import BASELINES, KINDS
+from llm_adapters.adapters import BASELINES, KINDS, MODEL_LEVEL
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.placement import placement_sites
 from llm_adapters.scoring import CHOICE_RULES
@@ -48,11 +48,13 @@ def validate(cfg: DictConfig) -> None:
             "mode=eval needs adapter_path=DIR, the adapter/ directory of a finished job (or adapter=none)"
         )
     kind = cfg.adapter.kind
-    if kind not in KINDS and kind not in BASELINES:
-        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join([*KINDS, *BASELINES])})")
+    known = [*KINDS, *MODEL_LEVEL, *BASELINES]
+    if kind not in known:
+        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known)})")
     if kind not in BASELINES:
         placement_sites(cfg.placement, kind)
     for key in (
+        "adapter.num_virtual_tokens",
         "adapter.r",
         "adapter.alpha",
         "adapter.bottleneck_size",

@@ -65,6 +65,19 @@ def test_explicit_sites_and_layers():
     assert [t.module_name for t in targets] == ["model.layers.1.self_attn.o_proj", "model.layers.1.mlp.gate_proj"]
 
 
+def test_prefix_goes_only_where_attention_is():
+    from llm_adapters.adapters import targets_for
+
+    config = tiny_model("llama").config
+    prefix = {"kind": "prefix"}
+    assert targets_for(config, prefix, make_config("placement=attn").placement) == []
+    for name in ("mlp", "both"):
+        with pytest.raises(PlacementError, match=f"placement '{name}' has no meaning for adapter 'prefix'"):
+            targets_for(config, prefix, make_config(f"placement={name}").placement)
+    with pytest.raises(PlacementError, match="acts on every layer"):
+        targets_for(config, prefix, make_config("placement=attn", "placement.layers=[0]").placement)
+
+
 def test_meaningless_or_missing_placements_are_clear_errors():
     model = tiny_model("llama")
     with pytest.raises(PlacementError, match="placement 'mlp' has no meaning for adapter 'prefix'"):

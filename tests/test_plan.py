@@ -49,6 +49,13 @@ def test_counts_match_the_paper_code(tmp_path, model, overrides, trainable):
     assert json.loads((tmp_path / "plan.json").read_text())["params"] == result["params"]
 
 
+def test_prefix_count_matches_the_reference(tmp_path):
+    """Reference doc §6.3: vt · layers · 2 · hidden, 2,621,440 for LLaMA-7B with 10 virtual tokens."""
+    assert (
+        plan(make_config("mode=plan", "model=llama-7b", "adapter=prefix"), tmp_path)["params"]["trainable"] == 2_621_440
+    )
+
+
 def test_paper_camera_ready_lora_and_memory_estimate(tmp_path):
     """LoRA r 32 on q, k, v, up, down (the tables' setting) on LLaMA-7B, with the paper's schedule."""
     result = plan(make_config("mode=plan", "model=llama-7b", "train=paper"), tmp_path)

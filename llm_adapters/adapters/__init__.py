@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from torch import nn
 from transformers import PretrainedConfig
 
-from llm_adapters.adapters import bottleneck, lora
-from llm_adapters.placement import Target, resolve
+from llm_adapters.adapters import bottleneck, lora, prefix
+from llm_adapters.placement import PlacementError, Target, resolve
 
 Wrap = Callable[[nn.Linear, str, Mapping], nn.Module]
 
@@ -25,13 +25,23 @@ KINDS: dict[str, Wrap] = {
 }
 
 
+# Adapters that act on the whole model rather than on projections: ``attach(model, cfg)``.
+MODEL_LEVEL: dict[str, Callable[[nn.Module, Mapping], None]] = {"prefix": prefix.attach}
+
 BASELINES = ("none", "full")
 
 
 def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:
     """The modules an adapter goes to, from the model's config alone (none for a baseline)."""
     kind = adapter_cfg["kind"]
-    return [] if kind in BASELINES else resolve(config, placement_cfg, kind)
+    if kind in BASELINES:
+        return []
+    targets = resolve(config, placement_cfg, kind)  # also rejects a placement that has no meaning for the kind
+    if kind in MODEL_LEVEL:
+        if placement_cfg.get("layers"):
+            raise PlacementError(f"adapter '{kind}' acts on every layer: placement.layers cannot restrict it")
+        return []
+    return targets
 
 
 def prepare(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:
@@ -39,6 +49,9 @@ def prepare(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -
     kind = adapter_cfg["kind"]
     if kind in BASELINES:
         model.requires_grad_(kind == "full")
+    elif kind in MODEL_LEVEL:
+        model.requires_grad_(False)
+        MODEL_LEVEL[kind](model, adapter_cfg)
     else:
         inject(model, adapter_cfg, targets)
 

@@ -20,8 +20,8 @@ class ConfigError(ValueError):
 
 
 def _dirname(text: str) -> str:
-    """A job directory name from Hydra's override string: no path separators, at most 120 characters."""
-    return re.sub(r"[/\\\s]+", "_", text)[:120]
+    """A job directory name from Hydra's override string: no path separators, at most 200 characters."""
+    return re.sub(r"[/\\\s]+", "_", text)[:200]
 
 
 def register_resolvers() -> None:
@@ -31,6 +31,24 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
     if not OmegaConf.has_resolver("dirname"):
         OmegaConf.register_new_resolver("dirname", _dirname)
+
+
+def apply_study(cfg: DictConfig) -> DictConfig:
+    """The per-adapter settings a study file gives (sweeps/), merged in for this job's adapter kind:
+    ``per_adapter.<kind>`` patches the whole config (e.g. prefix tuning's own schedule) and
+    ``grid.<kind>[grid_point]`` patches the adapter (e.g. the configuration study's sizes)."""
+    kind = cfg.adapter.kind
+    patches = []
+    if cfg.get("per_adapter") and kind in cfg.per_adapter:
+        patches.append(cfg.per_adapter[kind])
+    if cfg.get("grid_point") is not None:
+        if not cfg.get("grid") or kind not in cfg.grid:
+            raise ConfigError(f"grid_point is set but the study has no grid for adapter '{kind}'")
+        row = cfg.grid[kind]
+        if not 0 <= cfg.grid_point < len(row):
+            raise ConfigError(f"grid_point {cfg.grid_point} is outside grid.{kind} ({len(row)} points)")
+        patches.append({"adapter": row[cfg.grid_point]})
+    return OmegaConf.merge(cfg, *patches) if patches else cfg
 
 
 def _positive(cfg: DictConfig, key: str) -> None:

@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from llm_adapters import __version__, adapters, checkpoint, distributed, placement, synthetic, tracking
 from llm_adapters.adapters import saving
-from llm_adapters.config import ConfigError, validate
+from llm_adapters.config import ConfigError, apply_study, validate
 from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
 from llm_adapters.download import locate
@@ -82,6 +82,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     A job whose config hash matches an earlier ``ok`` job under ``resume_search`` is skipped (``train.resume``).
     In a sweep (``sweep=True``) a combination that has no meaning is recorded as skipped; alone, it is an error.
     """
+    cfg = apply_study(cfg)
     job_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     results: dict[str, Any] = {

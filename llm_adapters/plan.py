@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
 from llm_adapters import adapters
-from llm_adapters.config import validate
+from llm_adapters.config import apply_study, validate
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
 from llm_adapters.tracking import write_json
 
@@ -43,6 +43,7 @@ def memory_gb(params: dict[str, float], hidden: int, layers: int, cfg: DictConfi
 
 def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
     """Count the parameters of ``cfg``'s job on the meta device; write ``plan.json``."""
+    cfg = apply_study(cfg)
     validate(cfg)
     tokenizer = None if cfg.model.name_or_path else load_tokenizer(cfg.model)
     config = model_config(cfg.model, tokenizer, offline=True)

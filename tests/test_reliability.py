@@ -69,7 +69,10 @@ def test_resume_matches_on_the_whole_config(tmp_path):
             "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, "
             "attn.v, attn.o, mlp.gate, mlp.up, mlp.down)",
         ),
-        ("adapter=lora2", "error: adapter=lora2: no such adapter (available: full, lora, none, parallel, prefix, series)"),
+        (
+            "adapter=lora2",
+            "error: adapter=lora2: no such adapter (available: full, lora, none, parallel, prefix, series)",
+        ),
         ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
         (
             "model=llama-70b",

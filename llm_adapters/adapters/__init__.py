@@ -30,6 +30,9 @@ MODEL_LEVEL: dict[str, Callable[[nn.Module, Mapping], None]] = {"prefix": prefix
 
 BASELINES = ("none", "full")
 
+# The key that sets each adapter's size, the axis of the paper's configuration study.
+SIZE_KEYS = {"series": "bottleneck_size", "parallel": "bottleneck_size", "lora": "r", "prefix": "num_virtual_tokens"}
+
 
 def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:
     """The modules an adapter goes to, from the model's config alone (none for a baseline)."""

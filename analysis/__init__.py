@@ -1,0 +1,1 @@
+"""Results → pandas → the paper's tables and figures: ``python -m analysis tables RESULTS_DIR... [--out DIR]``."""

@@ -1,0 +1,52 @@
+"""``python -m analysis tables RESULTS_DIR... [--out DIR]``: every results.json below the directories → the paper's
+tables (Markdown, LaTeX, CSV), its placement and configuration figures (PNG), and jobs.csv listing every job
+(failed and skipped ones too)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from analysis.collect import load
+from analysis.figures import configuration_figure, placement_figure
+from analysis.tables import domain_sets, formatted, table, tex_escaped
+
+
+def tables(directories: list[Path], out: Path) -> dict[str, object]:
+    """Write everything into ``out``; returns what was written and the figures' series."""
+    out.mkdir(parents=True, exist_ok=True)
+    df = load(directories)
+    if df.empty:
+        raise SystemExit(f"error: no results.json under {', '.join(map(str, directories))}")
+    df.to_csv(out / "jobs.csv", index=False)
+    written: dict[str, object] = {"jobs": len(df), "statuses": df["status"].value_counts().to_dict()}
+    for domain in ("math", "commonsense"):
+        numbers = table(df, domain)
+        if numbers.empty:
+            continue
+        numbers.to_csv(out / f"{domain}_table.csv", index=False)
+        formatted(numbers, ("**", "**")).to_markdown(out / f"{domain}_table.md", index=False)
+        latex = tex_escaped(formatted(numbers, (r"\textbf{", "}"))).to_latex(index=False, escape=False)
+        (out / f"{domain}_table.tex").write_text(latex)
+        sets = domain_sets(df, domain)
+        written[f"{domain}_placement"] = placement_figure(df, sets, out / f"{domain}_placement.png")
+        written[f"{domain}_configuration"] = configuration_figure(df, sets, out / f"{domain}_configuration.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("tables", help="tables and figures from results directories")
+    cmd.add_argument("directories", nargs="+", type=Path)
+    cmd.add_argument("--out", type=Path, default=Path("analysis_out"))
+    args = parser.parse_args(argv)
+    written = tables(args.directories, args.out)
+    print(json.dumps({"out": str(args.out), "jobs": written["jobs"], "statuses": written["statuses"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

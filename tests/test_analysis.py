@@ -1,0 +1,93 @@
+"""A tiny placement sweep in a subprocess, then its tables and figures: every job appears, the numbers equal the
+results.json files, the figures are valid PNGs showing the expected series; and the paper's cells line up."""
+
+import json
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.__main__ import tables
+from analysis.tables import table
+from tests.conftest import FAST
+from tests.test_sweep import run_py
+
+SMOKE = ["dataset=synthetic_math", "train=tiny", "eval=synthetic", *FAST]
+
+
+@pytest.fixture(scope="module")
+def placement_sweep(tmp_path_factory):
+    """The placement study's sweep file on the embedded default: LoRA and prefix tuning × 3 placements × 2 seeds
+    (prefix tuning has no MLP placement: those jobs are skipped with the reason)."""
+    root = tmp_path_factory.mktemp("sweep")
+    proc = run_py("-m", "+sweep=placement", "adapter=lora,prefix", "seed=1,2", *SMOKE, f"hydra.sweep.dir={root}")
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"sweep {root}: 12 jobs, 8 ok, 0 failed, 4 skipped" in out
+    return root
+
+
+def test_tables_and_figures_from_a_sweep(placement_sweep, tmp_path):
+    written = tables([placement_sweep], tmp_path)
+    jobs = pd.read_csv(tmp_path / "jobs.csv")
+    assert len(jobs) == 12 and written["statuses"] == {"ok": 8, "skipped": 4}
+    assert set(jobs[jobs["status"] == "skipped"]["reason"]) == {
+        "placement 'mlp' has no meaning for adapter 'prefix' (it defines: series, parallel, lora)",
+        "placement 'both' has no meaning for adapter 'prefix' (it defines: series, parallel, lora)",
+    }
+
+    numbers = pd.read_csv(tmp_path / "math_table.csv")
+    assert sorted(zip(numbers["adapter"], numbers["placement"], strict=True)) == [
+        ("lora", "attn"),
+        ("lora", "both"),
+        ("lora", "mlp"),
+        ("prefix", "attn"),
+    ]
+    assert set(numbers["seeds"]) == {2}
+    accuracy, share = {}, {}
+    for path in placement_sweep.glob("*/results.json"):
+        results = json.loads(path.read_text())
+        if results["status"] == "ok":
+            key = (results["adapter"], results["placement"])
+            accuracy.setdefault(key, []).append(results["eval"]["synthetic_math"]["accuracy"])
+            share[key] = results["params"]["trainable_pct"]
+    for (adapter, placement), values in accuracy.items():
+        mine = numbers[(numbers["adapter"] == adapter) & (numbers["placement"] == placement)]
+        assert mine["synthetic_math"].item() == pytest.approx(np.mean(values))
+        assert mine["synthetic_math std"].item() == pytest.approx(np.std(values, ddof=1), nan_ok=True)
+        assert mine["trainable %"].item() == pytest.approx(share[(adapter, placement)])
+    assert "| model" in (tmp_path / "math_table.md").read_text()
+    assert r"\toprule" in (tmp_path / "math_table.tex").read_text()
+
+    for name in ("math_placement.png", "math_configuration.png"):
+        image = matplotlib.image.imread(tmp_path / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert {a: sorted(p) for a, p in written["math_placement"].items()} == {
+        "lora": ["attn", "both", "mlp"],
+        "prefix": ["attn"],
+    }
+    assert {a: sorted(s) for a, s in written["math_configuration"].items()} == {"lora": [32.0], "prefix": [10.0]}
+
+
+def test_paper_cells_sit_beside_matching_rows():
+    sets = ["multiarith", "gsm8k", "addsub", "aqua", "singleeq", "svamp"]
+    row = {
+        "job": "x",
+        "status": "ok",
+        "model": "llama-7b",
+        "adapter": "lora",
+        "placement": "best",
+        "size": 32,
+        "train_set": "math_10k",
+        "protocol": "paper",
+        "seed": 42,
+        "trainable_pct": 0.8,
+        **{f"acc/{s}": 50.0 for s in sets},
+    }
+    other = {**row, "job": "y", "size": 8}  # not the paper's setting: no paper number
+    numbers = table(pd.DataFrame([row, other]), "math")
+    paper = (95.0 + 37.5 + 83.3 + 18.9 + 84.4 + 52.1) / 6  # Table 3, LLaMA-7B LoRA
+    assert numbers.loc[numbers["size"] == 32, "paper Avg"].item() == pytest.approx(paper)
+    assert numbers.loc[numbers["size"] == 32, "Δ Avg"].item() == pytest.approx(50.0 - paper)
+    assert np.isnan(numbers.loc[numbers["size"] == 8, "paper Avg"].item())

@@ -44,7 +44,7 @@ def unknown_choice(arguments: list[str]) -> str | None:
     """
     for argument in arguments:
         group, _, value = argument.partition("=")
-        if not value or not (CONF / group).is_dir() or group == "hydra" or "(" in value:
+        if not value or group.startswith("hydra") or not (CONF / group).is_dir() or "(" in value:
             continue
         for option in value.split(","):
             if not (CONF / group / f"{option}.yaml").is_file():

@@ -76,7 +76,8 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
         (
             "model=llama-70b",
-            "error: model=llama-70b: no such model (available: gpt-j-6b, llama-13b, llama-7b, tiny-llama)",
+            "error: model=llama-70b: no such model (available: bloomz-7b1, gpt-j-6b, llama-13b, llama-7b, opt-6.7b, "
+            "tiny-llama)",
         ),
         ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
         ("placement.layers=[7]", "error: placement.layers [7] out of range: the model has 4 layers"),

@@ -1,6 +1,6 @@
 """``python -m analysis tables RESULTS_DIR... [--out DIR]``: every results.json below the directories → the paper's
 tables (Markdown, LaTeX, CSV), its placement and configuration figures (PNG), and jobs.csv listing every job
-(failed and skipped ones too)."""
+(failed and skipped ones too). ``--wandb ENTITY/PROJECT`` reads the same from a W&B project's runs."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.collect import load
+from analysis.collect import from_wandb, load
 from analysis.figures import configuration_figure, placement_figure
 from analysis.tables import domain_sets, formatted, table, tex_escaped
 
 
-def tables(directories: list[Path], out: Path) -> dict[str, object]:
+def tables(directories: list[Path], out: Path, wandb_project: str | None = None) -> dict[str, object]:
     """Write everything into ``out``; returns what was written and the figures' series."""
     out.mkdir(parents=True, exist_ok=True)
-    df = load(directories)
+    df = from_wandb(wandb_project) if wandb_project else load(directories)
     if df.empty:
-        raise SystemExit(f"error: no results.json under {', '.join(map(str, directories))}")
+        raise SystemExit(f"error: no results under {wandb_project or ', '.join(map(str, directories))}")
     df.to_csv(out / "jobs.csv", index=False)
     written: dict[str, object] = {"jobs": len(df), "statuses": df["status"].value_counts().to_dict()}
     for domain in ("math", "commonsense"):
@@ -40,10 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("tables", help="tables and figures from results directories")
-    cmd.add_argument("directories", nargs="+", type=Path)
+    cmd.add_argument("directories", nargs="*", type=Path)
     cmd.add_argument("--out", type=Path, default=Path("analysis_out"))
+    cmd.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of a W&B project instead")
     args = parser.parse_args(argv)
-    written = tables(args.directories, args.out)
+    if not args.directories and not args.wandb:
+        parser.error("give results directories or --wandb ENTITY/PROJECT")
+    written = tables(args.directories, args.out, args.wandb)
     print(json.dumps({"out": str(args.out), "jobs": written["jobs"], "statuses": written["statuses"]}))
     return 0
 

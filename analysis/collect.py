@@ -45,3 +45,34 @@ def load(directories: Iterable[Path]) -> pd.DataFrame:
         for path in sorted(Path(directory).rglob("results.json")):
             rows.append(row(json.loads(path.read_text()), str(path.parent)))
     return pd.DataFrame(rows)
+
+
+def results_from_wandb(config: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A W&B run (its config and the summary ``tracking.wandb_summary`` wrote) in results.json's shape."""
+    evals: dict[str, dict[str, Any]] = {}
+    for key, value in summary.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "eval":
+            evals.setdefault(parts[1], {})["accuracy" if parts[2] == "accuracy" else parts[2]] = value
+    kind = config["adapter"]["kind"]
+    return {
+        "status": summary.get("status"),
+        "reason": summary.get("reason"),
+        "model": config["model"]["name"],
+        "adapter": kind,
+        "placement": None if kind in ("none", "full") else config["placement"]["name"],
+        "dataset": config["dataset"]["name"],
+        "seed": config["seed"],
+        "protocol": config["protocol"],
+        "config": config,
+        "params": {k.removeprefix("params/"): v for k, v in summary.items() if k.startswith("params/")},
+        "eval": evals,
+    }
+
+
+def from_wandb(project: str) -> pd.DataFrame:
+    """Every run of a W&B project (``entity/project``), read through the W&B API."""
+    import wandb
+
+    runs = wandb.Api().runs(project)
+    return pd.DataFrame([row(results_from_wandb(dict(r.config), dict(r.summary)), r.url) for r in runs])

@@ -133,6 +133,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     finally:
         results["seconds"] = time.perf_counter() - start
         tracking.write_json(job_dir / "results.json", results)
+        wandb_run.summary.update(tracking.wandb_summary(results))
         wandb_run.finish(exit_code=0 if results["status"] == "ok" else 1)
     return results
 
@@ -269,10 +270,7 @@ def _fit_and_evaluate(
         predictions += rows
     tracking.write_jsonl(job_dir / "predictions.jsonl", predictions)
 
-    wandb_run.summary.update(
-        {f"eval/{name}/accuracy": m["accuracy"] for name, m in results["eval"].items()}
-        | {f"params/{k}": v for k, v in results["params"].items()}
-    )
+    tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))
 
 
 def summary(results: dict[str, Any], job_dir: Path) -> str:

@@ -96,3 +96,23 @@ def start_wandb(cfg: Mapping, resolved_config: Mapping, job_dir: Path, group: st
         first_line = (str(error).splitlines() or [""])[0]
         log.warning("W&B could not start (%s: %s); this job goes on without it", type(error).__name__, first_line)
         return wandb.init(mode="disabled")
+
+
+def wandb_summary(results: Mapping[str, Any]) -> dict[str, Any]:
+    """What a job's W&B summary holds: status, parameter counts, and each set's accuracy and n.
+    ``analysis.collect.from_wandb`` reads it back into the same shape as results.json."""
+    summary: dict[str, Any] = {"status": results["status"], "reason": results.get("reason")}
+    summary |= {f"params/{k}": v for k, v in (results.get("params") or {}).items()}
+    for name, metrics in (results.get("eval") or {}).items():
+        summary[f"eval/{name}/accuracy"] = metrics["accuracy"]
+        summary[f"eval/{name}/n"] = metrics["n"]
+    return summary
+
+
+def log_predictions(run: Any, rows: list[Mapping[str, Any]], n: int) -> None:
+    """The first ``n`` predictions as a W&B table, to read generations beside the numbers."""
+    if n <= 0 or not rows:
+        return
+    columns = ["id", "generation", "extracted", "answer", "correct"]
+    data = [[str(row[c]) if c in ("generation", "extracted") else row[c] for c in columns] for row in rows[:n]]
+    run.log({"predictions": wandb.Table(columns=columns, data=data)})

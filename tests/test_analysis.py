@@ -91,3 +91,52 @@ def test_paper_cells_sit_beside_matching_rows():
     assert numbers.loc[numbers["size"] == 32, "paper Avg"].item() == pytest.approx(paper)
     assert numbers.loc[numbers["size"] == 32, "Δ Avg"].item() == pytest.approx(50.0 - paper)
     assert np.isnan(numbers.loc[numbers["size"] == 8, "paper Avg"].item())
+
+
+def test_wandb_runs_read_back_like_results_files(placement_sweep):
+    """--wandb reads runs through the same row() as results.json: a run's config and summary give the same row."""
+    from analysis.collect import results_from_wandb, row
+    from llm_adapters.tracking import wandb_summary
+
+    for path in placement_sweep.glob("*/results.json"):
+        results = json.loads(path.read_text())
+        if results["status"] != "ok":
+            continue
+        from_run = row(results_from_wandb(results["config"], wandb_summary(results)), "run")
+        from_file = row(results, "run")
+        assert from_run == from_file
+
+
+def test_study_notebook_runs_top_to_bottom(placement_sweep, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "RESULTS_DIRS": str(placement_sweep), "STUDY_OUT": str(tmp_path / "out"), "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--output-dir",
+            str(tmp_path),
+            str(ROOT / "analysis" / "study.ipynb"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    executed = nbformat.read(tmp_path / "study.ipynb", as_version=4)
+    text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
+    assert "tiny-llama" in text and "placement:" in text
+    assert (tmp_path / "out" / "placement.png").is_file() and (tmp_path / "out" / "configuration.png").is_file()

@@ -131,6 +131,8 @@ def test_wandb_offline_run_lives_in_the_job_dir(tmp_path):
     ):
         assert expected in data, expected
     assert "got exitcode: 0" in (run_dir / "logs" / "debug.log").read_text()
+    (table,) = run_dir.glob("files/media/table/predictions_*.table.json")  # the sample predictions
+    assert len(json.loads(table.read_text())["data"]) == 8
 
 
 def test_failed_job_records_the_reason_and_closes_its_run(tmp_path):

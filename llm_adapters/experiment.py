@@ -121,7 +121,16 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     ]
     dist = distributed.setup()
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
-    wandb_run = tracking.start_wandb(logger_cfg, resolved, job_dir, group, tags)
+    size_key = adapters.SIZE_KEYS.get(cfg.adapter.kind)
+    # The experiment's axes as top-level keys, so a W&B workspace groups and filters by them directly.
+    axes = {
+        "model": results["model"],
+        "adapter": results["adapter"],
+        "placement": results["placement"],
+        "size": cfg.adapter.get(size_key) if size_key else None,
+        "dataset": results["dataset"],
+    }
+    wandb_run = tracking.start_wandb(logger_cfg, {"study": axes, **resolved}, job_dir, group, tags)
     start = time.perf_counter()
     try:
         _fit_and_evaluate(cfg, job_dir, results, wandb_run, resume_from, dist)

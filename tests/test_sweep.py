@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAST, ROOT, make_config
 
 
@@ -112,3 +114,36 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
     seeds = sorted(json.loads(p.read_text())["seed"] for p in tmp_path.glob("*/results.json"))
     assert seeds == [1, 2]
     assert list(tmp_path.glob(".submitit/*"))  # submitit's own job folders
+
+
+@pytest.mark.parametrize(
+    ("study", "jobs"), [("placement", 9), ("configuration", 16), ("math_table", 4), ("commonsense_table", 4)]
+)
+def test_every_study_sweep_composes_its_jobs(tmp_path, study, jobs):
+    """Each study file in plan mode (no weights, seconds): the jobs it makes and the settings it gives them."""
+    proc = run_py("-m", f"+sweep={study}", "mode=plan", "model=llama-7b", f"hydra.sweep.dir={tmp_path}")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    plans = [json.loads(p.read_text()) for p in tmp_path.glob("*/plan.json")]
+    skipped = [json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")]
+    assert len(plans) + len(skipped) == jobs
+    for plan in plans:
+        config = plan["config"]
+        assert config["train"]["batch_size"] == (8 if plan["adapter"] == "prefix" and "table" in study else 16)
+        if study == "configuration":
+            assert config["placement"]["name"] == "best"
+    if study == "configuration":
+        sizes = sorted(
+            (
+                p["adapter"],
+                p["config"]["adapter"][
+                    {"lora": "r", "prefix": "num_virtual_tokens"}.get(p["adapter"], "bottleneck_size")
+                ],
+            )
+            for p in plans
+        )
+        assert sizes == sorted(
+            [(a, s) for a in ("series", "parallel") for s in (64, 128, 256, 512)]
+            + [("lora", r) for r in (4, 8, 16, 32)]
+            + [("prefix", v) for v in (10, 20, 30, 40)]
+        )

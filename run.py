@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from llm_adapters import experiment, plan
 from llm_adapters.checkpoint import CheckpointError
-from llm_adapters.config import ConfigError, register_resolvers
+from llm_adapters.config import CONF_DIR, ConfigError, register_resolvers
 from llm_adapters.datasets import DataError
 from llm_adapters.placement import PlacementError
 
@@ -34,7 +34,6 @@ if int(os.environ.get("RANK", "0")) > 0:
 
 # Mistakes in the input: reported as one line, not a traceback.
 BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError)
-CONF = Path(__file__).resolve().parent / "conf"
 
 
 def unknown_choice(arguments: list[str]) -> str | None:
@@ -44,11 +43,11 @@ def unknown_choice(arguments: list[str]) -> str | None:
     """
     for argument in arguments:
         group, _, value = argument.partition("=")
-        if not value or group.startswith("hydra") or not (CONF / group).is_dir() or "(" in value:
+        if not value or group.startswith("hydra") or not (CONF_DIR / group).is_dir() or "(" in value:
             continue
         for option in value.split(","):
-            if not (CONF / group / f"{option}.yaml").is_file():
-                available = ", ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
+            if not (CONF_DIR / group / f"{option}.yaml").is_file():
+                available = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
                 return f"{group}={option}: no such {group} (available: {available})"
     return None
 

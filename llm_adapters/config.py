@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import secrets
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +14,8 @@ from llm_adapters.adapters import BASELINES, KINDS, MODEL_LEVEL
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.placement import placement_sites
 from llm_adapters.scoring import CHOICE_RULES
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the project's Hydra configs, beside the package
 
 
 class ConfigError(ValueError):

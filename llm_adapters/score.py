@@ -16,11 +16,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from llm_adapters.config import CONF_DIR
 from llm_adapters.datasets import EVAL_SETS, DataError
 from llm_adapters.scoring import score
 from llm_adapters.tracking import write_jsonl
 
-PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "conf" / "protocol"
+PROTOCOL_DIR = CONF_DIR / "protocol"
 
 
 def read_predictions(path: Path) -> list[dict]:

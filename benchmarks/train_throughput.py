@@ -14,7 +14,7 @@ import torch
 
 from benchmarks.common import adapter_config, arguments, base_model, median_seconds, with_adapter
 
-BATCH, LENGTH = 4, 256
+BATCH, LENGTH = 4, 128
 
 
 def train_step(model: torch.nn.Module, ids: torch.Tensor):

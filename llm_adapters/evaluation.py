@@ -43,7 +43,8 @@ def generate(
     outputs: list[str] = [""] * len(prompts)
     for first in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", dynamic_ncols=True):
         ids = order[first : first + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in ids]}, return_tensors="pt").to(device)
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in ids]}, padding_side="left", return_tensors="pt")
+        batch = batch.to(device)
         if not attention_mask:
             batch["attention_mask"] = torch.ones_like(batch["attention_mask"])
         generated = model.generate(

@@ -91,3 +91,31 @@ def tiny_model(model_type: str, seed: int = 0):
     torch.manual_seed(seed)
     config = AutoConfig.for_model(model_type, vocab_size=101, **TINY_CONFIGS[model_type])
     return AutoModelForCausalLM.from_config(config).eval()
+
+
+def llama_site_dims(hidden: int, intermediate: int, heads: int, kv_heads: int) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each site of a LLaMA block, from its config's numbers alone."""
+    kv = hidden // heads * kv_heads
+    return {
+        "attn.q": (hidden, hidden),
+        "attn.k": (hidden, kv),
+        "attn.v": (hidden, kv),
+        "attn.o": (hidden, hidden),
+        "mlp.gate": (hidden, intermediate),
+        "mlp.up": (hidden, intermediate),
+        "mlp.down": (intermediate, hidden),
+    }
+
+
+def closed_form(kind: str, sites: list[str], size: int, dims: dict[str, tuple[int, int]], layers: int) -> int:
+    """Trainable parameters the paper's formulas give: LoRA and parallel size · (in + out) per site; series a square
+    bottleneck 2 · dim · size on the input side (q/k/v, gate, up) or the output side (o, down)."""
+    total = 0
+    for site in sites:
+        d_in, d_out = dims[site]
+        if kind in ("lora", "parallel"):
+            total += size * (d_in + d_out)
+        else:
+            dim = d_in if site in {"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"} else d_out
+            total += 2 * dim * size
+    return total * layers

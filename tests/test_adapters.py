@@ -11,7 +11,7 @@ from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
 from llm_adapters.adapters.lora import LoRALinear
 from llm_adapters.models import count_parameters
 from llm_adapters.placement import resolve
-from tests.conftest import TINY_CONFIGS, make_config, tiny_model
+from tests.conftest import TINY_CONFIGS, closed_form, llama_site_dims, make_config, tiny_model
 
 LORA = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
 
@@ -27,35 +27,6 @@ def bottleneck(kind: str, init: str = "bert", size: int = 16, scaling: object = 
     }
 
 
-def llama_site_dims() -> dict[str, tuple[int, int]]:
-    """(in, out) features of each site of the tiny LLaMA, from its config alone."""
-    c = TINY_CONFIGS["llama"]
-    h, i = c["hidden_size"], c["intermediate_size"]
-    kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
-    return {
-        "attn.q": (h, h),
-        "attn.k": (h, kv),
-        "attn.v": (h, kv),
-        "attn.o": (h, h),
-        "mlp.gate": (h, i),
-        "mlp.up": (h, i),
-        "mlp.down": (i, h),
-    }
-
-
-def closed_form(kind: str, sites: list[str], size: int) -> int:
-    """Trainable parameters the paper's formulas give, per layer times layers."""
-    dims, total = llama_site_dims(), 0
-    for site in sites:
-        d_in, d_out = dims[site]
-        if kind == "lora" or kind == "parallel":
-            total += size * (d_in + d_out)
-        else:  # series: a square bottleneck on the input (q/k/v, gate, up) or output (o, down) side
-            dim = d_in if site in {"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"} else d_out
-            total += 2 * dim * size
-    return total * TINY_CONFIGS["llama"]["num_hidden_layers"]
-
-
 @pytest.mark.parametrize("placement", ["attn", "mlp", "both"])
 @pytest.mark.parametrize("kind", ["lora", "series", "parallel"])
 def test_only_adapters_train_and_counts_are_exact(kind, placement):
@@ -65,7 +36,9 @@ def test_only_adapters_train_and_counts_are_exact(kind, placement):
     adapter = LORA if kind == "lora" else bottleneck(kind)
     inject(model, adapter, resolve(model.config, cfg.placement, kind))
     size = adapter.get("r") or adapter["bottleneck_size"]
-    expected = closed_form(kind, list(cfg.placement.presets[kind]), size)
+    c = TINY_CONFIGS["llama"]
+    dims = llama_site_dims(c["hidden_size"], c["intermediate_size"], c["num_attention_heads"], c["num_key_value_heads"])
+    expected = closed_form(kind, list(cfg.placement.presets[kind]), size, dims, c["num_hidden_layers"])
     params = count_parameters(model)
     assert params["trainable"] == expected
     assert params["total"] == base_total + expected

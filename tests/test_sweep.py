@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, ROOT, make_config
+from tests.conftest import FAST, ROOT, closed_form, llama_site_dims, make_config
 
 
 def run_py(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -28,27 +28,9 @@ def expected_trainable(adapter: str, placement: str) -> int:
     """The closed-form count from the default model's dimensions (conf/model/tiny-llama.yaml)."""
     cfg = make_config(f"adapter={adapter}", f"placement={placement}")
     m = cfg.model.config
-    h, i, layers = m.hidden_size, m.intermediate_size, m.num_hidden_layers
-    kv = h // m.num_attention_heads * m.num_key_value_heads
-    linear = {
-        "attn.q": (h, h),
-        "attn.k": (h, kv),
-        "attn.v": (h, kv),
-        "mlp.gate": (h, i),
-        "mlp.up": (h, i),
-        "mlp.down": (i, h),
-    }
-    per_layer = 0
-    for site in cfg.placement.presets[adapter]:
-        d_in, d_out = linear[site]
-        if adapter == "lora":
-            per_layer += cfg.adapter.r * (d_in + d_out)
-        elif adapter == "parallel":
-            per_layer += cfg.adapter.bottleneck_size * (d_in + d_out)
-        else:  # series: input side on gate/up (dim = d_in), output side after down (dim = d_out)
-            dim = d_out if site == "mlp.down" else d_in
-            per_layer += 2 * dim * cfg.adapter.bottleneck_size
-    return per_layer * layers
+    dims = llama_site_dims(m.hidden_size, m.intermediate_size, m.num_attention_heads, m.num_key_value_heads)
+    size = cfg.adapter.r if adapter == "lora" else cfg.adapter.bottleneck_size
+    return closed_form(adapter, list(cfg.placement.presets[adapter]), size, dims, m.num_hidden_layers)
 
 
 def test_six_job_sweep(tmp_path):

@@ -1,8 +1,9 @@
 """Saved adapters: safetensors weights beside a small JSON config that says what they adapt and where.
 
 ``adapter_config.json`` holds the adapter config, the model it was trained on, that model's type, and every target
-(site, layer, module), so ``mode=eval adapter_path=DIR`` rebuilds exactly the trained structure. Nothing is ever
-unpickled: weights are safetensors, the config is JSON.
+(site, layer, module), so ``mode=eval adapter_path=DIR`` rebuilds exactly the trained structure. LoRA is also saved
+in PEFT's format (``peft/``), which ``peft.PeftModel.from_pretrained`` loads, and a PEFT LoRA directory can be given
+as ``adapter_path``. Nothing is ever unpickled: weights are safetensors, configs are JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
 from llm_adapters.adapters import trainable_state_dict
+from llm_adapters.architectures import architecture_of
 from llm_adapters.datasets import DataError
 from llm_adapters.placement import Target
 from llm_adapters.tracking import write_json
@@ -40,6 +42,63 @@ def save(
             "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name} for t in targets],
         },
     )
+    if adapter_cfg["kind"] == "lora":
+        _save_peft_lora(model, adapter_cfg, model_name, targets, directory / PEFT_DIR)
+
+
+PEFT_DIR = "peft"
+_PEFT_PREFIX = "base_model.model."
+
+
+def _save_peft_lora(
+    model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {}
+    for target in targets:
+        module = model.get_submodule(target.module_name)
+        for part in ("lora_A", "lora_B"):
+            weights[f"{_PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight.detach().cpu()
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / WEIGHTS))
+    write_json(
+        directory / CONFIG,
+        {
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": model_name,
+            "r": adapter_cfg["r"],
+            "lora_alpha": adapter_cfg["alpha"],
+            "lora_dropout": adapter_cfg["dropout"],
+            "target_modules": [t.module_name for t in targets],  # full names: PEFT matches them exactly
+            "bias": "none",
+            "fan_in_fan_out": False,
+            "use_dora": False,
+            "use_rslora": False,
+            "inference_mode": True,
+        },
+    )
+
+
+def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConfig) -> tuple[dict, list[Target]]:
+    """A PEFT LoRA checkpoint as our adapter config and targets (sites found through the site registry)."""
+    unsupported = [k for k in ("use_dora", "use_rslora", "fan_in_fan_out") if saved.get(k)]
+    if saved.get("peft_type") != "LORA" or unsupported or saved.get("bias", "none") != "none":
+        raise DataError(
+            f"adapter_path {directory}: only plain PEFT LoRA can be imported ({unsupported or saved.get('peft_type')})"
+        )
+    arch = architecture_of(config)
+    modules = sorted({k.removeprefix(_PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in load_file(str(directory / WEIGHTS))})
+    targets = []
+    for module in modules:
+        layer_text, _, inner = module.removeprefix(arch.layers + ".").partition(".")
+        sites = [site for site, name in arch.sites.items() if name == inner]
+        if not module.startswith(arch.layers + ".") or not layer_text.isdigit() or not sites:
+            raise DataError(
+                f"adapter_path {directory}: {module} is not a projection of model type '{config.model_type}'"
+            )
+        targets.append(Target(sites[0], int(layer_text), module))
+    adapter = {"kind": "lora", "r": saved["r"], "alpha": saved["lora_alpha"], "dropout": saved.get("lora_dropout", 0.0)}
+    return adapter, targets
 
 
 def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, Any], list[Target]]:
@@ -48,6 +107,8 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
     if not path.is_file() or not (directory / WEIGHTS).is_file():
         raise DataError(f"adapter_path {directory}: no saved adapter ({CONFIG} and {WEIGHTS}) there")
     saved = json.loads(path.read_text())
+    if "peft_type" in saved:
+        return _from_peft(saved, directory, config)
     if saved["model_type"] != config.model_type:
         raise DataError(
             f"adapter_path {directory} holds an adapter for model type '{saved['model_type']}', "
@@ -59,7 +120,7 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
     """Copy the saved weights into a model built with the saved structure; every tensor must fit."""
-    weights = load_file(str(directory / WEIGHTS))
+    weights = {k.removeprefix(_PEFT_PREFIX): v for k, v in load_file(str(directory / WEIGHTS)).items()}
     params = dict(model.named_parameters())
     trainable = {name for name, p in params.items() if p.requires_grad}
     if set(weights) != trainable:

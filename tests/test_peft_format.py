@@ -1,0 +1,40 @@
+"""LoRA adapters travel both ways in PEFT's format: ours load with peft.PeftModel.from_pretrained, a PEFT LoRA
+checkpoint evaluates here, with the same logits."""
+
+import peft
+import torch
+
+from llm_adapters.experiment import build_model, run
+from llm_adapters.models import load_model, load_tokenizer, model_config
+from tests.conftest import FAST, make_config
+
+
+def base_model():
+    cfg = make_config()
+    return load_model(cfg.model, model_config(cfg.model, load_tokenizer(cfg.model))).eval()
+
+
+IDS = torch.randint(3, 500, (2, 12))
+
+
+def test_our_lora_loads_in_peft(tmp_path):
+    run(make_config(*FAST, "adapter.dropout=0.0"), tmp_path)
+    ours, *_ = build_model(make_config("mode=eval", f"adapter_path={tmp_path / 'adapter'}"))
+    theirs = peft.PeftModel.from_pretrained(base_model(), str(tmp_path / "adapter" / "peft")).eval()
+    assert sum(p.abs().sum() for n, p in ours.named_parameters() if "lora_B" in n) > 0  # trained: B moved off zero
+    torch.testing.assert_close(ours.eval()(IDS).logits, theirs(IDS).logits, atol=1e-5, rtol=0)
+
+
+def test_a_peft_lora_checkpoint_imports(tmp_path):
+    theirs = peft.get_peft_model(
+        base_model(), peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"])
+    )
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+    theirs.save_pretrained(tmp_path)
+    ours, _, adapter, targets = build_model(make_config("mode=eval", f"adapter_path={tmp_path}"))
+    assert adapter == {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
+    assert {t.site for t in targets} == {"attn.q", "mlp.down"} and len(targets) == 8
+    torch.testing.assert_close(ours.eval()(IDS).logits, theirs.eval()(IDS).logits, atol=1e-5, rtol=0)

@@ -270,6 +270,11 @@ def _fit_and_evaluate(
         results["eval"] = {}
         return
 
+    if cfg.eval.merge_lora:
+        if cfg.protocol.eval_adapter_dropout:
+            log.warning("eval.merge_lora ignored: this protocol keeps adapter dropout on while generating")
+        else:
+            log.info("merged %d LoRA layers for evaluation", adapters.merge_lora(model))
     results["eval"] = {}
     predictions: list[dict[str, Any]] = []
     for name, (spec, records) in eval_sets.items():

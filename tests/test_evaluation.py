@@ -82,3 +82,28 @@ def test_commonsense_without_mask_attends_to_padding(tiny):
     one = generate(model, tokenizer, PROMPTS, {**cfg, "batch_size": 1}, CPU)
     assert runs["fixed"] == one
     assert runs["paper"] != one
+
+
+def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
+    from llm_adapters.experiment import run
+    from tests.conftest import FAST
+
+    quiet = [*FAST, "protocol.eval_adapter_dropout=false"]
+    plain = run(make_config(*quiet), tmp_path / "plain")
+    merged = run(make_config(*quiet, "eval.merge_lora=true"), tmp_path / "merged")
+    assert (tmp_path / "plain" / "predictions.jsonl").read_text() == (
+        tmp_path / "merged" / "predictions.jsonl"
+    ).read_text()
+    assert plain["eval"] == {k: {**v, "seconds": plain["eval"][k]["seconds"]} for k, v in merged["eval"].items()}
+
+    model, *_ = build_model(make_config("adapter.dropout=0"))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    ids = torch.randint(3, 500, (2, 10))
+    before = model.eval()(ids).logits
+    from llm_adapters.adapters import merge_lora
+
+    assert merge_lora(model) == 20
+    torch.testing.assert_close(model(ids).logits, before, atol=1e-5, rtol=1e-5)

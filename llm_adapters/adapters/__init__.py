@@ -90,3 +90,11 @@ def set_adapter_dropout(model: nn.Module, active: bool) -> None:
             for name, child in module.named_modules():
                 if isinstance(child, nn.Dropout) and not name.startswith("base_layer"):
                     child.train(active)
+
+
+def merge_lora(model: nn.Module) -> int:
+    """Merge every LoRA layer into its frozen weight (for evaluation); returns how many were merged."""
+    layers = [m for m in model.modules() if isinstance(m, lora.LoRALinear)]
+    for layer in layers:
+        layer.merge()
+    return len(layers)

@@ -27,10 +27,22 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Linear(r, base_layer.out_features, bias=False, device=device)
         self.lora_dropout = nn.Dropout(dropout)
         self.scaling = alpha / r
+        self.merged = False
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
 
+    def merge(self) -> None:
+        """Fold the update into the frozen weight, W += (alpha / r) · B A, so evaluation costs what the base costs.
+        Only for evaluation without dropout: a merged layer has no dropout to apply."""
+        if not self.merged:
+            with torch.no_grad():
+                delta = (self.lora_B.weight @ self.lora_A.weight) * self.scaling
+                self.base_layer.weight += delta.to(self.base_layer.weight.dtype)
+            self.merged = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base_layer(x)
         update = self.lora_B(self.lora_A(self.lora_dropout(x.to(self.lora_A.weight.dtype))))
         return self.base_layer(x) + (update * self.scaling).to(x.dtype)
 

@@ -15,7 +15,9 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from llm_adapters import adapters
 from llm_adapters.config import CONF_DIR
 
-# ~36M parameters: big enough that matrix products dominate, small enough for 2 CPU cores in minutes.
+SHARED = CONF_DIR.parent.parent / "shared" / "datasets" / "llm-adapters"  # the LLM-Adapters files, when beside the repo
+
+# ~34M parameters: big enough that matrix products dominate, small enough for 2 CPU cores in minutes.
 BENCH_MODEL = {
     "hidden_size": 512,
     "intermediate_size": 1376,

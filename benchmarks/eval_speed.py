@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from benchmarks.common import BENCH_MODEL, with_adapter
+from benchmarks.common import BENCH_MODEL, SHARED, with_adapter
 from llm_adapters.datasets import EVAL_SETS, load_records
 from llm_adapters.evaluation import generate
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
 from llm_adapters.tokenizer import build_tokenizer
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "llm-adapters"
 
 
 def prompts(n: int) -> tuple[list[str], str]:

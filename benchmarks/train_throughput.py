@@ -1,5 +1,7 @@
 """Training step time: our LoRA against PEFT's (same targets, rank, alpha, dropout), every adapter against the floor
-(the frozen base's forward and backward with no adapter), and full fine-tuning against the same floor.
+(the frozen base's forward and backward with no adapter), and full fine-tuning against the same floor; and useful
+(non-padding) training tokens per second of our loop with length-grouped batches against the paper's setup
+(shuffled batches padded to the longest, to a multiple of 8) on the real lengths of math_data.json.
 
     python -m benchmarks.train_throughput [--model HUB_ID_OR_PATH] [--device cuda] [--repeats 5]
 """
@@ -12,7 +14,12 @@ import json
 import peft
 import torch
 
-from benchmarks.common import adapter_config, arguments, base_model, median_seconds, with_adapter
+from benchmarks.common import SHARED, adapter_config, arguments, base_model, median_seconds, with_adapter
+from llm_adapters.data import tokenize_for_training
+from llm_adapters.datasets import load_records
+from llm_adapters.synthetic import generate as synthetic
+from llm_adapters.tokenizer import build_tokenizer
+from llm_adapters.training import train
 
 BATCH, LENGTH = 4, 128
 
@@ -42,6 +49,30 @@ def floor_step(model: torch.nn.Module, ids: torch.Tensor):
     return step
 
 
+def pipeline_tokens_per_second(base: torch.nn.Module, device: str, group_by_length: bool) -> float:
+    """One epoch of 320 training examples (math_data.json when ../shared has it, else synthetic) through the job's
+    training loop, LoRA on the benchmark model."""
+    tokenizer = build_tokenizer()
+    path = SHARED / "ft-training_set" / "math_data.json"
+    records = load_records(path)[:320] if path.is_file() else synthetic(320, 0, seed=0)[0]
+    examples = tokenize_for_training(records, tokenizer, cutoff_len=256, train_on_inputs=True)
+    cfg = {
+        "batch_size": 16,
+        "micro_batch_size": 4,
+        "epochs": 1,
+        "max_steps": None,
+        "lr": 1e-4,
+        "weight_decay": 0.0,
+        "warmup_steps": 2,
+        "max_grad_norm": 1.0,
+        "log_every": 100,
+        "save_every": None,
+        "group_by_length": group_by_length,
+    }
+    model = with_adapter(copy.deepcopy(base), "lora")
+    return train(model, examples, cfg, tokenizer.pad_token_id, seed=0, device=torch.device(device)).tokens_per_second
+
+
 def main() -> None:
     args = arguments(__doc__.split("\n\n")[0])
     base = base_model(args.model, args.device)
@@ -62,8 +93,13 @@ def main() -> None:
     )
     time["peft_lora"] = median_seconds(train_step(reference, ids), args.repeats)
 
+    paper_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=False)
+    grouped_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=True)
+
     figures = {
         "lora_vs_peft": time["lora"] / time["peft_lora"],
+        "train_tokens_vs_paper": grouped_pipeline / paper_pipeline,
+        "tokens_per_second": {"paper_setup": paper_pipeline, "group_by_length": grouped_pipeline},
         **{f"{kind}_vs_floor": time[kind] / time["floor"] for kind in ("series", "parallel", "lora", "prefix", "full")},
         "seconds": time,
         "model_parameters": sum(p.numel() for p in base.parameters()),
@@ -71,7 +107,7 @@ def main() -> None:
         "device": args.device,
     }
     for name, value in figures.items():
-        if name.endswith(("_vs_peft", "_vs_floor")):
+        if name.endswith(("_vs_peft", "_vs_floor", "_vs_paper")):
             print(f"{name:>20}  {value:.3f}")
     print(json.dumps(figures))
 

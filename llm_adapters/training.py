@@ -54,6 +54,18 @@ def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
     return min(steps, int(cfg["max_steps"])) if cfg["max_steps"] else steps
 
 
+def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, megabatches: int = 50) -> list[int]:
+    """A shuffled order rearranged so each batch holds examples of similar length (less padding): the shuffled
+    order is cut into runs of ``megabatches`` batches and each run sorted by length, longest first — the HF
+    Trainer's ``group_by_length``. Which examples share an epoch is unchanged, only their grouping."""
+    size = batch_size * megabatches
+    return [
+        i
+        for start in range(0, len(order), size)
+        for i in sorted(order[start : start + size], key=lambda i: -lengths[i])
+    ]
+
+
 class Preempted(RuntimeError):
     """SIGTERM arrived (what SLURM sends before preemption); a checkpoint was saved first."""
 
@@ -130,7 +142,10 @@ def train(
     try:
         while ps["steps"] < total_steps:
             if ps["cursor"] >= len(ps["order"]):  # a new epoch
-                ps["order"], ps["cursor"] = torch.randperm(len(examples), generator=order_rng).tolist(), 0
+                order = torch.randperm(len(examples), generator=order_rng).tolist()
+                if cfg["group_by_length"]:
+                    order = grouped_by_length(order, [len(e["input_ids"]) for e in examples], batch_size)
+                ps["order"], ps["cursor"] = order, 0
             step_ids = ps["order"][ps["cursor"] : ps["cursor"] + batch_size]
             ps["cursor"] += batch_size
             micro_batches = [step_ids[i : i + micro] for i in range(0, len(step_ids), micro)][dist.rank :: dist.world]

@@ -248,3 +248,19 @@ def test_adapter_path_errors_name_the_problem(tmp_path):
         run(make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "b")
     with pytest.raises(ValueError, match="mode=eval needs adapter_path=DIR"):
         run(make_config(*FAST, "mode=eval"), tmp_path / "c")
+
+
+def test_group_by_length_pads_less_and_keeps_the_epoch():
+    from llm_adapters.training import grouped_by_length
+
+    lengths = [((i * 37) % 97) + 5 for i in range(400)]
+    order = torch.randperm(400, generator=torch.Generator().manual_seed(0)).tolist()
+    grouped = grouped_by_length(order, lengths, batch_size=8, megabatches=10)
+    assert sorted(grouped) == list(range(400))  # the same examples, each once
+
+    def padding(o: list[int]) -> int:
+        return sum(
+            max(lengths[i] for i in o[s : s + 8]) * 8 - sum(lengths[i] for i in o[s : s + 8]) for s in range(0, 400, 8)
+        )
+
+    assert padding(grouped) < padding(order) / 3

@@ -179,8 +179,10 @@ def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, l
         train_records, held_out = synthetic.generate(
             cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
         )
-    else:
+    elif cfg.mode == "train":
         train_records = load_records(path(cfg.dataset.path))
+    else:  # evaluating a saved adapter needs no training file
+        train_records = []
     eval_sets = {}
     for name in cfg.eval.datasets:
         if name in EVAL_SETS:
@@ -209,7 +211,9 @@ def _fit_and_evaluate(
             f"by {dist.world} processes"
         )
     train_records, eval_sets = load_data(cfg)
-    results["contamination"] = {name: overlap(train_records, records) for name, (_, records) in eval_sets.items()}
+    results["contamination"] = {
+        name: overlap(train_records, records) for name, (_, records) in eval_sets.items() if train_records
+    }
     for name, found in results["contamination"].items():
         if found["percent"] > 1.0:
             log.warning(

@@ -25,6 +25,14 @@ from llm_adapters.tracking import write_json
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
+PEFT_DIR = "peft"
+_PEFT_PREFIX = "base_model.model."
+
+
+def _write(directory: Path, weights: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({name: value.detach().cpu().contiguous() for name, value in weights.items()}, str(directory / WEIGHTS))
+    write_json(directory / CONFIG, config)
 
 
 def save(
@@ -46,22 +54,17 @@ def save(
         _save_peft_lora(model, adapter_cfg, model_name, targets, directory / PEFT_DIR)
 
 
-PEFT_DIR = "peft"
-_PEFT_PREFIX = "base_model.model."
-
-
 def _save_peft_lora(
     model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
 ) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     weights = {}
     for target in targets:
         module = model.get_submodule(target.module_name)
         for part in ("lora_A", "lora_B"):
-            weights[f"{_PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight.detach().cpu()
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / WEIGHTS))
-    write_json(
-        directory / CONFIG,
+            weights[f"{_PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight
+    _write(
+        directory,
+        weights,
         {
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",

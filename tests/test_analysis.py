@@ -33,8 +33,8 @@ def test_tables_and_figures_from_a_sweep(placement_sweep, tmp_path):
     jobs = pd.read_csv(tmp_path / "jobs.csv")
     assert len(jobs) == 12 and written["statuses"] == {"ok": 8, "skipped": 4}
     assert set(jobs[jobs["status"] == "skipped"]["reason"]) == {
-        "placement 'mlp' has no meaning for adapter 'prefix' (it defines: series, parallel, lora)",
-        "placement 'both' has no meaning for adapter 'prefix' (it defines: series, parallel, lora)",
+        "placement 'mlp' has no meaning for adapter 'prefix' (it defines: series, parallel, lora, dora)",
+        "placement 'both' has no meaning for adapter 'prefix' (it defines: series, parallel, lora, dora)",
     }
 
     numbers = pd.read_csv(tmp_path / "math_table.csv")

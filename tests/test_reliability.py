@@ -71,7 +71,7 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         ),
         (
             "adapter=lora2",
-            "error: adapter=lora2: no such adapter (available: full, lora, none, parallel, prefix, series)",
+            "error: adapter=lora2: no such adapter (available: dora, full, lora, none, parallel, prefix, series)",
         ),
         ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
         (

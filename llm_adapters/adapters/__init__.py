@@ -20,6 +20,7 @@ Wrap = Callable[[nn.Linear, str, Mapping], nn.Module]
 
 KINDS: dict[str, Wrap] = {
     "lora": lora.wrap,
+    "dora": lora.wrap_dora,
     "series": bottleneck.wrap_series,
     "parallel": bottleneck.wrap_parallel,
 }
@@ -31,7 +32,13 @@ MODEL_LEVEL: dict[str, Callable[[nn.Module, Mapping], None]] = {"prefix": prefix
 BASELINES = ("none", "full")
 
 # The key that sets each adapter's size, the axis of the paper's configuration study.
-SIZE_KEYS = {"series": "bottleneck_size", "parallel": "bottleneck_size", "lora": "r", "prefix": "num_virtual_tokens"}
+SIZE_KEYS = {
+    "series": "bottleneck_size",
+    "parallel": "bottleneck_size",
+    "lora": "r",
+    "dora": "r",
+    "prefix": "num_virtual_tokens",
+}
 
 
 def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:

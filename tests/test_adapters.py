@@ -95,27 +95,35 @@ def test_learned_scaling_is_a_trainable_scalar():
     assert len(scales) == 3
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox"])
-def test_lora_equals_peft_lora(model_type):
+def ours_and_peft(model_type: str, kind: str):
+    """Our LoRA or DoRA (r 8, alpha 16, placement both, B and magnitudes moved off their init) and PEFT's, holding
+    the same weights, on the same tiny base model."""
     peft = pytest.importorskip("peft")
     cfg = make_config("placement=both")
     base = tiny_model(model_type)
     ours = copy.deepcopy(base)
-    targets = resolve(ours.config, cfg.placement, "lora")
-    inject(ours, LORA, targets)
-    with torch.no_grad():
-        for p in trainable_state_dict(ours):
-            ours.get_parameter(p).normal_()  # non-zero B so the update matters
+    targets = resolve(ours.config, cfg.placement, kind)
+    inject(ours, {**LORA, "kind": kind}, targets)
     names = sorted({t.module_name.rsplit(".", 1)[-1] for t in targets})
     reference = peft.get_peft_model(
-        base, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=names)
+        base, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=names, use_dora=kind == "dora")
     ).eval()
     with torch.no_grad():
         for target in targets:
             mine = ours.get_submodule(target.module_name)
             theirs = reference.base_model.model.get_submodule(target.module_name)
+            mine.lora_B.weight.normal_(std=0.1)  # non-zero B so the update matters
             theirs.lora_A["default"].weight.copy_(mine.lora_A.weight)
             theirs.lora_B["default"].weight.copy_(mine.lora_B.weight)
+            if kind == "dora":
+                mine.magnitude.mul_(1.5)
+                theirs.lora_magnitude_vector["default"].weight.copy_(mine.magnitude)
+    return ours.eval(), reference, targets
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox"])
+def test_lora_equals_peft_lora(model_type):
+    ours, reference, _ = ours_and_peft(model_type, "lora")
     ids = torch.randint(0, 101, (2, 11))
     torch.testing.assert_close(ours(ids).logits, reference(ids).logits, atol=1e-5, rtol=0)
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
@@ -123,30 +131,12 @@ def test_lora_equals_peft_lora(model_type):
 
 @pytest.mark.parametrize("model_type", ["llama", "opt"])
 def test_dora_equals_peft_dora_and_merges_exactly(model_type):
-    peft = pytest.importorskip("peft")
     from llm_adapters.adapters import merge_lora
 
-    cfg = make_config("placement=both")
-    base = tiny_model(model_type)
-    ours = copy.deepcopy(base)
-    targets = resolve(ours.config, cfg.placement, "dora")
-    inject(ours, {**LORA, "kind": "dora"}, targets)
-    names = sorted({t.module_name.rsplit(".", 1)[-1] for t in targets})
-    reference = peft.get_peft_model(
-        base, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=names, use_dora=True)
-    ).eval()
-    with torch.no_grad():
-        for target in targets:
-            mine = ours.get_submodule(target.module_name)
-            theirs = reference.base_model.model.get_submodule(target.module_name)
-            mine.lora_B.weight.normal_(std=0.1)
-            mine.magnitude.mul_(1.5)
-            theirs.lora_A["default"].weight.copy_(mine.lora_A.weight)
-            theirs.lora_B["default"].weight.copy_(mine.lora_B.weight)
-            theirs.lora_magnitude_vector["default"].weight.copy_(mine.magnitude)
+    ours, reference, targets = ours_and_peft(model_type, "dora")
     ids = torch.randint(0, 101, (2, 11))
     expected = reference(ids).logits
-    torch.testing.assert_close(ours.eval()(ids).logits, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours(ids).logits, expected, atol=1e-5, rtol=0)
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
     assert merge_lora(ours) == len(targets)
     torch.testing.assert_close(ours(ids).logits, expected, atol=1e-5, rtol=1e-5)

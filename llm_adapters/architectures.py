@@ -1,29 +1,65 @@
 """The site registry: where each named place of a transformer block lives in each model family.
 
-A *site* is an architecture-independent name for a linear projection of a decoder block (``attn.q``, ``mlp.down``,
-...). Adapters and placements speak only in sites; this table turns them into module names, so adding a model
-family is one entry here and one model YAML. Families without a gated MLP simply lack ``mlp.gate``.
+A *site* is an architecture-independent name for a place in a decoder block. Two levels:
+
+- projection sites (``attn.q`` ... ``mlp.down``): one linear projection (``nn.Linear``, or GPT-2's transposed
+  ``Conv1D``), looked up in this table;
+- sublayer sites: ``attn`` and ``mlp`` (the whole sublayer, for adapters beside it) and the sublayer boundaries
+  ``attn.input``, ``attn.output``, ``mlp.input``, ``mlp.output`` (the hidden stream where it enters or leaves a
+  sublayer, for adapters in series with it). They are derived from the projection sites: a sublayer's input is what
+  its first projections read (q/k/v; gate/up), its output what its last projection writes (o; down) before any
+  dropout and the residual add. That definition holds in every family, including OPT whose MLP has no module of its
+  own and GPT-J whose attention and MLP read the same input.
+
+Adding a model family is one entry here and one model YAML. Families without a gated MLP simply lack ``mlp.gate``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import nn
 from transformers import PretrainedConfig
+from transformers.pytorch_utils import Conv1D
 
-SITES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+PROJECTION_SITES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+SUBLAYERS = {"attn": (("attn.q", "attn.k", "attn.v"), "attn.o"), "mlp": (("mlp.gate", "mlp.up"), "mlp.down")}
+BOUNDARY_SITES = ("attn.input", "attn.output", "mlp.input", "mlp.output")
+SUBLAYER_SITES = (*SUBLAYERS, *BOUNDARY_SITES)
+SITES = (*PROJECTION_SITES, *SUBLAYER_SITES)
 
 
 @dataclass(frozen=True)
 class Architecture:
     """How to reach the decoder blocks (``layers``, a dotted path from the model root) and, inside one block,
-    the module that implements each site. Sites listed in ``fused`` share one projection (BLOOM's and GPT-NeoX's
-    ``query_key_value``): a preset that names any of them adapts that whole projection once, as the paper's code
-    did on BLOOM."""
+    the module that implements each projection site. Sites listed in ``fused`` share one projection (BLOOM's and
+    GPT-NeoX's ``query_key_value``, GPT-2's ``c_attn``); ``fused_layout`` says how its output rows are laid out:
+    ``per_head`` (q, k, v of head 0, then of head 1, ...) or ``contiguous`` (all q, then all k, then all v)."""
 
     layers: str
     sites: dict[str, str]
     fused: frozenset[str] = frozenset()
+    fused_layout: str = "per_head"
+
+    def readers(self, sublayer: str) -> list[str]:
+        """The distinct projections that read a sublayer's input, in site order."""
+        names = [self.sites[s] for s in SUBLAYERS[sublayer][0] if s in self.sites]
+        return list(dict.fromkeys(names))
+
+    def writer(self, sublayer: str) -> str:
+        """The projection that writes a sublayer's output."""
+        return self.sites[SUBLAYERS[sublayer][1]]
+
+    def slice_rows(self, site: str, config: PretrainedConfig) -> torch.Tensor:
+        """The output rows of the fused projection that belong to ``site`` (``attn.q``, ``attn.k`` or ``attn.v``)."""
+        part = ("attn.q", "attn.k", "attn.v").index(site)
+        heads = config.num_attention_heads
+        head_dim = config.hidden_size // heads
+        rows = torch.arange(3 * heads * head_dim)
+        if self.fused_layout == "contiguous":
+            return rows.view(3, heads * head_dim)[part]
+        return rows.view(heads, 3, head_dim)[:, part].reshape(-1)
 
 
 _LLAMA = Architecture(
@@ -38,6 +74,22 @@ _LLAMA = Architecture(
         "mlp.down": "mlp.down_proj",
     },
 )
+
+
+def _fused_qkv(layers: str, attention: str, mlp: str) -> Architecture:
+    return Architecture(
+        layers=layers,
+        sites={
+            "attn.q": f"{attention}.query_key_value",
+            "attn.k": f"{attention}.query_key_value",
+            "attn.v": f"{attention}.query_key_value",
+            "attn.o": f"{attention}.dense",
+            "mlp.up": f"{mlp}.dense_h_to_4h",
+            "mlp.down": f"{mlp}.dense_4h_to_h",
+        },
+        fused=frozenset({"attn.q", "attn.k", "attn.v"}),
+    )
+
 
 ARCHITECTURES: dict[str, Architecture] = {
     "llama": _LLAMA,
@@ -65,26 +117,22 @@ ARCHITECTURES: dict[str, Architecture] = {
             "mlp.down": "fc2",
         },
     ),
-}
-
-
-def _fused_qkv(layers: str, attention: str, mlp: str) -> Architecture:
-    return Architecture(
-        layers=layers,
+    "gpt2": Architecture(
+        layers="transformer.h",
         sites={
-            "attn.q": f"{attention}.query_key_value",
-            "attn.k": f"{attention}.query_key_value",
-            "attn.v": f"{attention}.query_key_value",
-            "attn.o": f"{attention}.dense",
-            "mlp.up": f"{mlp}.dense_h_to_4h",
-            "mlp.down": f"{mlp}.dense_4h_to_h",
+            "attn.q": "attn.c_attn",
+            "attn.k": "attn.c_attn",
+            "attn.v": "attn.c_attn",
+            "attn.o": "attn.c_proj",
+            "mlp.up": "mlp.c_fc",
+            "mlp.down": "mlp.c_proj",
         },
         fused=frozenset({"attn.q", "attn.k", "attn.v"}),
-    )
-
-
-ARCHITECTURES["bloom"] = _fused_qkv("transformer.h", "self_attention", "mlp")
-ARCHITECTURES["gpt_neox"] = _fused_qkv("gpt_neox.layers", "attention", "mlp")
+        fused_layout="contiguous",
+    ),
+    "bloom": _fused_qkv("transformer.h", "self_attention", "mlp"),
+    "gpt_neox": _fused_qkv("gpt_neox.layers", "attention", "mlp"),
+}
 
 
 def architecture_of(config: PretrainedConfig) -> Architecture:
@@ -95,3 +143,30 @@ def architecture_of(config: PretrainedConfig) -> Architecture:
             f"model type '{model_type}' has no entry in the site registry (known: {', '.join(sorted(ARCHITECTURES))})"
         )
     return ARCHITECTURES[model_type]
+
+
+Projection = nn.Linear | Conv1D
+
+
+def features(layer: nn.Module) -> tuple[int, int]:
+    """(in, out) features of a projection: an ``nn.Linear``, a ``Conv1D`` (weight stored transposed), or an adapter
+    wrapper around one."""
+    base = frozen_projection(layer)
+    if isinstance(base, Conv1D):
+        return base.weight.shape[0], base.nf
+    return base.in_features, base.out_features
+
+
+def frozen_projection(layer: nn.Module) -> Projection:
+    """The projection at the bottom of any adapter wrappers (two adapters on slices of one fused projection nest)."""
+    while hasattr(layer, "base_layer"):
+        layer = layer.base_layer
+    if not isinstance(layer, Projection):
+        raise TypeError(f"a {type(layer).__name__} is not a linear projection")
+    return layer
+
+
+def linear_weight(layer: nn.Module) -> torch.Tensor:
+    """The frozen weight as an (out, in) matrix, whatever the storage: a view, so in-place updates reach the layer."""
+    base = frozen_projection(layer)
+    return base.weight.T if isinstance(base, Conv1D) else base.weight

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters.adapters import BASELINES, KINDS, MODEL_LEVEL
+from llm_adapters.adapters import UNPLACED, known_kinds
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.placement import placement_sites
 from llm_adapters.scoring import CHOICE_RULES
@@ -69,10 +69,9 @@ def validate(cfg: DictConfig) -> None:
             "mode=eval needs adapter_path=DIR, the adapter/ directory of a finished job (or adapter=none)"
         )
     kind = cfg.adapter.kind
-    known = [*KINDS, *MODEL_LEVEL, *BASELINES]
-    if kind not in known:
-        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known)})")
-    if kind not in BASELINES:
+    if kind not in known_kinds():
+        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
+    if kind not in UNPLACED:
         placement_sites(cfg.placement, kind)
     for key in (
         "adapter.num_virtual_tokens",

@@ -91,7 +91,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         "mode": cfg.mode,
         "model": cfg.model.name,
         "adapter": cfg.adapter.kind,
-        "placement": None if cfg.adapter.kind in adapters.BASELINES else cfg.placement.name,
+        "placement": None if cfg.adapter.kind in adapters.UNPLACED else cfg.placement.name,
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "protocol": resolved["protocol"],

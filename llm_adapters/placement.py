@@ -4,16 +4,19 @@ A placement config is either a preset (``attn``, ``mlp``, ``both``, ``best``) th
 sites the paper's code attached that kind to, or an explicit ``sites`` list; ``layers`` restricts either to a subset
 of decoder blocks. Preset sites an architecture lacks (``mlp.gate`` outside gated MLPs) are skipped, since the
 paper's code used whatever first MLP projections a family had; explicitly named sites must exist.
+
+On a fused q/k/v projection a preset adapts the whole projection once, as the paper's code did on BLOOM; explicit
+``attn.q``/``attn.k``/``attn.v`` sites adapt only their slice of its output (one adapter per slice).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from transformers import PretrainedConfig
 
-from llm_adapters.architectures import SITES, architecture_of
+from llm_adapters.architectures import PROJECTION_SITES, SITES, SUBLAYER_SITES, architecture_of
 
 
 class PlacementError(ValueError):
@@ -22,11 +25,19 @@ class PlacementError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """One adapter's place: the site name, the layer index and the full module name in the model."""
+    """One adapter's place: the site name, the layer index and the full name of the module it wraps (a projection)
+    or becomes (a sublayer adapter, ``<block>.sublayer_adapters.<site>``). ``sliced``: only the site's slice of a
+    fused projection's output is adapted."""
 
     site: str
     layer: int
     module_name: str
+    sliced: bool = False
+
+
+def sublayer_key(site: str) -> str:
+    """The name a sublayer adapter has inside its block's ``sublayer_adapters``."""
+    return site.replace(".", "_")
 
 
 def placement_sites(placement: Mapping, adapter_kind: str) -> tuple[list[str], bool]:
@@ -49,22 +60,35 @@ def placement_sites(placement: Mapping, adapter_kind: str) -> tuple[list[str], b
     return sites, explicit
 
 
-def resolve(config: PretrainedConfig, placement: Mapping, adapter_kind: str) -> list[Target]:
-    """Every (site, layer) this placement attaches ``adapter_kind`` to, with the module it wraps.
+def resolve(
+    config: PretrainedConfig,
+    placement: Mapping,
+    adapter_kind: str,
+    accepts: Collection[str] = SITES,
+    sliceable: bool = True,
+) -> list[Target]:
+    """Every (site, layer) this placement attaches ``adapter_kind`` to, with the module it wraps or becomes.
 
-    Only the model's config is needed (its ``model_type`` and layer count), so a bad placement is reported before
-    any weights load.
+    ``accepts`` are the sites the kind has a meaning at; ``sliceable`` whether it can adapt a slice of a fused
+    projection. Only the model's config is needed (its ``model_type`` and layer count), so a bad placement is
+    reported before any weights load.
     """
     arch = architecture_of(config)
     sites, explicit = placement_sites(placement, adapter_kind)
-    missing = [s for s in sites if s not in arch.sites]
+    refused = [s for s in sites if s not in accepts]
+    if refused:
+        raise PlacementError(
+            f"adapter '{adapter_kind}' has no meaning at site(s) {refused} (it goes at: {', '.join(accepts)})"
+        )
+    missing = [s for s in sites if s in PROJECTION_SITES and s not in arch.sites]
     if explicit and missing:
         raise PlacementError(f"site(s) {missing} do not exist in model type '{config.model_type}'")
-    sliced = [s for s in sites if s in arch.fused]
-    if explicit and sliced:
+    sliced = explicit and any(s in arch.fused for s in sites)
+    if sliced and not sliceable:
         raise PlacementError(
-            f"site(s) {sliced} are slices of one fused projection in model type '{config.model_type}'; adapting a "
-            "slice is not supported yet: use a preset placement, which adapts the whole projection"
+            f"site(s) {[s for s in sites if s in arch.fused]} are slices of one fused projection in model type "
+            f"'{config.model_type}'; adapter '{adapter_kind}' cannot adapt a slice: use a preset placement, which "
+            "adapts the whole projection"
         )
     n_layers = config.num_hidden_layers
     layers: Sequence[int] = placement.get("layers") or range(n_layers)
@@ -73,11 +97,17 @@ def resolve(config: PretrainedConfig, placement: Mapping, adapter_kind: str) -> 
         raise PlacementError(f"placement.layers {bad} out of range: the model has {n_layers} layers")
     targets, seen = [], set()
     for layer in layers:
+        block = f"{arch.layers}.{layer}"
         for site in sites:
-            module = f"{arch.layers}.{layer}.{arch.sites[site]}" if site in arch.sites else None
-            if module is not None and module not in seen:  # a fused projection is adapted once
-                seen.add(module)
-                targets.append(Target(site, layer, module))
+            if site in SUBLAYER_SITES:
+                targets.append(Target(site, layer, f"{block}.sublayer_adapters.{sublayer_key(site)}"))
+            elif site in arch.sites:
+                module = f"{block}.{arch.sites[site]}"
+                if sliced and site in arch.fused:
+                    targets.append(Target(site, layer, module, sliced=True))
+                elif module not in seen:  # a preset adapts a fused projection once
+                    seen.add(module)
+                    targets.append(Target(site, layer, module))
     if not targets:
         raise PlacementError(
             f"placement '{placement.get('name')}' selects no module of model type '{config.model_type}'"

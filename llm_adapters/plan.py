@@ -57,7 +57,7 @@ def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
         "mode": "plan",
         "model": cfg.model.name,
         "adapter": cfg.adapter.kind,
-        "placement": None if cfg.adapter.kind in adapters.BASELINES else cfg.placement.name,
+        "placement": None if cfg.adapter.kind in adapters.UNPLACED else cfg.placement.name,
         "targets": len(targets),
         "params": params,
         "memory_gb": memory_gb(params, config.hidden_size, config.num_hidden_layers, cfg),

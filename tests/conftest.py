@@ -79,6 +79,7 @@ TINY_CONFIGS = {
         "max_position_embeddings": 128,
     },
     "bloom": {"hidden_size": 64, "n_layer": 2, "n_head": 4},
+    "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 128},
     "gpt_neox": {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4},
 }
 

@@ -79,6 +79,8 @@ def test_prefix_goes_only_where_attention_is():
 
 
 def test_meaningless_or_missing_placements_are_clear_errors():
+    from llm_adapters.adapters import targets_for
+
     model = tiny_model("llama")
     with pytest.raises(PlacementError, match="placement 'mlp' has no meaning for adapter 'prefix'"):
         resolve(model.config, make_config("placement=mlp").placement, "prefix")
@@ -87,6 +89,10 @@ def test_meaningless_or_missing_placements_are_clear_errors():
     with pytest.raises(PlacementError, match=r"\['mlp.gate'\] do not exist in model type 'gptj'"):
         resolve(tiny_model("gptj").config, make_config("placement.sites=[mlp.gate]").placement, "lora")
     with pytest.raises(PlacementError, match=r"\['attn.q'\] are slices of one fused projection in model type 'bloom'"):
-        resolve(tiny_model("bloom").config, make_config("placement.sites=[attn.q]").placement, "lora")
+        resolve(tiny_model("bloom").config, make_config("placement.sites=[attn.q]").placement, "series", sliceable=False)
+    with pytest.raises(PlacementError, match=r"adapter 'lora' has no meaning at site\(s\) \['mlp'\]"):
+        targets_for(model.config, {"kind": "lora"}, make_config("placement.sites=[mlp]").placement)
+    with pytest.raises(PlacementError, match="adapter 'prompt' takes no placement"):
+        targets_for(model.config, {"kind": "prompt"}, make_config("placement.sites=[mlp.up]").placement)
     with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
         resolve(model.config, make_config("placement.layers=[0,3]").placement, "lora")

@@ -1,7 +1,7 @@
-"""Bottleneck adapters as the paper's code defined them (its peft fork, tuners/bottleneck.py).
+"""Bottleneck adapters: the paper code's (its peft fork, tuners/bottleneck.py), and He et al.'s at sublayer level.
 
-One bottleneck is h ↦ s · up(f(down(dropout(h)))) with no biases. It is attached to a single linear projection in
-one of three ways:
+One bottleneck is h ↦ s · up(f(down(dropout(h)))) with no biases. The paper's code attached it to a single linear
+projection in one of three ways:
 
 - series, input side  — y = W (x + adapter(x)): the code's "mh_adapter", used on the first MLP projections;
 - series, output side — o = W x; y = o + adapter(o): the code's "output_adapter" (AdapterP after the MLP);
@@ -11,6 +11,11 @@ For series, the side follows from the site exactly as the code's per-family map 
 sublayer's input (q/k/v, MLP gate/up) take the input side, sites that write the residual stream (attention output,
 MLP down) the output side. Init ``bert`` draws both projections from N(0, 0.02), as the paper did (so the adapter is
 not an identity at step 0); ``lora`` is Kaiming-uniform down and zero up, which starts as an identity.
+
+At sublayer sites (see ``architectures``) one bottleneck spans a whole sublayer, through hooks on its projections:
+beside it (``attn``/``mlp``: He et al.'s scaled parallel adapter, sublayer(x) + s · adapter(x)), or in series at its
+input (x + adapter(x) feeds every first projection: one adapter, however many projections read it) or its output
+(Houlsby's placement, o + adapter(o)).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
+
+from llm_adapters.architectures import Architecture, features, linear_weight
 
 INPUT_SIDE_SITES = frozenset({"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"})
 
@@ -69,12 +76,13 @@ class Bottleneck(nn.Module):
 class SeriesLinear(nn.Module):
     """A frozen projection with a bottleneck before it (input side) or after it (output side)."""
 
-    def __init__(self, base_layer: nn.Linear, side: str, **bottleneck: object) -> None:
+    def __init__(self, base_layer: nn.Module, side: str, **bottleneck: object) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.side = side
-        dim = base_layer.in_features if side == "input" else base_layer.out_features
-        self.adapter = Bottleneck(dim, dim, device=base_layer.weight.device, **bottleneck)
+        in_features, out_features = features(base_layer)
+        dim = in_features if side == "input" else out_features
+        self.adapter = Bottleneck(dim, dim, device=linear_weight(base_layer).device, **bottleneck)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.side == "input":
@@ -84,17 +92,66 @@ class SeriesLinear(nn.Module):
 
 
 class ParallelLinear(nn.Module):
-    """A frozen projection with a bottleneck beside it, fed the same input."""
+    """A frozen projection with a bottleneck beside it, fed the same input, writing all outputs or ``rows`` only."""
 
-    def __init__(self, base_layer: nn.Linear, **bottleneck: object) -> None:
+    def __init__(self, base_layer: nn.Module, rows: torch.Tensor | None = None, **bottleneck: object) -> None:
         super().__init__()
         self.base_layer = base_layer
+        device = linear_weight(base_layer).device
+        in_features, out_features = features(base_layer)
+        self.register_buffer("rows", None if rows is None else rows.to(device), persistent=False)
         self.adapter = Bottleneck(
-            base_layer.in_features, base_layer.out_features, device=base_layer.weight.device, **bottleneck
+            in_features, out_features if rows is None else len(rows), device=device, **bottleneck
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.adapter(x)
+        out = self.base_layer(x)
+        if self.rows is None:
+            return out + self.adapter(x)
+        return out.index_add(-1, self.rows, self.adapter(x))
+
+
+class SublayerAdapter(nn.Module):
+    """One bottleneck spanning a sublayer of a block, wired in by hooks on the sublayer's projections.
+
+    ``mode`` ``beside``: the first projections' input is kept and s · adapter(input) is added to the last projection's
+    output; ``input``: every first projection reads x + adapter(x), computed once per forward; ``output``: the last
+    projection's output o becomes o + adapter(o). Whatever a hook keeps is dropped when the sublayer's output is
+    written, so nothing outlives a forward pass (and a recomputed forward under gradient checkpointing redoes it).
+    """
+
+    def __init__(self, dim: int, mode: str, device: torch.device, **bottleneck: object) -> None:
+        super().__init__()
+        self.mode = mode
+        self.adapter = Bottleneck(dim, dim, device=device, **bottleneck)
+        self._input: torch.Tensor | None = None
+        self._transformed: torch.Tensor | None = None
+
+    def read(self, module: nn.Module, args: tuple) -> tuple | None:
+        """Forward pre-hook on each projection that reads the sublayer's input."""
+        x = args[0]
+        if self.mode == "beside":
+            self._input = x
+            return None
+        if self._input is not x:
+            self._input, self._transformed = x, x + self.adapter(x)
+        return (self._transformed, *args[1:])
+
+    def write(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook on the projection that writes the sublayer's output."""
+        if self.mode == "output":
+            return output + self.adapter(output)
+        kept, self._input, self._transformed = self._input, None, None
+        if self.mode == "beside":
+            return output + self.adapter(kept)
+        return output
+
+    def attach(self, block: nn.Module, arch: Architecture, sublayer: str) -> None:
+        """Register the hooks on ``block``'s projections of ``sublayer`` (``attn`` or ``mlp``)."""
+        if self.mode != "output":
+            for name in arch.readers(sublayer):
+                block.get_submodule(name).register_forward_pre_hook(self.read)
+        block.get_submodule(arch.writer(sublayer)).register_forward_hook(self.write)
 
 
 def _bottleneck_args(cfg: Mapping) -> dict[str, object]:
@@ -108,12 +165,24 @@ def _bottleneck_args(cfg: Mapping) -> dict[str, object]:
     }
 
 
-def wrap_series(base_layer: nn.Linear, site: str, cfg: Mapping) -> nn.Module:
+def wrap_series(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """Series adapter on one projection, on the side the site implies."""
+    if rows is not None:
+        raise ValueError("a series adapter cannot adapt a slice of a fused projection")
     side = "input" if site in INPUT_SIDE_SITES else "output"
     return SeriesLinear(base_layer, side, **_bottleneck_args(cfg))
 
 
-def wrap_parallel(base_layer: nn.Linear, site: str, cfg: Mapping) -> nn.Module:
-    """Parallel adapter beside one projection."""
-    return ParallelLinear(base_layer, **_bottleneck_args(cfg))
+def wrap_parallel(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
+    """Parallel adapter beside one projection (or beside its ``rows``)."""
+    return ParallelLinear(base_layer, rows, **_bottleneck_args(cfg))
+
+
+def attach_sublayer(block: nn.Module, arch: Architecture, site: str, cfg: Mapping) -> SublayerAdapter:
+    """A bottleneck at a sublayer site of one block (``attn``/``mlp`` beside, ``*.input``/``*.output`` in series)."""
+    sublayer, _, point = site.partition(".")
+    writer = block.get_submodule(arch.writer(sublayer))
+    dim = features(writer)[1]  # the hidden size: what a sublayer reads and writes
+    adapter = SublayerAdapter(dim, point or "beside", linear_weight(writer).device, **_bottleneck_args(cfg))
+    adapter.attach(block, arch, sublayer)
+    return adapter

@@ -49,9 +49,21 @@ class PrefixEncoder(nn.Module):
         return [(values[2 * i], values[2 * i + 1]) for i in range(self.layers)]
 
 
-def _cache_key(model: PreTrainedModel) -> str:
+def cache_key(model: PreTrainedModel) -> str:
+    """The name of the model's KV-cache argument (``cache`` in current transformers, ``past_key_values`` before)."""
     parameters = inspect.signature(model.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
+
+
+def cover_virtual_tokens(kwargs: dict[str, Any], total: int, tokens: int) -> None:
+    """Widen a 2D attention mask to ``total`` columns (virtual tokens in front are always attended) and move
+    positions counted without the virtual tokens past them: what generate hands the model knows nothing of them."""
+    mask = kwargs.get("attention_mask")
+    if mask is not None and mask.dim() == 2 and mask.shape[1] < total:
+        ones = mask.new_ones(mask.shape[0], total - mask.shape[1])
+        kwargs["attention_mask"] = torch.cat([ones, mask], dim=1)
+    if kwargs.get("position_ids") is not None:
+        kwargs["position_ids"] = kwargs["position_ids"] + tokens
 
 
 def _inject(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -60,7 +72,7 @@ def _inject(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tupl
     if inputs is None and args:
         inputs = args[0]
     batch, length = inputs.shape[:2]
-    key = _cache_key(model)
+    key = cache_key(model)
     cache = kwargs.get(key)
     if cache is None:
         cache = kwargs[key] = DynamicCache(config=model.config)
@@ -68,13 +80,7 @@ def _inject(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tupl
         dtype = model.get_input_embeddings().weight.dtype
         for layer, (k, v) in enumerate(encoder.key_values(batch, dtype)):
             cache.update(k, v, layer)
-    total = cache.get_seq_length() + length
-    mask = kwargs.get("attention_mask")
-    if mask is not None and mask.dim() == 2 and mask.shape[1] < total:
-        ones = mask.new_ones(batch, total - mask.shape[1])
-        kwargs["attention_mask"] = torch.cat([ones, mask], dim=1)
-    if kwargs.get("position_ids") is not None:  # generation counts positions without the prefix
-        kwargs["position_ids"] = kwargs["position_ids"] + encoder.tokens
+    cover_virtual_tokens(kwargs, cache.get_seq_length() + length, encoder.tokens)
     return args, kwargs
 
 

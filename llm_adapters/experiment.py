@@ -278,7 +278,7 @@ def _fit_and_evaluate(
         if cfg.protocol.eval_adapter_dropout:
             log.warning("eval.merge_lora ignored: this protocol keeps adapter dropout on while generating")
         else:
-            log.info("merged %d LoRA layers for evaluation", adapters.merge_lora(model))
+            log.info("merged %d adapter layers (LoRA, DoRA, (IA)3) for evaluation", adapters.merge_lora(model))
     results["eval"] = {}
     predictions: list[dict[str, Any]] = []
     for name, (spec, records) in eval_sets.items():

@@ -104,7 +104,7 @@ def ours_and_peft(model_type: str, kind: str):
     ours = copy.deepcopy(base)
     targets = resolve(ours.config, cfg.placement, kind)
     inject(ours, {**LORA, "kind": kind}, targets)
-    names = sorted({t.module_name.rsplit(".", 1)[-1] for t in targets})
+    names = [t.module_name for t in targets]  # full names: GPT-2 has two c_proj
     reference = peft.get_peft_model(
         base, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=names, use_dora=kind == "dora")
     ).eval()
@@ -121,7 +121,7 @@ def ours_and_peft(model_type: str, kind: str):
     return ours.eval(), reference, targets
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox"])
+@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"])
 def test_lora_equals_peft_lora(model_type):
     ours, reference, _ = ours_and_peft(model_type, "lora")
     ids = torch.randint(0, 101, (2, 11))
@@ -129,7 +129,7 @@ def test_lora_equals_peft_lora(model_type):
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "opt"])
+@pytest.mark.parametrize("model_type", ["llama", "opt", "gpt2"])
 def test_dora_equals_peft_dora_and_merges_exactly(model_type):
     from llm_adapters.adapters import merge_lora
 

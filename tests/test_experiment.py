@@ -221,11 +221,11 @@ def test_bfloat16_base_with_float32_adapter(tmp_path):
     assert results["status"] == "ok" and all(math.isfinite(loss) for _, loss in results["train"]["loss_history"])
 
 
-@pytest.mark.parametrize("adapter", ["lora", "series", "parallel", "prefix"])
+@pytest.mark.parametrize("adapter", ["lora", "series", "parallel", "prefix", "prompt", "ia3", "scaled_parallel", "mam"])
 def test_saved_adapter_evaluates_to_the_same_predictions(tmp_path, adapter):
     """mode=eval adapter_path=DIR rebuilds the trained structure from the saved config and weights."""
     quiet = ["protocol.eval_adapter_dropout=false"]  # generation must not draw random dropout masks here
-    placement = "attn" if adapter == "prefix" else "both"
+    placement = {"prefix": "attn", "mam": "best"}.get(adapter, "both")
     trained = run(make_config(*FAST, *quiet, f"adapter={adapter}", f"placement={placement}"), tmp_path / "train")
     evaluated = run(
         make_config(*FAST, *quiet, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "eval"

@@ -38,3 +38,22 @@ def test_a_peft_lora_checkpoint_imports(tmp_path):
     assert adapter == {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
     assert {t.site for t in targets} == {"attn.q", "mlp.down"} and len(targets) == 8
     torch.testing.assert_close(ours.eval()(IDS).logits, theirs.eval()(IDS).logits, atol=1e-5, rtol=0)
+
+
+def test_gpt2_conv1d_lora_loads_in_peft(tmp_path):
+    """GPT-2's projections are transposed Conv1D layers; PEFT knows them by its fan_in_fan_out flag."""
+    from llm_adapters.adapters import prepare, saving, targets_for
+    from tests.conftest import tiny_model
+
+    cfg = make_config("placement=both", "adapter.dropout=0.0")
+    ours = tiny_model("gpt2")
+    targets = targets_for(ours.config, dict(cfg.adapter), cfg.placement)
+    prepare(ours, dict(cfg.adapter), targets)
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+    saving.save(ours, dict(cfg.adapter), "tiny-gpt2", targets, tmp_path)
+    theirs = peft.PeftModel.from_pretrained(tiny_model("gpt2"), str(tmp_path / "peft")).eval()
+    ids = torch.randint(3, 100, (2, 12))
+    torch.testing.assert_close(ours.eval()(ids).logits, theirs(ids).logits, atol=1e-5, rtol=0)

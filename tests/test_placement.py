@@ -52,6 +52,15 @@ def test_llama_presets_match_the_paper_code(placement, kind, expected):
         ("bloom", "mlp", "series", ["mlp.dense_4h_to_h"]),
         ("gpt_neox", "attn", "parallel", ["attention.query_key_value"]),
         ("gpt_neox", "both", "series", ["mlp.dense_4h_to_h", "mlp.dense_h_to_4h"]),
+        # GPT-2: Conv1D projections, q/k/v fused in c_attn
+        ("gpt2", "attn", "lora", ["attn.c_attn"]),
+        ("gpt2", "both", "parallel", ["attn.c_attn", "mlp.c_fc", "mlp.c_proj"]),
+        ("gpt2", "mlp", "adapterh", ["mlp.c_fc", "mlp.c_proj"]),
+        # Sublayer-level adapters become a module of the block; (IA)3 goes to keys, values and the MLP's inside
+        ("llama", "both", "scaled_parallel", ["sublayer_adapters.attn", "sublayer_adapters.mlp"]),
+        ("opt", "best", "mam", ["sublayer_adapters.mlp"]),
+        ("llama", "best", "ia3", ["mlp.down_proj", "self_attn.k_proj", "self_attn.v_proj"]),
+        ("llama", "mlp", "adapterh", ["mlp.down_proj", "mlp.gate_proj", "mlp.up_proj"]),
     ],
 )
 def test_other_families(model_type, placement, kind, expected):
@@ -89,10 +98,30 @@ def test_meaningless_or_missing_placements_are_clear_errors():
     with pytest.raises(PlacementError, match=r"\['mlp.gate'\] do not exist in model type 'gptj'"):
         resolve(tiny_model("gptj").config, make_config("placement.sites=[mlp.gate]").placement, "lora")
     with pytest.raises(PlacementError, match=r"\['attn.q'\] are slices of one fused projection in model type 'bloom'"):
-        resolve(tiny_model("bloom").config, make_config("placement.sites=[attn.q]").placement, "series", sliceable=False)
+        resolve(
+            tiny_model("bloom").config, make_config("placement.sites=[attn.q]").placement, "series", sliceable=False
+        )
     with pytest.raises(PlacementError, match=r"adapter 'lora' has no meaning at site\(s\) \['mlp'\]"):
         targets_for(model.config, {"kind": "lora"}, make_config("placement.sites=[mlp]").placement)
     with pytest.raises(PlacementError, match="adapter 'prompt' takes no placement"):
         targets_for(model.config, {"kind": "prompt"}, make_config("placement.sites=[mlp.up]").placement)
     with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
         resolve(model.config, make_config("placement.layers=[0,3]").placement, "lora")
+
+
+def test_explicit_slices_of_a_fused_projection_get_one_target_each():
+    cfg = make_config("placement.sites=[attn.q,attn.v]", "placement.layers=[1]")
+    targets = resolve(tiny_model("gpt2").config, cfg.placement, "lora")
+    assert [(t.site, t.module_name, t.sliced) for t in targets] == [
+        ("attn.q", "transformer.h.1.attn.c_attn", True),
+        ("attn.v", "transformer.h.1.attn.c_attn", True),
+    ]
+
+
+def test_slice_rows_follow_each_family_layout():
+    from llm_adapters.architectures import architecture_of
+
+    gpt2, bloom = tiny_model("gpt2").config, tiny_model("bloom").config  # hidden 64, 4 heads of 16
+    assert architecture_of(gpt2).slice_rows("attn.k", gpt2).tolist() == list(range(64, 128))
+    rows = architecture_of(bloom).slice_rows("attn.k", bloom).tolist()
+    assert rows[:16] == list(range(16, 32)) and rows[16:32] == list(range(64, 80))  # head 0's k, then head 1's

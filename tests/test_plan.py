@@ -17,7 +17,7 @@ LORA_QV = ["adapter=lora", "adapter.r=8", "placement.sites=[attn.q,attn.v]"]
 ADAPTER_H = ["adapter=series", "placement=both"]
 ADAPTER_P = ["adapter=series", "placement=mlp"]
 PARALLEL_QKV = ["adapter=parallel", "placement=attn"]
-BLOOM_LORA = ["adapter=lora", "adapter.r=8", "placement=attn"]  # explicit slices of the fused qkv are not allowed
+BLOOM_LORA = ["adapter=lora", "adapter.r=8", "placement=attn"]  # the fused query_key_value, whole
 
 README = [
     ("llama-7b", LORA_QV, 4_194_304),
@@ -38,7 +38,39 @@ README = [
     ("bloomz-7b1", PARALLEL_QKV, 125_829_120),
 ]
 # Base parameter counts of the released checkpoints.
-BASE = {"llama-7b": 6_738_415_616, "llama-13b": 13_015_864_320, "gpt-j-6b": 6_050_882_784, "bloomz-7b1": 7_069_016_064}
+BASE = {
+    "llama-7b": 6_738_415_616,
+    "llama-13b": 13_015_864_320,
+    "gpt-j-6b": 6_050_882_784,
+    "bloomz-7b1": 7_069_016_064,
+    "gpt2-xl": 1_557_611_200,
+    "pythia-6.9b": 6_857_302_016,
+}
+
+# The rest of the family on LLaMA-7B (hidden 4096, MLP 11008, 32 layers) and the other families, by closed form:
+HIDDEN, INNER, LAYERS = 4096, 11008, 32
+FAMILY = [
+    # AdapterH under its own name: the README's 200M
+    ("llama-7b", ["adapter=adapterh", "placement=best"], 201_326_592),
+    # (IA)3 on k, v and the MLP's inner activation
+    ("llama-7b", ["adapter=ia3", "placement=best"], (HIDDEN + HIDDEN + INNER) * LAYERS),
+    # prompt tuning, 10 virtual tokens
+    ("llama-7b", ["adapter=prompt"], 10 * HIDDEN),
+    # scaled parallel beside each MLP, bottleneck 256
+    ("llama-7b", ["adapter=scaled_parallel", "placement=mlp"], 2 * HIDDEN * 256 * LAYERS),
+    # MAM: 30 prefix tokens through a 512-wide MLP to 32 layers' keys and values, plus scaled parallel 512 at the MLP
+    (
+        "llama-7b",
+        ["adapter=mam", "placement=best"],
+        30 * HIDDEN + (HIDDEN * 512 + 512) + (512 + 1) * (LAYERS * 2 * HIDDEN) + 2 * HIDDEN * 512 * LAYERS,
+    ),
+    # BLOOM with LoRA on the q and v slices of its fused projection: as many as the README's BLOOM LoRA count
+    ("bloomz-7b1", ["adapter=lora", "adapter.r=8", "placement.sites=[attn.q,attn.v]"], 3_932_160),
+    # GPT-2 XL (Conv1D): LoRA r 8 on the whole fused c_attn (1600 -> 4800), 48 layers
+    ("gpt2-xl", BLOOM_LORA, 8 * (1600 + 4800) * 48),
+    # Pythia-6.9B (GPT-NeoX): AdapterH on its two MLP projections, 4096 and 16384 wide
+    ("pythia-6.9b", ["adapter=adapterh", "placement=best"], (2 * 4096 * 256 + 2 * 4096 * 256) * 32),
+]
 
 
 @pytest.mark.parametrize(("model", "overrides", "trainable"), README, ids=[f"{m}-{o[0]}-{t}" for m, o, t in README])
@@ -47,6 +79,13 @@ def test_counts_match_the_paper_code(tmp_path, model, overrides, trainable):
     assert result["params"]["trainable"] == trainable
     assert result["params"]["total"] == BASE[model] + trainable
     assert json.loads((tmp_path / "plan.json").read_text())["params"] == result["params"]
+
+
+@pytest.mark.parametrize(("model", "overrides", "trainable"), FAMILY, ids=[f"{m}-{o[0]}" for m, o, _ in FAMILY])
+def test_family_counts_match_their_closed_form(tmp_path, model, overrides, trainable):
+    result = plan(make_config("mode=plan", f"model={model}", *overrides), tmp_path)
+    assert result["params"]["trainable"] == trainable
+    assert result["params"]["total"] == BASE[model] + trainable
 
 
 def test_prefix_count_matches_the_reference(tmp_path):

@@ -144,7 +144,9 @@ def set_adapter_dropout(model: nn.Module, active: bool) -> None:
     inside an adapter wrapper or a sublayer adapter is the adapter's: the frozen projections have none.
     """
     roots = [
-        name for name, module in model.named_modules() if hasattr(module, "base_layer") or name.endswith("sublayer_adapters")
+        name
+        for name, module in model.named_modules()
+        if hasattr(module, "base_layer") or name.endswith("sublayer_adapters")
     ]
     for name, module in model.named_modules():
         if isinstance(module, nn.Dropout) and any(name.startswith(root + ".") for root in roots):

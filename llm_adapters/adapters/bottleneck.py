@@ -100,9 +100,7 @@ class ParallelLinear(nn.Module):
         device = linear_weight(base_layer).device
         in_features, out_features = features(base_layer)
         self.register_buffer("rows", None if rows is None else rows.to(device), persistent=False)
-        self.adapter = Bottleneck(
-            in_features, out_features if rows is None else len(rows), device=device, **bottleneck
-        )
+        self.adapter = Bottleneck(in_features, out_features if rows is None else len(rows), device=device, **bottleneck)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)

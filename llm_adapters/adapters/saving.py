@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
+from transformers.pytorch_utils import Conv1D
 
 from llm_adapters.adapters import trainable_state_dict
 from llm_adapters.architectures import architecture_of
@@ -47,19 +48,22 @@ def save(
             "adapter": dict(adapter_cfg),
             "model": model_name,
             "model_type": model.config.model_type,
-            "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name} for t in targets],
+            "targets": [
+                {"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets
+            ],
         },
     )
-    if adapter_cfg["kind"] == "lora":
+    if adapter_cfg["kind"] == "lora" and not any(t.sliced for t in targets):  # PEFT has no slices of a projection
         _save_peft_lora(model, adapter_cfg, model_name, targets, directory / PEFT_DIR)
 
 
 def _save_peft_lora(
     model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
 ) -> None:
-    weights = {}
+    weights, transposed = {}, False
     for target in targets:
         module = model.get_submodule(target.module_name)
+        transposed |= isinstance(module.base_layer, Conv1D)
         for part in ("lora_A", "lora_B"):
             weights[f"{_PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight
     _write(
@@ -74,7 +78,7 @@ def _save_peft_lora(
             "lora_dropout": adapter_cfg["dropout"],
             "target_modules": [t.module_name for t in targets],  # full names: PEFT matches them exactly
             "bias": "none",
-            "fan_in_fan_out": False,
+            "fan_in_fan_out": transposed,  # PEFT's flag for GPT-2's Conv1D; the LoRA weights are the same
             "use_dora": False,
             "use_rslora": False,
             "inference_mode": True,
@@ -84,7 +88,7 @@ def _save_peft_lora(
 
 def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConfig) -> tuple[dict, list[Target]]:
     """A PEFT LoRA checkpoint as our adapter config and targets (sites found through the site registry)."""
-    unsupported = [k for k in ("use_dora", "use_rslora", "fan_in_fan_out") if saved.get(k)]
+    unsupported = [k for k in ("use_dora", "use_rslora") if saved.get(k)]
     if saved.get("peft_type") != "LORA" or unsupported or saved.get("bias", "none") != "none":
         raise DataError(
             f"adapter_path {directory}: only plain PEFT LoRA can be imported ({unsupported or saved.get('peft_type')})"
@@ -117,7 +121,7 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
             f"adapter_path {directory} holds an adapter for model type '{saved['model_type']}', "
             f"not this model's '{config.model_type}'"
         )
-    targets = [Target(t["site"], t["layer"], t["module"]) for t in saved["targets"]]
+    targets = [Target(t["site"], t["layer"], t["module"], t.get("sliced", False)) for t in saved["targets"]]
     return saved["adapter"], targets
 
 

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_adapters.adapters import set_adapter_dropout
 from llm_adapters.datasets import EvalSet, Record
+from llm_adapters.models import autocast
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.scoring import score
 
@@ -47,14 +48,15 @@ def generate(
         batch = batch.to(device)
         if not attention_mask:
             batch["attention_mask"] = torch.ones_like(batch["attention_mask"])
-        generated = model.generate(
-            **batch,
-            do_sample=False,
-            num_beams=int(cfg["num_beams"]),
-            max_new_tokens=int(cfg["max_new_tokens"]),
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+        with autocast(device, cfg.get("autocast")):
+            generated = model.generate(
+                **batch,
+                do_sample=False,
+                num_beams=int(cfg["num_beams"]),
+                max_new_tokens=int(cfg["max_new_tokens"]),
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         for i, text in zip(ids, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
             outputs[i] = text

@@ -7,6 +7,7 @@ downstream runs unchanged from the CPU toy to a 13B model on a GPU.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from transformers import (
@@ -22,6 +23,14 @@ from transformers import (
 from llm_adapters.tokenizer import build_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast(device: torch.device, dtype: str | None) -> AbstractContextManager:
+    """Mixed precision for a forward pass (``train.autocast``, ``eval.autocast``): matrix products in ``dtype`` on
+    ``device`` while weights, adapters and the optimizer stay as they are; ``None`` changes nothing."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
 def resolve_device(name: str) -> torch.device:

@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 from llm_adapters import checkpoint
 from llm_adapters.data import collate
 from llm_adapters.distributed import Distributed
+from llm_adapters.models import autocast
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def train(
     forward = model
     if dist.world > 1:
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.get("compile"):
+        forward = torch.compile(forward)  # the first steps pay for compilation; saving still reads ``model``
 
     def save() -> None:
         state = {
@@ -155,7 +158,8 @@ def train(
                 # Gradients are averaged across processes once per step, on the last micro-batch.
                 last = index == len(micro_batches) - 1
                 with nullcontext() if last or dist.world == 1 else forward.no_sync():
-                    loss = forward(**batch).loss / len(micro_batches)
+                    with autocast(device, cfg.get("autocast")):
+                        loss = forward(**batch).loss / len(micro_batches)
                     loss.backward()
                 step_loss += loss.item()
                 step_tokens += int(batch["attention_mask"].sum())  # non-padding tokens processed

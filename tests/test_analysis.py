@@ -32,9 +32,9 @@ def test_tables_and_figures_from_a_sweep(placement_sweep, tmp_path):
     written = tables([placement_sweep], tmp_path)
     jobs = pd.read_csv(tmp_path / "jobs.csv")
     assert len(jobs) == 12 and written["statuses"] == {"ok": 8, "skipped": 4}
-    assert set(jobs[jobs["status"] == "skipped"]["reason"]) == {
-        "placement 'mlp' has no meaning for adapter 'prefix' (it defines: series, parallel, lora, dora)",
-        "placement 'both' has no meaning for adapter 'prefix' (it defines: series, parallel, lora, dora)",
+    assert {reason.split(" (")[0] for reason in jobs[jobs["status"] == "skipped"]["reason"]} == {
+        "placement 'mlp' has no meaning for adapter 'prefix'",
+        "placement 'both' has no meaning for adapter 'prefix'",
     }
 
     numbers = pd.read_csv(tmp_path / "math_table.csv")

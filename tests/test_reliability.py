@@ -66,18 +66,19 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         ("train.micro_batch_size=5", "error: train.micro_batch_size 5 does not divide train.batch_size 16"),
         (
             "placement.sites=[attn.z]",
-            "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, "
-            "attn.v, attn.o, mlp.gate, mlp.up, mlp.down)",
+            "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, attn.v, attn.o, mlp.gate, "
+            "mlp.up, mlp.down, attn, mlp, attn.input, attn.output, mlp.input, mlp.output)",
         ),
         (
             "adapter=lora2",
-            "error: adapter=lora2: no such adapter (available: dora, full, lora, none, parallel, prefix, series)",
+            "error: adapter=lora2: no such adapter (available: adapterh, dora, full, ia3, lora, mam, none, parallel, "
+            "prefix, prompt, scaled_parallel, series)",
         ),
         ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
         (
             "model=llama-70b",
-            "error: model=llama-70b: no such model (available: bloomz-7b1, gpt-j-6b, llama-13b, llama-7b, opt-6.7b, "
-            "tiny-llama)",
+            "error: model=llama-70b: no such model (available: bloomz-7b1, gpt-j-6b, gpt2-xl, llama-13b, llama-7b, "
+            "opt-6.7b, pythia-6.9b, tiny-llama)",
         ),
         ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
         ("placement.layers=[7]", "error: placement.layers [7] out of range: the model has 4 layers"),

@@ -13,6 +13,7 @@ import json
 
 import peft
 import torch
+from tqdm import tqdm
 
 from benchmarks.common import SHARED, adapter_config, arguments, base_model, median_seconds, with_adapter
 from llm_adapters.data import tokenize_for_training
@@ -22,6 +23,8 @@ from llm_adapters.tokenizer import build_tokenizer
 from llm_adapters.training import train
 
 BATCH, LENGTH = 4, 128
+# The paper's four first, then the rest of the family.
+KINDS = ("series", "parallel", "lora", "prefix", "adapterh", "scaled_parallel", "dora", "ia3", "prompt", "mam")
 
 
 def train_step(model: torch.nn.Module, ids: torch.Tensor):
@@ -78,7 +81,7 @@ def main() -> None:
     base = base_model(args.model, args.device)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     time = {"floor": median_seconds(floor_step(copy.deepcopy(base), ids), args.repeats)}
-    for kind in ("series", "parallel", "lora", "prefix"):
+    for kind in tqdm(KINDS, desc="adapters"):
         time[kind] = median_seconds(train_step(with_adapter(copy.deepcopy(base), kind), ids), args.repeats)
     time["full"] = median_seconds(train_step(copy.deepcopy(base).requires_grad_(True), ids), args.repeats)
     lora = adapter_config("lora")
@@ -100,7 +103,7 @@ def main() -> None:
         "lora_vs_peft": time["lora"] / time["peft_lora"],
         "train_tokens_vs_paper": grouped_pipeline / paper_pipeline,
         "tokens_per_second": {"paper_setup": paper_pipeline, "group_by_length": grouped_pipeline},
-        **{f"{kind}_vs_floor": time[kind] / time["floor"] for kind in ("series", "parallel", "lora", "prefix", "full")},
+        **{f"{kind}_vs_floor": time[kind] / time["floor"] for kind in (*KINDS, "full")},
         "seconds": time,
         "model_parameters": sum(p.numel() for p in base.parameters()),
         "batch": [BATCH, LENGTH],

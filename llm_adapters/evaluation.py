@@ -8,14 +8,17 @@ while generating, and commonsense batches generated without an attention mask (t
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from llm_adapters.adapters import set_adapter_dropout
+from llm_adapters.adapters import MODEL_LEVEL, set_adapter_dropout
+from llm_adapters.adapters.prefix import cache_key
 from llm_adapters.datasets import EvalSet, Record
 from llm_adapters.models import autocast
 from llm_adapters.prompts import evaluation_prompt
@@ -23,6 +26,29 @@ from llm_adapters.scoring import score
 
 
 @torch.inference_mode()
+def prefill_once(model: PreTrainedModel, batch: Mapping[str, torch.Tensor], beams: int) -> dict[str, Any]:
+    """The prompts' KV cache (all but the last token), computed once per prompt and repeated for each beam.
+
+    Beam search in transformers repeats every prompt once per beam before its first forward pass, so the prompt,
+    the bulk of the work for the paper's long math prompts, is processed ``beams`` times. Handing generate the cache
+    of one pass, repeated, leaves it only the last prompt token to process per beam. Positions are numbered as
+    generate numbers them (left padding skipped). Models whose adapter puts virtual tokens in the cache (prefix and
+    prompt tuning) are left to generate's own prefill: their cache is longer than the prompt.
+    """
+    if beams == 1 or any(hasattr(model, kind + "_tuning") for kind in MODEL_LEVEL):
+        return {}
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    key = cache_key(model)
+    inputs = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], key: DynamicCache(config=model.config)}
+    if "position_ids" in inspect.signature(model.forward).parameters:
+        inputs["position_ids"] = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, :-1]
+    with torch.no_grad():
+        model(**inputs, use_cache=True, logits_to_keep=1)
+    cache = inputs[key]
+    cache.batch_repeat_interleave(beams)
+    return {key: cache}
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -51,6 +77,7 @@ def generate(
         with autocast(device, cfg.get("autocast")):
             generated = model.generate(
                 **batch,
+                **prefill_once(model, batch, int(cfg["num_beams"])),
                 do_sample=False,
                 num_beams=int(cfg["num_beams"]),
                 max_new_tokens=int(cfg["max_new_tokens"]),

@@ -243,7 +243,7 @@ def qkv_parts(model, ids):
 
 
 @pytest.mark.parametrize("model_type", ["bloom", "gpt_neox", "gpt2"])
-@pytest.mark.parametrize("kind", ["lora", "parallel", "ia3"])
+@pytest.mark.parametrize("kind", ["lora", "dora", "parallel", "ia3"])
 def test_a_fused_slice_adapts_only_its_rows(model_type, kind):
     base = tiny_model(model_type)
     adapted = copy.deepcopy(base)
@@ -260,8 +260,13 @@ def test_a_fused_slice_adapts_only_its_rows(model_type, kind):
     assert torch.equal(q0, q1) and torch.equal(k0, k1)
     assert not torch.allclose(v0, v1, atol=1e-4)
     hidden = base.config.hidden_size
-    expected = {"lora": 32 * (hidden + hidden), "parallel": 8 * (hidden + hidden), "ia3": hidden}[kind]
+    lora = 32 * (hidden + hidden)
+    expected = {"lora": lora, "dora": lora + hidden, "parallel": 8 * (hidden + hidden), "ia3": hidden}[kind]
     assert count_parameters(adapted)["trainable"] == expected
+    if kind != "parallel":  # the rest fold into the frozen rows exactly
+        before = adapted(input_ids=ids).logits
+        assert merge_lora(adapted) == 1
+        torch.testing.assert_close(adapted(input_ids=ids).logits, before, atol=1e-5, rtol=1e-5)
 
 
 def test_two_slices_of_one_projection_each_get_their_own_lora_and_merge_exactly():

@@ -107,3 +107,24 @@ def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
 
     assert merge_lora(model) == 20
     torch.testing.assert_close(model(ids).logits, before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"])
+def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_type):
+    """Our beam search hands generate the prompt cache of one pass per prompt, repeated per beam; transformers
+    processes the prompt once per beam. Same tokens, left padding included."""
+    from llm_adapters.evaluation import prefill_once
+    from tests.conftest import tiny_model
+
+    model = tiny_model(model_type)
+    model.generation_config.pad_token_id = 0
+    ids = torch.randint(3, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    mask[1, :1] = 0
+    batch = {"input_ids": ids, "attention_mask": mask}
+    settings = {"do_sample": False, "num_beams": 4, "max_new_tokens": 10}
+    plain = model.generate(**batch, **settings)
+    extra = prefill_once(model, batch, 4)
+    assert extra, "the prompt cache was not prefilled"
+    assert torch.equal(model.generate(**batch, **extra, **settings), plain)

@@ -59,7 +59,7 @@ ACCEPTS = {
     "mam": tuple(SUBLAYERS),  # where its scaled parallel adapter goes; its prefix is at every attention
     "prefix": ("attn.k", "attn.v"),
 }
-SLICEABLE = ("lora", "parallel", "ia3")
+SLICEABLE = ("lora", "dora", "parallel", "ia3")
 
 # The key that sets each adapter's size, the axis of the paper's configuration study.
 SIZE_KEYS = {

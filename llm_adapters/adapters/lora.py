@@ -73,25 +73,33 @@ def wrap(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | No
 class DoRALinear(LoRALinear):
     """DoRA (Liu et al., 2024): the adapted weight W + (alpha / r) B A split into a direction, renormalised per output
     row, and a trainable magnitude m (initialised to W's row norms): y = m · (W + s B A) x / ‖W + s B A‖ + b. As in
-    the paper's section 4.3 (and PEFT), the norm is treated as a constant in the backward pass."""
+    the paper's section 4.3 (and PEFT), the norm is treated as a constant in the backward pass. On a slice of a fused
+    projection (``rows``) only those rows are decomposed: DoRA works row by row."""
 
-    def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float) -> None:
-        super().__init__(base_layer, r, alpha, dropout)
+    def __init__(
+        self, base_layer: nn.Module, r: int, alpha: float, dropout: float, rows: torch.Tensor | None = None
+    ) -> None:
+        super().__init__(base_layer, r, alpha, dropout, rows)
         with torch.no_grad():
-            norm = torch.linalg.norm(linear_weight(base_layer).float(), dim=1)
+            norm = torch.linalg.norm(self._frozen_rows().float(), dim=1)
         self.magnitude = nn.Parameter(norm.to(self.lora_A.weight.dtype))
 
+    def _frozen_rows(self) -> torch.Tensor:
+        weight = linear_weight(self.base_layer)
+        return weight if self.rows is None else weight[self.rows]
+
     def _scale(self) -> torch.Tensor:
-        weight = linear_weight(self.base_layer).to(self.lora_A.weight.dtype)
+        weight = self._frozen_rows().to(self.lora_A.weight.dtype)
         adapted = weight + self.scaling * (self.lora_B.weight @ self.lora_A.weight).detach()
         return (self.magnitude / torch.linalg.norm(adapted, dim=1).detach()).view(1, -1)
 
     def merge(self) -> None:
         if not self.merged:
             with torch.no_grad():
-                weight = linear_weight(self.base_layer)
-                adapted = weight.to(self.lora_A.weight.dtype) + self.scaling * (self.lora_B.weight @ self.lora_A.weight)
-                weight.copy_((self._scale().view(-1, 1) * adapted).to(weight.dtype))
+                adapted = self._frozen_rows().to(self.lora_A.weight.dtype)
+                adapted = adapted + self.scaling * (self.lora_B.weight @ self.lora_A.weight)
+                delta = self._scale().view(-1, 1) * adapted - self._frozen_rows()
+                self._add_rows(linear_weight(self.base_layer), delta.to(linear_weight(self.base_layer).dtype))
             self.merged = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,13 +107,11 @@ class DoRALinear(LoRALinear):
             return self.base_layer(x)
         dropped = self.lora_dropout(x.to(self.lora_A.weight.dtype))
         scale = self._scale()
-        frozen = nn.functional.linear(dropped, linear_weight(self.base_layer).to(dropped.dtype))
+        frozen = nn.functional.linear(dropped, self._frozen_rows().to(dropped.dtype))
         update = (scale - 1) * frozen + scale * self.lora_B(self.lora_A(dropped)) * self.scaling
-        return self.base_layer(x) + update.to(x.dtype)
+        return self._add(self.base_layer(x), update)
 
 
 def wrap_dora(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
-    """Wrap one targeted projection with DoRA; it goes where LoRA goes (whole projections only)."""
-    if rows is not None:
-        raise ValueError("DoRA cannot adapt a slice of a fused projection")
-    return DoRALinear(base_layer, int(cfg["r"]), float(cfg["alpha"]), float(cfg["dropout"]))
+    """Wrap one targeted projection (or its ``rows``) with DoRA; it goes where LoRA goes."""
+    return DoRALinear(base_layer, int(cfg["r"]), float(cfg["alpha"]), float(cfg["dropout"]), rows)

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from llm_adapters import experiment, plan
+from llm_adapters import plan
 from llm_adapters.checkpoint import CheckpointError
 from llm_adapters.config import CONF_DIR, ConfigError, register_resolvers
 from llm_adapters.datasets import DataError
@@ -65,6 +65,8 @@ def main(cfg: DictConfig) -> None:
         if cfg.mode == "plan":
             print(plan.line(plan.plan(cfg, job_dir)))
             return
+        from llm_adapters import experiment  # training and evaluation only: plan mode starts faster without it
+
         results = experiment.run(cfg, job_dir, group, sweep=sweep)
     except BAD_INPUT as error:
         if sweep:  # recorded as failed in results.json; the other jobs go on

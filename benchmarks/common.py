@@ -33,16 +33,24 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--model", help="a hub id or local path instead of the built benchmark model")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hidden", type=int, default=BENCH_MODEL["hidden_size"], help="width of the built model")
+    parser.add_argument("--layers", type=int, default=BENCH_MODEL["num_hidden_layers"], help="its depth")
+    parser.add_argument("--step-only", action="store_true", help="train_throughput: step ratios only, no pipeline")
     return parser.parse_args()
 
 
-def base_model(name: str | None, device: str, seed: int = 0) -> torch.nn.Module:
-    """The benchmark's frozen base: built from BENCH_MODEL, or loaded from ``name``."""
+def base_model(name: str | None, device: str, seed: int = 0, hidden: int | None = None, layers: int | None = None):
+    """The benchmark's frozen base: built from BENCH_MODEL (optionally ``hidden`` wide, with LLaMA's MLP ratio of
+    2.6875, and ``layers`` deep), or loaded from ``name``."""
     torch.manual_seed(seed)
     if name:
         return AutoModelForCausalLM.from_pretrained(name).to(device)
-    config = AutoConfig.for_model("llama", **BENCH_MODEL)
-    return AutoModelForCausalLM.from_config(config).to(device)
+    numbers = dict(BENCH_MODEL)
+    if hidden:
+        numbers.update(hidden_size=hidden, intermediate_size=int(hidden * 2.6875))
+    if layers:
+        numbers.update(num_hidden_layers=layers)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", **numbers)).to(device)
 
 
 def adapter_config(kind: str) -> dict:

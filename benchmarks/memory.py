@@ -72,7 +72,7 @@ def step_memory(model: torch.nn.Module, ids: torch.Tensor) -> dict[str, int]:
 
 def main() -> None:
     args = arguments(__doc__.split("\n\n")[0])
-    base = base_model(args.model, args.device)
+    base = base_model(args.model, args.device, hidden=args.hidden, layers=args.layers)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     memory = {}
     for kind in tqdm((*KINDS, "full"), desc="memory"):

@@ -4,6 +4,7 @@
 (shuffled batches padded to the longest, to a multiple of 8) on the real lengths of math_data.json.
 
     python -m benchmarks.train_throughput [--model HUB_ID_OR_PATH] [--device cuda] [--repeats 5]
+                                          [--hidden 512] [--layers 8] [--step-only]
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def pipeline_tokens_per_second(base: torch.nn.Module, device: str, group_by_leng
 
 def main() -> None:
     args = arguments(__doc__.split("\n\n")[0])
-    base = base_model(args.model, args.device)
+    base = base_model(args.model, args.device, hidden=args.hidden, layers=args.layers)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     time = {"floor": median_seconds(floor_step(copy.deepcopy(base), ids), args.repeats)}
     for kind in tqdm(KINDS, desc="adapters"):
@@ -96,13 +97,14 @@ def main() -> None:
     )
     time["peft_lora"] = median_seconds(train_step(reference, ids), args.repeats)
 
-    paper_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=False)
-    grouped_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=True)
-
+    figures = {"lora_vs_peft": time["lora"] / time["peft_lora"]}
+    if not args.step_only:
+        paper_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=False)
+        grouped_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=True)
+        figures["train_tokens_vs_paper"] = grouped_pipeline / paper_pipeline
+        figures["tokens_per_second"] = {"paper_setup": paper_pipeline, "group_by_length": grouped_pipeline}
     figures = {
-        "lora_vs_peft": time["lora"] / time["peft_lora"],
-        "train_tokens_vs_paper": grouped_pipeline / paper_pipeline,
-        "tokens_per_second": {"paper_setup": paper_pipeline, "group_by_length": grouped_pipeline},
+        **figures,
         **{f"{kind}_vs_floor": time[kind] / time["floor"] for kind in (*KINDS, "full")},
         "seconds": time,
         "model_parameters": sum(p.numel() for p in base.parameters()),

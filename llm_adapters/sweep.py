@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -50,6 +49,8 @@ def plan_table(sweep_dir: Path) -> str | None:
                 "memory GiB": f"{plan['memory_gb']['total']:.1f}",
             }
         )
+    import pandas as pd  # only a sweep's end needs it
+
     return pd.DataFrame(rows).to_string(index=False) if rows else None
 
 

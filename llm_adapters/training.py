@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from llm_adapters import checkpoint
 from llm_adapters.data import collate
@@ -67,6 +66,19 @@ def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, meg
     ]
 
 
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup`` steps, then linear decay to 0 at ``total``: the HF Trainer's default
+    schedule (tested equal to transformers' get_linear_schedule_with_warmup). Written here because importing that
+    module also imports PEFT when it is installed, nearly 2 s of every command's start."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class Preempted(RuntimeError):
     """SIGTERM arrived (what SLURM sends before preemption); a checkpoint was saved first."""
 
@@ -96,7 +108,7 @@ def train(
     total_steps = optimizer_steps(len(examples), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_steps"]), total_steps)
+    scheduler = linear_warmup_decay(optimizer, int(cfg["warmup_steps"]), total_steps)
     order_rng = torch.Generator().manual_seed(seed)
     # Where training stands: everything a checkpoint must restore besides weights and optimizer.
     progress_state: dict[str, Any] = {"steps": 0, "order": [], "cursor": 0, "tokens": 0, "window": [], "history": []}

@@ -85,3 +85,20 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "step-5" / "weights.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match=r"checkpoint .*step-5 cannot be read"):
         load(tmp_path / "step-5", model)
+
+
+def test_schedule_equals_transformers_linear_warmup():
+    from transformers import get_linear_schedule_with_warmup
+
+    from llm_adapters.training import linear_warmup_decay
+
+    lrs = []
+    for make in (linear_warmup_decay, get_linear_schedule_with_warmup):
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+        scheduler = make(optimizer, 7, 30)
+        lrs.append([])
+        for _ in range(35):
+            lrs[-1].append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+    assert lrs[0] == lrs[1]

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from llm_adapters import beam_cache
 from llm_adapters.adapters import MODEL_LEVEL, set_adapter_dropout
 from llm_adapters.adapters.prefix import cache_key
 from llm_adapters.datasets import EvalSet, Record
@@ -25,15 +26,17 @@ from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.scoring import score
 
 
-@torch.inference_mode()
-def prefill_once(model: PreTrainedModel, batch: Mapping[str, torch.Tensor], beams: int) -> dict[str, Any]:
-    """The prompts' KV cache (all but the last token), computed once per prompt and repeated for each beam.
+def prefill_once(
+    model: PreTrainedModel, batch: Mapping[str, torch.Tensor], beams: int, new_tokens: int
+) -> dict[str, Any]:
+    """The prompts' KV cache (all but the last token), computed once per prompt and held once per beam.
 
     Beam search in transformers repeats every prompt once per beam before its first forward pass, so the prompt,
     the bulk of the work for the paper's long math prompts, is processed ``beams`` times. Handing generate the cache
-    of one pass, repeated, leaves it only the last prompt token to process per beam. Positions are numbered as
-    generate numbers them (left padding skipped). Models whose adapter puts virtual tokens in the cache (prefix and
-    prompt tuning) are left to generate's own prefill: their cache is longer than the prompt.
+    of one pass leaves it only the last prompt token to process per beam; the cache is a ``beam_cache`` one, which
+    appends in place and reorders only the generated positions. Positions are numbered as generate numbers them
+    (left padding skipped). Models whose adapter puts virtual tokens in the cache (prefix and prompt tuning) are left
+    to generate's own prefill: their cache is longer than the prompt.
     """
     if beams == 1 or any(hasattr(model, kind + "_tuning") for kind in MODEL_LEVEL):
         return {}
@@ -44,11 +47,10 @@ def prefill_once(model: PreTrainedModel, batch: Mapping[str, torch.Tensor], beam
         inputs["position_ids"] = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, :-1]
     with torch.no_grad():
         model(**inputs, use_cache=True, logits_to_keep=1)
-    cache = inputs[key]
-    cache.batch_repeat_interleave(beams)
-    return {key: cache}
+    return {key: beam_cache.for_beams(inputs[key], beams, room=new_tokens + 1)}
 
 
+@torch.inference_mode()
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -77,7 +79,7 @@ def generate(
         with autocast(device, cfg.get("autocast")):
             generated = model.generate(
                 **batch,
-                **prefill_once(model, batch, int(cfg["num_beams"])),
+                **prefill_once(model, batch, int(cfg["num_beams"]), int(cfg["max_new_tokens"])),
                 do_sample=False,
                 num_beams=int(cfg["num_beams"]),
                 max_new_tokens=int(cfg["max_new_tokens"]),

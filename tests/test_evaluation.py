@@ -124,7 +124,28 @@ def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_
     mask[1, :1] = 0
     batch = {"input_ids": ids, "attention_mask": mask}
     settings = {"do_sample": False, "num_beams": 4, "max_new_tokens": 10}
-    plain = model.generate(**batch, **settings)
-    extra = prefill_once(model, batch, 4)
-    assert extra, "the prompt cache was not prefilled"
-    assert torch.equal(model.generate(**batch, **extra, **settings), plain)
+    with torch.inference_mode():  # as evaluation.generate runs
+        plain = model.generate(**batch, **settings)
+        extra = prefill_once(model, batch, 4, new_tokens=3)  # less room than it needs: the buffer must grow
+        assert extra, "the prompt cache was not prefilled"
+        assert torch.equal(model.generate(**batch, **extra, **settings), plain)
+
+
+def test_beam_cache_holds_and_reorders_what_transformers_cache_does():
+    from transformers.cache_utils import DynamicLayer
+
+    from llm_adapters.beam_cache import SharedPromptLayer
+
+    torch.manual_seed(0)
+    keys, values = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)  # 2 prompts, 3 heads, 5 positions
+    ours = SharedPromptLayer(keys, values, beams=2, room=1)
+    reference = DynamicLayer()
+    reference.update(keys.repeat_interleave(2, dim=0), values.repeat_interleave(2, dim=0))
+    # within each prompt's beams (the prompt part is left alone), then across prompts (the fallback gathers all)
+    for order in ([1, 1, 2, 3], [0, 1, 3, 3], [3, 0, 2, 1], [1, 1, 2, 2]):
+        new_keys, new_values = torch.randn(4, 3, 1, 4), torch.randn(4, 3, 1, 4)  # one more token: the buffer grows
+        for layer in (ours, reference):
+            layer.update(new_keys, new_values)
+            layer.reorder_cache(torch.tensor(order))
+        assert ours.get_seq_length() == reference.get_seq_length()
+        assert torch.equal(ours.keys, reference.keys) and torch.equal(ours.values, reference.values)

@@ -99,7 +99,8 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("study", "jobs"), [("placement", 9), ("configuration", 16), ("math_table", 4), ("commonsense_table", 4)]
+    ("study", "jobs"),
+    [("placement", 9), ("configuration", 16), ("math_table", 4), ("commonsense_table", 4), ("family", 10)],
 )
 def test_every_study_sweep_composes_its_jobs(tmp_path, study, jobs):
     """Each study file in plan mode (no weights, seconds): the jobs it makes and the settings it gives them."""
@@ -111,7 +112,11 @@ def test_every_study_sweep_composes_its_jobs(tmp_path, study, jobs):
     assert len(plans) + len(skipped) == jobs
     for plan in plans:
         config = plan["config"]
-        assert config["train"]["batch_size"] == (8 if plan["adapter"] == "prefix" and "table" in study else 16)
+        tables = ("math_table", "commonsense_table", "family")
+        own_schedule = plan["adapter"] in ("prefix", "prompt") and study in tables
+        assert config["train"]["batch_size"] == (8 if own_schedule else 16)
+        if study == "family":
+            assert config["train"]["lr"] == {"prefix": 3e-2, "prompt": 3e-2, "ia3": 3e-3}.get(plan["adapter"], 3e-4)
         if study == "configuration":
             assert config["placement"]["name"] == "best"
     if study == "configuration":

@@ -75,6 +75,14 @@ class SharedPromptLayer(DynamicLayer):
 
 
 def for_beams(cache: DynamicCache, beams: int, room: int) -> DynamicCache:
-    """``cache`` (one row per prompt) turned into one for ``beams`` beams per prompt, with room for ``room`` tokens."""
-    cache.layers = [SharedPromptLayer(layer.keys, layer.values, beams, room) for layer in cache.layers]
+    """``cache`` (one row per prompt) turned into one for ``beams`` beams per prompt, with room for ``room`` tokens.
+    Layers of another kind than the plain dynamic one (sliding-window attention) are only repeated per beam."""
+    layers = []
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer:
+            layers.append(SharedPromptLayer(layer.keys, layer.values, beams, room))
+        else:
+            layer.batch_repeat_interleave(beams)
+            layers.append(layer)
+    cache.layers = layers
     return cache

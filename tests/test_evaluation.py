@@ -109,14 +109,23 @@ def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
     torch.testing.assert_close(model(ids).logits, before, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"])
+@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2", "mistral-window"])
 def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_type):
-    """Our beam search hands generate the prompt cache of one pass per prompt, repeated per beam; transformers
-    processes the prompt once per beam. Same tokens, left padding included."""
+    """Our beam search hands generate the prompt cache of one pass per prompt, held per beam; transformers
+    processes the prompt once per beam. Same tokens, left padding included; a sliding window (Mistral with a window
+    shorter than the prompt) keeps its own cache layers."""
     from llm_adapters.evaluation import prefill_once
     from tests.conftest import tiny_model
 
-    model = tiny_model(model_type)
+    if model_type == "mistral-window":
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from tests.conftest import TINY_CONFIGS
+
+        config = AutoConfig.for_model("mistral", vocab_size=101, sliding_window=6, **TINY_CONFIGS["mistral"])
+        model = AutoModelForCausalLM.from_config(config).eval()
+    else:
+        model = tiny_model(model_type)
     model.generation_config.pad_token_id = 0
     ids = torch.randint(3, 100, (3, 12))
     mask = torch.ones_like(ids)
@@ -128,6 +137,8 @@ def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_
         plain = model.generate(**batch, **settings)
         extra = prefill_once(model, batch, 4, new_tokens=3)  # less room than it needs: the buffer must grow
         assert extra, "the prompt cache was not prefilled"
+        kinds = {type(layer).__name__ for layer in next(iter(extra.values())).layers}
+        assert kinds == {"DynamicSlidingWindowLayer" if model_type == "mistral-window" else "SharedPromptLayer"}
         assert torch.equal(model.generate(**batch, **extra, **settings), plain)
 
 

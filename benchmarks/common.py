@@ -12,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llm_adapters import adapters
+from llm_adapters import adapters, weights
 from llm_adapters.config import CONF_DIR
+from llm_adapters.tokenizer import build_tokenizer
 
 SHARED = CONF_DIR.parent.parent / "shared" / "datasets" / "llm-adapters"  # the LLM-Adapters files, when beside the repo
 
@@ -30,7 +31,9 @@ BENCH_MODEL = {
 
 def arguments(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--model", help="a hub id or local path instead of the built benchmark model")
+    parser.add_argument(
+        "--model", help="a model YAML's name (smollm2-135m), hub id, local path or GGUF instead of the built model"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=BENCH_MODEL["hidden_size"], help="width of the built model")
@@ -39,12 +42,30 @@ def arguments(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def pretrained(name: str) -> str:
+    """What transformers loads for ``name``: the ``name_or_path`` of conf/model/<name>.yaml when there is one, else
+    ``name`` itself; GGUF sources are converted once into the job's model cache, as a job would."""
+    yaml = CONF_DIR / "model" / f"{name}.yaml"
+    source = OmegaConf.load(yaml).name_or_path if yaml.is_file() else name
+    cache = OmegaConf.select(OmegaConf.load(CONF_DIR / "config.yaml"), "model_cache")
+    return weights.resolve(str(source), cache)
+
+
+def tokenizer_for(name: str | None):
+    """The tokenizer of a pretrained ``name`` (left padding, as jobs pad), or the built-in one."""
+    from llm_adapters.models import load_tokenizer
+
+    if name is None:
+        return build_tokenizer()
+    return load_tokenizer({"tokenizer": None, "name_or_path": pretrained(name), "trust_remote_code": False})
+
+
 def base_model(name: str | None, device: str, seed: int = 0, hidden: int | None = None, layers: int | None = None):
     """The benchmark's frozen base: built from BENCH_MODEL (optionally ``hidden`` wide, with LLaMA's MLP ratio of
     2.6875, and ``layers`` deep), or loaded from ``name``."""
     torch.manual_seed(seed)
     if name:
-        return AutoModelForCausalLM.from_pretrained(name).to(device)
+        return AutoModelForCausalLM.from_pretrained(pretrained(name), dtype=torch.float32).to(device)
     numbers = dict(BENCH_MODEL)
     if hidden:
         numbers.update(hidden_size=hidden, intermediate_size=int(hidden * 2.6875))

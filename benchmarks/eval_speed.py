@@ -4,7 +4,7 @@ per prompt rather than once per beam), on real test prompts, with the same decod
 the same predictions. Also: ours against transformers' own beam search on the same batches (the prompt processed
 once per beam, the cache grown by concatenation and reordered whole every token), and greedy against beam search.
 
-    python -m benchmarks.eval_speed [--device cuda] [--prompts 16] [--new-tokens 32]
+    python -m benchmarks.eval_speed [--model smollm2-135m] [--device cuda] [--prompts 16] [--new-tokens 32]
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import time
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from benchmarks.common import BENCH_MODEL, SHARED, with_adapter
+from benchmarks.common import BENCH_MODEL, SHARED, pretrained, tokenizer_for, with_adapter
 from llm_adapters import evaluation
 from llm_adapters.adapters import merge_lora
 from llm_adapters.datasets import EVAL_SETS, load_records
 from llm_adapters.evaluation import generate
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
-from llm_adapters.tokenizer import build_tokenizer
 
 
 def prompts(n: int) -> tuple[list[str], str]:
@@ -59,18 +58,23 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--model", help="a model YAML's name (smollm2-135m), hub id or path instead of the built model")
     args = parser.parse_args()
     device = torch.device(args.device)
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer_for(args.model)
     torch.manual_seed(0)
-    config = AutoConfig.for_model(
-        "llama",
-        **{**BENCH_MODEL, "vocab_size": len(tokenizer)},
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    model = with_adapter(AutoModelForCausalLM.from_config(config), "lora").to(device).eval()
+    if args.model:
+        base = AutoModelForCausalLM.from_pretrained(pretrained(args.model), dtype=torch.float32)
+    else:
+        config = AutoConfig.for_model(
+            "llama",
+            **{**BENCH_MODEL, "vocab_size": len(tokenizer)},
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+        base = AutoModelForCausalLM.from_config(config)
+    model = with_adapter(base, "lora").to(device).eval()
     with torch.no_grad():  # a trained-looking adapter: B away from zero
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -87,10 +91,12 @@ def main() -> None:
     ours_seconds = time.perf_counter() - start
     prefill_once = evaluation.prefill_once
     evaluation.prefill_once = lambda *args: {}  # generate's own prefill and cache
-    start = time.perf_counter()
-    per_beam = generate(model, tokenizer, texts, ours_cfg, device)
-    per_beam_seconds = time.perf_counter() - start
-    evaluation.prefill_once = prefill_once
+    try:
+        start = time.perf_counter()
+        per_beam = generate(model, tokenizer, texts, ours_cfg, device)
+        per_beam_seconds = time.perf_counter() - start
+    finally:
+        evaluation.prefill_once = prefill_once
     start = time.perf_counter()
     generate(model, tokenizer, texts, {**ours_cfg, "num_beams": 1}, device)
     greedy_seconds = time.perf_counter() - start
@@ -112,6 +118,7 @@ def main() -> None:
         "source": source,
         "new_tokens": args.new_tokens,
         "device": args.device,
+        "model": args.model or "built (hidden 512, 8 layers)",
     }
     print(
         f"eval_speedup {figures['eval_speedup']:.1f}x, predictions identical: {figures['predictions_identical']}"

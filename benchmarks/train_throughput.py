@@ -3,7 +3,7 @@
 (non-padding) training tokens per second of our loop with length-grouped batches against the paper's setup
 (shuffled batches padded to the longest, to a multiple of 8) on the real lengths of math_data.json.
 
-    python -m benchmarks.train_throughput [--model HUB_ID_OR_PATH] [--device cuda] [--repeats 5]
+    python -m benchmarks.train_throughput [--model smollm2-135m|HUB_ID_OR_PATH] [--device cuda] [--repeats 5]
                                           [--hidden 512] [--layers 8] [--step-only]
 """
 
@@ -16,11 +16,18 @@ import peft
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import SHARED, adapter_config, arguments, base_model, median_seconds, with_adapter
+from benchmarks.common import (
+    SHARED,
+    adapter_config,
+    arguments,
+    base_model,
+    median_seconds,
+    tokenizer_for,
+    with_adapter,
+)
 from llm_adapters.data import tokenize_for_training
 from llm_adapters.datasets import load_records
 from llm_adapters.synthetic import generate as synthetic
-from llm_adapters.tokenizer import build_tokenizer
 from llm_adapters.training import train
 
 BATCH, LENGTH = 4, 128
@@ -53,10 +60,9 @@ def floor_step(model: torch.nn.Module, ids: torch.Tensor):
     return step
 
 
-def pipeline_tokens_per_second(base: torch.nn.Module, device: str, group_by_length: bool) -> float:
+def pipeline_tokens_per_second(base: torch.nn.Module, tokenizer, device: str, group_by_length: bool) -> float:
     """One epoch of 320 training examples (math_data.json when ../shared has it, else synthetic) through the job's
     training loop, LoRA on the benchmark model."""
-    tokenizer = build_tokenizer()
     path = SHARED / "ft-training_set" / "math_data.json"
     records = load_records(path)[:320] if path.is_file() else synthetic(320, 0, seed=0)[0]
     examples = tokenize_for_training(records, tokenizer, cutoff_len=256, train_on_inputs=True)
@@ -99,8 +105,9 @@ def main() -> None:
 
     figures = {"lora_vs_peft": time["lora"] / time["peft_lora"]}
     if not args.step_only:
-        paper_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=False)
-        grouped_pipeline = pipeline_tokens_per_second(base, args.device, group_by_length=True)
+        tokenizer = tokenizer_for(args.model)
+        paper_pipeline = pipeline_tokens_per_second(base, tokenizer, args.device, group_by_length=False)
+        grouped_pipeline = pipeline_tokens_per_second(base, tokenizer, args.device, group_by_length=True)
         figures["train_tokens_vs_paper"] = grouped_pipeline / paper_pipeline
         figures["tokens_per_second"] = {"paper_setup": paper_pipeline, "group_by_length": grouped_pipeline}
     figures = {

@@ -35,6 +35,7 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
     for name, metrics in (results.get("eval") or {}).items():
         out[f"acc/{name}"] = metrics["accuracy"]
         out[f"n/{name}"] = metrics["n"]
+        out[f"top/{name}"] = metrics.get("top_answer_pct")  # share of the most frequent answer (a collapsed model)
     return out
 
 

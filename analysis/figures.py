@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 PLACEMENTS = ["attn", "mlp", "both"]
+COLOURS = {"attn": "tab:blue", "mlp": "tab:orange", "both": "tab:green"}  # a placement keeps its colour in every figure
 
 
 def _average(df: pd.DataFrame, sets: list[str]) -> pd.DataFrame:
@@ -17,25 +18,46 @@ def _average(df: pd.DataFrame, sets: list[str]) -> pd.DataFrame:
     return ok
 
 
+def _accuracy_label(sets: list[str]) -> str:
+    return f"accuracy on {sets[0]} (%)" if len(sets) == 1 else f"average accuracy over {len(sets)} sets (%)"
+
+
 def placement_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[str, dict[str, float]]:
-    """Average accuracy of each adapter at each placement, as grouped bars."""
+    """Average accuracy of each adapter at each placement (mean over seeds), as grouped bars centred on their
+    adapter's tick, with each seed's value as a dot and ± one standard deviation across seeds as an error bar; the
+    zero-shot base model (``adapter=none``), when in the results, as a dashed line. Only placements with data are
+    drawn and named; with nothing to draw, no file is written."""
     ok = _average(df, sets)
+    zero_shot = ok[ok["adapter"] == "none"]["Avg"]
     ok = ok[ok["placement"].isin(PLACEMENTS)]
     series = {
         adapter: {p: float(g[g["placement"] == p]["Avg"].mean()) for p in PLACEMENTS if (g["placement"] == p).any()}
         for adapter, g in ok.groupby("adapter", sort=False)
     }
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    width = 0.8 / max(len(PLACEMENTS), 1)
-    for i, placement in enumerate(PLACEMENTS):
-        xs = [j + i * width for j, adapter in enumerate(series) if placement in series[adapter]]
-        ys = [series[adapter][placement] for adapter in series if placement in series[adapter]]
-        ax.bar(xs, ys, width, label=placement)
-    ax.set_xticks([j + width for j in range(len(series))], list(series))
+    if not series:
+        return series
+    present = [p for p in PLACEMENTS if any(p in bars for bars in series.values())]
+    width = 0.8 / len(present)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, placement in enumerate(present):
+        offset = (i - (len(present) - 1) / 2) * width
+        xs, ys, errors = [], [], []
+        for j, (adapter, bars) in enumerate(series.items()):
+            if placement not in bars:
+                continue
+            seeds = ok[(ok["adapter"] == adapter) & (ok["placement"] == placement)]["Avg"]
+            xs.append(j + offset)
+            ys.append(bars[placement])
+            errors.append(float(seeds.std()) if len(seeds) > 1 else 0.0)
+            ax.scatter([j + offset] * len(seeds), seeds, color="black", s=8, zorder=3)
+        ax.bar(xs, ys, width, yerr=errors, capsize=3, label=placement, color=COLOURS[placement])
+    if not zero_shot.empty:
+        ax.axhline(float(zero_shot.mean()), color="grey", linestyle="--", label="zero-shot")
+    ax.set_xticks(range(len(series)), list(series))
     ax.set_ylim(bottom=0)
-    ax.set_ylabel(f"average accuracy over {len(sets)} sets (%)")
-    ax.set_title("Placement")
-    ax.legend(title="placement")
+    ax.set_ylabel(_accuracy_label(sets))
+    ax.set_title("Placement (bars: mean over seeds; dots: seeds; error bars: ±1 std)", fontsize=9)
+    ax.legend(title="placement", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -56,7 +78,7 @@ def configuration_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[
         for x, size in enumerate(sizes):
             ax.annotate(f"{size:g}", (x, points[size]), textcoords="offset points", xytext=(0, 5), fontsize=7)
     ax.set_xlabel("size step (bottleneck size, rank or virtual tokens, as labelled)")
-    ax.set_ylabel(f"average accuracy over {len(sets)} sets (%)")
+    ax.set_ylabel(_accuracy_label(sets))
     ax.set_title("Configuration")
     ax.legend()
     fig.tight_layout()

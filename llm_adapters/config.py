@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import secrets
 from pathlib import Path
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters.adapters import UNPLACED, known_kinds
 from llm_adapters.datasets import EVAL_SETS
+from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
 from llm_adapters.scoring import CHOICE_RULES
 
@@ -54,10 +56,74 @@ def apply_study(cfg: DictConfig) -> DictConfig:
     return OmegaConf.merge(cfg, *patches) if patches else cfg
 
 
-def _positive(cfg: DictConfig, key: str) -> None:
+# Keys whose values count things: integers (a boolean is not one), checked before anything loads.
+INTEGER_KEYS = (
+    "seed",
+    "adapter.r",
+    "adapter.bottleneck_size",
+    "adapter.num_virtual_tokens",
+    "train.batch_size",
+    "train.micro_batch_size",
+    "train.epochs",
+    "train.cutoff_len",
+    "train.log_every",
+    "train.max_steps",
+    "train.max_examples",
+    "train.warmup_steps",
+    "train.save_every",
+    "eval.batch_size",
+    "eval.num_beams",
+    "eval.max_new_tokens",
+    "eval.max_samples",
+    "dataset.train_size",
+    "dataset.test_size",
+)
+
+
+def _number(cfg: DictConfig, key: str, integer: bool = False) -> int | float | None:
+    """The value at ``key`` (None when unset), refused unless it is a finite number, or an integer if asked."""
     value = OmegaConf.select(cfg, key)
-    if value is not None and (not isinstance(value, int | float) or value <= 0):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'} (got {value!r})")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number (got {value!r})")
+    return value
+
+
+def _positive(cfg: DictConfig, key: str) -> None:
+    value = _number(cfg, key, integer=key in INTEGER_KEYS)
+    if value is not None and value <= 0:
         raise ConfigError(f"{key} must be a positive number (got {value!r})")
+
+
+def _numbers_in_range(cfg: DictConfig) -> None:
+    """The numeric keys that may be zero, or are fractions, each in its own range."""
+    for key in INTEGER_KEYS:
+        _number(cfg, key, integer=True)
+    seed = cfg.seed
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be between 0 and 2**32 - 1 (got {seed})")
+    if cfg.dataset.source == "synthetic":  # a generated set of no records trains or scores nothing
+        _positive(cfg, "dataset.train_size")
+        _positive(cfg, "dataset.test_size")
+    for key in ("train.warmup_steps", "train.weight_decay"):
+        value = _number(cfg, key)
+        if value is not None and value < 0:
+            raise ConfigError(f"{key} must not be negative (got {value!r})")
+    for key in ("train.max_grad_norm", "train.save_every"):
+        value = _number(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be positive, or null to turn it off (got {value!r})")
+    for key in ("adapter.dropout", "adapter.lora_dropout"):
+        value = _number(cfg, key)
+        if value is not None and not 0 <= value < 1:
+            raise ConfigError(f"{key} must be a probability in [0, 1) (got {value!r})")
+    if cfg.model.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)} (got '{cfg.model.dtype}')")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device} but this machine has no CUDA GPU (device=auto picks what there is)")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -68,6 +134,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "mode=eval needs adapter_path=DIR, the adapter/ directory of a finished job (or adapter=none)"
         )
+    _numbers_in_range(cfg)
     kind = cfg.adapter.kind
     if kind not in known_kinds():
         raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,6 +111,11 @@ def evaluate_set(
     prompts = [evaluation_prompt(r["instruction"]) for r in records]
     generations = generate(model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"{desc} {spec.name}")
     metrics, scored = score(generations, [r["answer"] for r in records], spec, protocol)
+    # A model that gives one answer to everything scores that answer's share of the gold labels: the most frequent
+    # extracted answer and how often it came show it (no answer extracted counts as an answer here).
+    if scored:
+        top, count = Counter(str(row["extracted"]) for row in scored).most_common(1)[0]
+        metrics["top_answer"], metrics["top_answer_pct"] = top, 100.0 * count / len(scored)
     rows = [
         {"id": f"{spec.name}/{index}", "prompt": prompt, **row}
         for index, (prompt, row) in enumerate(zip(prompts, scored, strict=True))

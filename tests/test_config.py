@@ -23,9 +23,9 @@ NEEDS = {("eval", "math_mawps"): ["protocol=fixed"]} | {
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(group, option):
-    prefix = "+" if group == "sweep" else ""  # a study is added to the defaults, not chosen among them
-    cfg = make_config(f"{prefix}{group}={option}", *NEEDS.get((group, option), []))
-    assert group == "sweep" or cfg[group] is not None
+    added = group in ("sweep", "experiment")  # a study or preset is added to the defaults, not chosen among them
+    cfg = make_config(f"{'+' if added else ''}{group}={option}", *NEEDS.get((group, option), []))
+    assert added or cfg[group] is not None
     validate(apply_study(cfg))
 
 
@@ -41,11 +41,33 @@ def test_every_option_composes(group, option):
         ("eval=math_mawps", "eval.datasets has mawps, which the paper's evaluate.py cannot score"),
         ("dataset=math_10k", r"unknown evaluation set\(s\) \['synthetic_math'\]"),
         ("protocol.choice_extraction=last", "protocol.choice_extraction must be one of first_capital, option"),
+        # Numbers that would silently change the meaning of a run, refused before anything loads.
+        ("adapter.r=1.5", r"adapter.r must be an integer \(got 1.5\)"),
+        ("adapter.r=true", r"adapter.r must be an integer \(got True\)"),
+        ("train.epochs=0.5", r"train.epochs must be an integer \(got 0.5\)"),
+        ("train.max_grad_norm=-1", r"train.max_grad_norm must be positive, or null to turn it off \(got -1\)"),
+        ("train.save_every=-3", r"train.save_every must be positive, or null"),
+        ("train.lr=nan", r"train.lr must be a finite number"),
+        ("train.lr=inf", r"train.lr must be a finite number"),
+        ("train.weight_decay=-5", r"train.weight_decay must not be negative"),
+        ("eval.batch_size=0.5", r"eval.batch_size must be an integer"),
+        ("dataset.test_size=0", r"dataset.test_size must be a positive number \(got 0\)"),
+        ("adapter.dropout=1.5", r"adapter.dropout must be a probability in \[0, 1\)"),
+        ("seed=-5", r"seed must be between 0 and 2\*\*32 - 1 \(got -5\)"),
+        ("seed=99999999999", r"seed must be between 0 and 2\*\*32 - 1"),
+        ("seed=abc", r"seed must be an integer \(got 'abc'\)"),
+        ("model.dtype=float8", r"model.dtype must be one of float32, bfloat16, float16 \(got 'float8'\)"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         validate(make_config(override))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_device_without_a_gpu_is_refused_before_loading():
+    with pytest.raises(ConfigError, match=r"device=cuda but this machine has no CUDA GPU"):
+        validate(make_config("device=cuda"))
 
 
 def test_tiny_schedule_inherits_the_paper_setup():

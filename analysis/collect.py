@@ -3,7 +3,6 @@ jobs included, never dropped)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from llm_adapters.adapters import SIZE_KEYS
+from llm_adapters.files import read_results
 
 
 def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
@@ -44,7 +44,8 @@ def load(directories: Iterable[Path]) -> pd.DataFrame:
     rows = []
     for directory in directories:
         for path in sorted(Path(directory).rglob("results.json")):
-            rows.append(row(json.loads(path.read_text()), str(path.parent)))
+            if (results := read_results(path)) is not None:
+                rows.append(row(results, str(path.parent)))
     return pd.DataFrame(rows)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import __version__, adapters, checkpoint, distributed, placement, synthetic, tracking
+from llm_adapters import __version__, adapters, checkpoint, distributed, files, placement, synthetic, tracking
 from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError, apply_study, validate
 from llm_adapters.data import tokenize_for_training
@@ -76,11 +76,8 @@ def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | N
         for path in Path(root).rglob("results.json"):
             if path.parent.resolve() == job_dir.resolve():
                 continue
-            try:
-                earlier = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if earlier.get("config_hash") != digest:
+            earlier = files.read_results(path)
+            if earlier is None or earlier.get("config_hash") != digest:
                 continue
             if earlier.get("status") == "ok":
                 done = path.parent
@@ -94,7 +91,7 @@ def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | N
 def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str, **extra: Any) -> dict[str, Any]:
     """Record a job that stops before any work: ``skipped`` (nothing to do) or ``failed`` (bad input)."""
     results.update(status=status, reason=reason, **extra)
-    tracking.write_json(job_dir / "results.json", results)
+    files.write_json(job_dir / "results.json", results)
     if status == "skipped":
         log.warning("skipped: %s", reason)
     return results
@@ -136,7 +133,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         done, resume_from = find_earlier(results["config_hash"], list(cfg.resume_search), job_dir)
         if done is not None:
             return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
-    tracking.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
+    files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
     tags = [
         f"model:{cfg.model.name}",
         f"adapter:{cfg.adapter.kind}",
@@ -165,7 +162,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         raise
     finally:
         results["seconds"] = time.perf_counter() - start
-        tracking.write_json(job_dir / "results.json", results)
+        files.write_json(job_dir / "results.json", results)
         wandb_run.summary.update(tracking.wandb_summary(results))
         wandb_run.finish(exit_code=0 if results["status"] == "ok" else 1)
     return results
@@ -262,7 +259,7 @@ def _fit_and_evaluate(
             if not quantized:
                 base.to(device)
             results["zero_shot"], rows = evaluate_all(base, tokenizer, eval_sets, cfg, device, desc="zero-shot")
-            tracking.write_jsonl(job_dir / "predictions_zero_shot.jsonl", rows)
+            files.write_jsonl(job_dir / "predictions_zero_shot.jsonl", rows)
 
     quantized = bool(cfg.model.get("load_in_8bit") or cfg.model.get("load_in_4bit"))  # bitsandbytes places its own
     model, tokenizer, adapter_cfg, targets = build_model(cfg, on_base=zero_shot)
@@ -320,7 +317,7 @@ def _fit_and_evaluate(
         else:
             log.info("merged %d adapter layers (LoRA, DoRA, (IA)3) for evaluation", adapters.merge_lora(model))
     results["eval"], predictions = evaluate_all(model, tokenizer, eval_sets, cfg, device)
-    tracking.write_jsonl(job_dir / "predictions.jsonl", predictions)
+    files.write_jsonl(job_dir / "predictions.jsonl", predictions)
 
     tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))
 

@@ -19,8 +19,8 @@ from transformers import AutoModelForCausalLM
 
 from llm_adapters import adapters
 from llm_adapters.config import apply_study, validate
+from llm_adapters.files import write_json
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
-from llm_adapters.tracking import write_json
 
 GB = 2**30
 

@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 
 from llm_adapters.config import CONF_DIR
 from llm_adapters.datasets import EVAL_SETS, DataError
+from llm_adapters.files import write_jsonl
 from llm_adapters.scoring import score
-from llm_adapters.tracking import write_jsonl
 
 PROTOCOL_DIR = CONF_DIR / "protocol"
 

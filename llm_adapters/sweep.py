@@ -16,6 +16,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from llm_adapters.files import read_results
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,11 @@ def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
     # Job directories start with the job number: order them by it, not as strings.
     paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name.split("_")[0]), p.parent.name))
     for path in paths:
-        results = json.loads(path.read_text())
+        results = read_results(path)
+        if results is None:
+            counts["failed"] += 1
+            notes.append(f"  failed: {path.parent.name}: its results.json is unreadable")
+            continue
         counts[results["status"]] += 1
         if results["status"] != "ok":
             notes.append(f"  {results['status']}: {path.parent.name}: {results['reason']}")

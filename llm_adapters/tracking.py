@@ -7,12 +7,10 @@ package versions.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import platform
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -53,22 +51,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}-dirty" if dirty else commit
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """One JSON object per line."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def start_wandb(cfg: Mapping, resolved_config: Mapping, job_dir: Path, group: str | None, tags: list[str]) -> Any:

@@ -21,8 +21,8 @@ from transformers.pytorch_utils import Conv1D
 from llm_adapters.adapters import trainable_state_dict
 from llm_adapters.architectures import architecture_of
 from llm_adapters.datasets import DataError
+from llm_adapters.files import write_json
 from llm_adapters.placement import Target
-from llm_adapters.tracking import write_json
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"

@@ -1,0 +1,41 @@
+"""A stray results.json (empty, truncated, not an object) never stops a resume scan, a sweep summary or an analysis:
+it is skipped with a warning, and a sweep counts its job as failed."""
+
+import json
+import logging
+
+import pytest
+
+from analysis.collect import load
+from llm_adapters.experiment import find_earlier
+from llm_adapters.files import read_results, write_json
+from llm_adapters.sweep import summarise
+
+STRAYS = {"empty": "", "list": "[]", "truncated": '{"status": "ok", "config_ha', "number": "3"}
+
+
+@pytest.fixture
+def root(tmp_path):
+    for name, text in STRAYS.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(text)
+    (tmp_path / "good").mkdir()
+    write_json(tmp_path / "good" / "results.json", {"status": "ok", "config_hash": "abc", "model": "m"})
+    return tmp_path
+
+
+def test_read_results_warns_and_returns_none_for_strays(root, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert [read_results(root / name / "results.json") for name in STRAYS] == [None] * len(STRAYS)
+    assert sum("ignoring" in message for message in caplog.messages) == len(STRAYS)
+    assert read_results(root / "good" / "results.json")["config_hash"] == "abc"
+
+
+def test_resume_scan_analysis_and_summary_survive_strays(root, tmp_path_factory):
+    done, newest = find_earlier("abc", [str(root)], tmp_path_factory.mktemp("job"))
+    assert done == root / "good" and newest is None
+    assert list(load([root])["job"]) == [str(root / "good")]
+    counts, notes = summarise(root)
+    assert counts == {"ok": 1, "failed": len(STRAYS)}
+    assert all("unreadable" in note for note in notes)
+    assert json.loads((root / "good" / "results.json").read_text())["status"] == "ok"

@@ -49,9 +49,11 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
-    """Optimizer steps the run will take: ceil(examples / batch) per epoch, capped by ``max_steps``."""
-    steps = math.ceil(n_examples / int(cfg["batch_size"])) * int(cfg["epochs"])
-    return min(steps, int(cfg["max_steps"])) if cfg["max_steps"] else steps
+    """Optimizer steps the run will take: ``max_steps`` when set (as the HF Trainer's, it overrides ``epochs``:
+    the data is gone through as many times as it takes), else ceil(examples / batch) per epoch."""
+    if cfg["max_steps"]:
+        return int(cfg["max_steps"])
+    return math.ceil(n_examples / int(cfg["batch_size"])) * int(cfg["epochs"])
 
 
 def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, megabatches: int = 50) -> list[int]:

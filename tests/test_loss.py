@@ -45,3 +45,24 @@ def test_loss_on_labelled_positions_equals_the_models_own(kind):
 def test_with_every_position_labelled_it_is_the_plain_forward():
     _, model, batch = _model_and_batch(True)
     torch.testing.assert_close(causal_lm_loss(model, batch), model(**batch).loss, rtol=0, atol=0)
+
+
+def test_max_steps_overrides_epochs_as_the_trainers_does():
+    from llm_adapters.training import optimizer_steps
+
+    cfg = {"batch_size": 16, "epochs": 2, "max_steps": None}
+    assert optimizer_steps(64, cfg) == 8  # 4 steps an epoch, 2 epochs
+    assert optimizer_steps(64, {**cfg, "max_steps": 20}) == 20  # more than the epochs hold: 5 passes over the data
+    assert optimizer_steps(64, {**cfg, "max_steps": 3}) == 3
+
+
+def test_training_runs_past_the_epochs_to_max_steps():
+    from llm_adapters.training import train
+
+    cfg, model, _ = _model_and_batch(False, "train.max_steps=5", "train.batch_size=4", "train.micro_batch_size=4")
+    tokenizer = load_tokenizer(cfg.model)
+    examples = tokenize_for_training(generate(8, 0, seed=0)[0], tokenizer, 64, False)  # 2 steps an epoch
+    adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
+    adapters.prepare(model, adapter_cfg, adapters.targets_for(model.config, adapter_cfg, cfg.placement))
+    fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=torch.device("cpu"))
+    assert fit.steps == 5

@@ -6,18 +6,16 @@ import importlib.util
 import math
 import re
 import secrets
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from llm_adapters import CONF_DIR  # noqa: F401  (re-exported: run.py and the benchmarks import it from here)
 from llm_adapters.adapters import UNPLACED, known_kinds
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
 from llm_adapters.scoring import CHOICE_RULES
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the project's Hydra configs, beside the package
 
 
 class ConfigError(ValueError):

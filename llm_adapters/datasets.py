@@ -107,6 +107,12 @@ def validate_records(data: object, source: str, spec: EvalSet | None = None) -> 
     return data
 
 
+def eval_set(name: str) -> EvalSet:
+    """The evaluation set of that name; any other name is a synthetic dataset's held-out split (numeric answers,
+    scored by the last number, no file)."""
+    return EVAL_SETS.get(name) or EvalSet(name, "", "math", "number")
+
+
 def load_records(path: Path, spec: EvalSet | None = None) -> list[Record]:
     """Read and validate one dataset file."""
     if not path.is_file():

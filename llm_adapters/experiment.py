@@ -24,7 +24,7 @@ from llm_adapters import __version__, adapters, checkpoint, distributed, files, 
 from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError, apply_study, validate
 from llm_adapters.data import tokenize_for_training
-from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, load_records, overlap
+from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, eval_set, load_records, overlap
 from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_set
 from llm_adapters.models import (
@@ -214,11 +214,8 @@ def load_data(cfg: DictConfig) -> tuple[list[Record], dict[str, tuple[EvalSet, l
         train_records = []
     eval_sets = {}
     for name in cfg.eval.datasets:
-        if name in EVAL_SETS:
-            spec = EVAL_SETS[name]
-            records = load_records(path(spec.path), spec)
-        else:  # the synthetic dataset's own held-out split (config validation allows nothing else)
-            spec, records = EvalSet(name, "", "math", "number"), held_out
+        spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
+        records = load_records(path(spec.path), spec) if name in EVAL_SETS else held_out
         eval_sets[name] = (spec, records)
     return train_records, eval_sets
 

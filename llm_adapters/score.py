@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from llm_adapters.config import CONF_DIR
-from llm_adapters.datasets import EVAL_SETS, DataError
+from llm_adapters import CONF_DIR
+from llm_adapters.datasets import EVAL_SETS, DataError, eval_set
 from llm_adapters.files import write_jsonl
 from llm_adapters.scoring import score
 
@@ -43,7 +43,7 @@ def read_predictions(path: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llm_adapters.score", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, choices=sorted(EVAL_SETS))
+    parser.add_argument("--dataset", required=True, choices=sorted([*EVAL_SETS, "synthetic_math"]))
     parser.add_argument("--predictions", required=True, type=Path)
     parser.add_argument("--protocol", default="paper", choices=sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml")))
     parser.add_argument("--write", type=Path, help="keep the per-record extraction as JSON lines")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     protocol = OmegaConf.load(PROTOCOL_DIR / f"{args.protocol}.yaml").protocol
     generations = [r.get("generation", r.get("output")) for r in records]
-    metrics, rows = score(generations, [str(r["answer"]) for r in records], EVAL_SETS[args.dataset], protocol)
+    metrics, rows = score(generations, [str(r["answer"]) for r in records], eval_set(args.dataset), protocol)
     if args.write:
         write_jsonl(args.write, rows)
     print(json.dumps(metrics))

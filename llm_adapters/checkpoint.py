@@ -20,6 +20,10 @@ from safetensors.torch import load_file, save_file
 from llm_adapters.adapters import trainable_state_dict
 
 
+class Preempted(RuntimeError):
+    """SIGTERM (what SLURM sends before preemption) or SIGINT arrived; a checkpoint was saved first."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read back; the message names it."""
 

@@ -289,9 +289,9 @@ def _fit_and_evaluate(
             resume_from=resume_from,
             dist=dist,
         )
-        shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)  # the adapter below is the final word
         if dist.main:
             saving.save(model, adapter_cfg, cfg.model.name, targets, job_dir / "adapter")
+            shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)  # only now: the saved adapter is the final word
     else:  # mode=eval, or adapter=none (the base model zero-shot)
         fit = TrainResult(steps=0, seconds=0.0, tokens=0)
     results["train"] = {

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from llm_adapters import checkpoint
+from llm_adapters.checkpoint import Preempted
 from llm_adapters.data import IGNORE_INDEX, collate
 from llm_adapters.distributed import Distributed
 from llm_adapters.models import autocast
@@ -103,10 +104,6 @@ def causal_lm_loss(forward: Callable[..., Any], batch: Mapping[str, torch.Tensor
     )
 
 
-class Preempted(RuntimeError):
-    """SIGTERM arrived (what SLURM sends before preemption); a checkpoint was saved first."""
-
-
 def train(
     model: torch.nn.Module,
     examples: Sequence[Mapping[str, list[int]]],
@@ -167,10 +164,13 @@ def train(
         if dist.main:
             checkpoint.save(checkpoint_dir, progress_state["steps"], model, state)
 
+    # SIGTERM (what SLURM sends before preemption) and SIGINT (Ctrl-C) both end the run at the next step boundary,
+    # after a checkpoint, instead of mid-step with a traceback.
     terminated: list[int] = []
-    previous_handler = None
+    previous_handlers: dict[int, Any] = {}
     if checkpoint_dir is not None and threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous_handlers[sig] = signal.signal(sig, lambda signum, frame: terminated.append(signum))
 
     ps = progress_state
     save_every = int(cfg["save_every"] or 0)
@@ -223,11 +223,12 @@ def train(
             if checkpoint_dir is not None and (stop or (save_every and ps["steps"] % save_every == 0)):
                 save()
             if stop:
-                raise Preempted(f"SIGTERM at step {ps['steps']}: checkpoint saved in {checkpoint_dir}")
+                name = signal.Signals(terminated[0]).name if terminated else "a stop signal"  # another rank's
+                raise Preempted(f"{name} at step {ps['steps']}: checkpoint saved in {checkpoint_dir}")
     finally:
         progress.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     return TrainResult(
         steps=ps["steps"], seconds=time.perf_counter() - start, tokens=ps["tokens"], loss_history=ps["history"]
     )

@@ -47,8 +47,11 @@ def interrupt(root, sig):
         assert proc.poll() is None and time.monotonic() < deadline, "the job ended before its checkpoint"
         time.sleep(0.05)
     proc.send_signal(sig)
-    proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
+    if sig != signal.SIGKILL:  # an expected stop: one line, no traceback
+        assert "Traceback" not in out, out[-3000:]
+        assert f"stopped: {sig.name} at step" in out and "the same command continues from it" in out
     return job
 
 
@@ -59,12 +62,12 @@ def resume(root):
     return json.loads((root / "second" / "results.json").read_text())
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
 def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
     first = interrupt(tmp_path, sig)
     killed = json.loads((first / "results.json").read_text())
-    if sig == signal.SIGTERM:  # preemption: a checkpoint at the current step, then a recorded exit
-        assert killed["status"] == "failed" and killed["reason"].startswith("Preempted: SIGTERM at step")
+    if sig != signal.SIGKILL:  # preemption or Ctrl-C: a checkpoint at the current step, then a recorded exit
+        assert killed["status"] == "failed" and killed["reason"].startswith(f"Preempted: {sig.name} at step")
     else:
         assert killed["status"] == "running"
     results = resume(tmp_path)

@@ -9,6 +9,8 @@ as ``adapter_path``. Nothing is ever unpickled: weights are safetensors, configs
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,22 +41,24 @@ def _write(directory: Path, weights: Mapping[str, torch.Tensor], config: Mapping
 def save(
     model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
 ) -> None:
-    """Write the trainable weights and the config that rebuilds their structure."""
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_state_dict(model), str(directory / WEIGHTS))
-    write_json(
-        directory / CONFIG,
-        {
-            "adapter": dict(adapter_cfg),
-            "model": model_name,
-            "model_type": model.config.model_type,
-            "targets": [
-                {"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets
-            ],
-        },
-    )
+    """Write the trainable weights and the config that rebuilds their structure (and PEFT's format for LoRA).
+
+    Everything is written into a sibling folder first and renamed into place at the end: a job killed while saving
+    leaves no adapter directory that looks complete, so its checkpoints (deleted only after this) still count.
+    """
+    partial = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    config = {
+        "adapter": dict(adapter_cfg),
+        "model": model_name,
+        "model_type": model.config.model_type,
+        "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets],
+    }
+    _write(partial, trainable_state_dict(model), config)
     if adapter_cfg["kind"] == "lora" and not any(t.sliced for t in targets):  # PEFT has no slices of a projection
-        _save_peft_lora(model, adapter_cfg, model_name, targets, directory / PEFT_DIR)
+        _save_peft_lora(model, adapter_cfg, model_name, targets, partial / PEFT_DIR)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(partial, directory)
 
 
 def _save_peft_lora(

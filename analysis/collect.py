@@ -18,6 +18,7 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
     config = results.get("config", {})
     adapter = results.get("adapter")
     size_key = SIZE_KEYS.get(adapter)
+    adapter_cfg = results.get("loaded_adapter") or config.get("adapter", {})  # a re-evaluation: what it loaded
     out: dict[str, Any] = {
         "job": job,
         "status": results.get("status"),
@@ -25,10 +26,12 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
         "model": results.get("model"),
         "adapter": adapter,
         "placement": results.get("placement"),
-        "size": config.get("adapter", {}).get(size_key) if size_key else None,
+        "size": adapter_cfg.get(size_key) if size_key else None,
         "train_set": results.get("dataset"),
         "seed": results.get("seed"),
         "protocol": (results.get("protocol") or {}).get("name"),
+        "mode": results.get("mode", "train"),
+        "evaluated": config.get("adapter_path"),  # mode=eval: the adapter it re-evaluated (a row of its own)
         "trainable": (results.get("params") or {}).get("trainable"),
         "trainable_pct": (results.get("params") or {}).get("trainable_pct"),
     }

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.paper import COMMONSENSE_SETS, MATH_SETS, SETTING, TRAINING_SET, reported
 from llm_adapters.datasets import EVAL_SETS
 
-SETTING_COLUMNS = ["model", "adapter", "placement", "size", "train_set", "protocol"]
+SETTING_COLUMNS = ["model", "adapter", "placement", "size", "train_set", "protocol", "mode", "evaluated"]
 
 
 def domain_sets(df: pd.DataFrame, domain: str) -> list[str]:
@@ -31,7 +31,7 @@ def table(df: pd.DataFrame, domain: str) -> pd.DataFrame:
     ok = df[df["status"] == "ok"].copy()
     ok = ok.dropna(subset=[f"acc/{s}" for s in sets], how="all")
     ok["Avg"] = ok[[f"acc/{s}" for s in sets]].mean(axis=1)
-    keys = [c for c in SETTING_COLUMNS if ok[c].nunique(dropna=False) > 1 or c in ("model", "adapter")]
+    keys = [c for c in SETTING_COLUMNS if c in ok and (ok[c].nunique(dropna=False) > 1 or c in ("model", "adapter"))]
     grouped = ok.groupby(keys, dropna=False, sort=False)
     out = grouped[[f"acc/{s}" for s in sets] + ["Avg"]].mean()
     out.columns = [*sets, "Avg"]

@@ -261,6 +261,8 @@ def _fit_and_evaluate(
     quantized = bool(cfg.model.get("load_in_8bit") or cfg.model.get("load_in_4bit"))  # bitsandbytes places its own
     model, tokenizer, adapter_cfg, targets = build_model(cfg, on_base=zero_shot)
     results["adapter"] = adapter_cfg["kind"]
+    if cfg.adapter_path:  # what was loaded, not what the command line's adapter group says
+        results["loaded_adapter"] = adapter_cfg
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not quantized:
@@ -352,6 +354,8 @@ def summary(results: dict[str, Any], job_dir: Path) -> str:
         f"  train loss        {history[0][1]:.4f} -> {history[-1][1]:.4f} over {t['steps']} steps"
         f" ({t['seconds']:.1f} s, {t['tokens_per_second']:,.0f} tokens/s)"
         if history
+        else f"  evaluated         the saved adapter {results['config']['adapter_path']} (no training)"
+        if results["config"].get("adapter_path")
         else "  train             none (the base model, zero-shot)",
     ]
     base = results.get("zero_shot") or {}

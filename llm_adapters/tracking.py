@@ -88,6 +88,8 @@ def wandb_summary(results: Mapping[str, Any]) -> dict[str, Any]:
     for name, metrics in (results.get("eval") or {}).items():
         summary[f"eval/{name}/accuracy"] = metrics["accuracy"]
         summary[f"eval/{name}/n"] = metrics["n"]
+        if "top_answer_pct" in metrics:
+            summary[f"eval/{name}/top_answer_pct"] = metrics["top_answer_pct"]
     return summary
 
 

@@ -39,3 +39,27 @@ def test_resume_scan_analysis_and_summary_survive_strays(root, tmp_path_factory)
     assert counts == {"ok": 1, "failed": len(STRAYS)}
     assert all("unreadable" in note for note in notes)
     assert json.loads((root / "good" / "results.json").read_text())["status"] == "ok"
+
+
+def test_a_re_evaluation_is_its_own_row_not_averaged_with_its_training_run(tmp_path):
+    from analysis.tables import table
+
+    base = {"status": "ok", "model": "tiny-llama", "adapter": "lora", "placement": "best", "dataset": "synthetic_math"}
+    trained = {**base, "mode": "train", "seed": 42, "config": {"adapter": {"r": 32}, "adapter_path": None}}
+    again = {
+        **base,
+        "mode": "eval",
+        "seed": 42,
+        "config": {"adapter": {"r": 32}, "adapter_path": "outputs/x/adapter"},  # the command line's adapter group
+        "loaded_adapter": {"kind": "lora", "r": 8},  # what it really loaded
+    }
+    for name, results, accuracy in (("a", trained, 4.0), ("b", again, 6.0)):
+        (tmp_path / name).mkdir()
+        write_json(
+            tmp_path / name / "results.json", {**results, "eval": {"synthetic_math": {"accuracy": accuracy, "n": 100}}}
+        )
+    numbers = table(load([tmp_path]), "math")
+    assert sorted(zip(numbers["mode"], numbers["synthetic_math"], numbers["size"], strict=True)) == [
+        ("eval", 6.0, 8),
+        ("train", 4.0, 32),
+    ]

@@ -31,8 +31,10 @@ def tables(directories: list[Path], out: Path, wandb_project: str | None = None)
         latex = tex_escaped(formatted(numbers, (r"\textbf{", "}"))).to_latex(index=False, escape=False)
         (out / f"{domain}_table.tex").write_text(latex)
         sets = domain_sets(df, domain)
-        written[f"{domain}_placement"] = placement_figure(df, sets, out / f"{domain}_placement.png")
-        written[f"{domain}_configuration"] = configuration_figure(df, sets, out / f"{domain}_configuration.png")
+        for figure, draw in (("placement", placement_figure), ("configuration", configuration_figure)):
+            written[f"{domain}_{figure}"] = drawn = draw(df, sets, out / f"{domain}_{figure}.png")
+            if not drawn:
+                print(f"{domain} {figure} figure: nothing to plot (no adapter at two or more {figure}s)")
     return written
 
 

@@ -65,22 +65,30 @@ def placement_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[str,
 
 
 def configuration_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[str, dict[float, float]]:
-    """Average accuracy against adapter size (bottleneck size, rank or virtual tokens), one line per adapter."""
+    """Average accuracy against adapter size (bottleneck size, rank or virtual tokens), one line per adapter and
+    placement (mean over seeds), sizes on a logarithmic axis with their values as ticks. A line needs two sizes:
+    with none to draw, no file is written and the result is empty."""
     ok = _average(df, sets).dropna(subset=["size"])
+    ok["line"] = ok["adapter"] + ok["placement"].map(lambda p: f" @ {p}" if isinstance(p, str) else "")
     series = {
-        adapter: {float(size): float(acc) for size, acc in g.groupby("size")["Avg"].mean().items()}
-        for adapter, g in ok.groupby("adapter", sort=False)
+        line: {float(size): float(acc) for size, acc in g.groupby("size")["Avg"].mean().items()}
+        for line, g in ok.groupby("line", sort=False)
     }
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for adapter, points in series.items():
+    series = {line: points for line, points in series.items() if len(points) > 1}
+    if not series:
+        return series
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for line, points in series.items():
         sizes = sorted(points)
-        ax.plot(range(len(sizes)), [points[s] for s in sizes], marker="o", label=adapter)
-        for x, size in enumerate(sizes):
-            ax.annotate(f"{size:g}", (x, points[size]), textcoords="offset points", xytext=(0, 5), fontsize=7)
-    ax.set_xlabel("size step (bottleneck size, rank or virtual tokens, as labelled)")
+        ax.plot(sizes, [points[s] for s in sizes], marker="o", label=line)
+    ticks = sorted({size for points in series.values() for size in points})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("size (bottleneck size, rank or virtual tokens)")
     ax.set_ylabel(_accuracy_label(sets))
-    ax.set_title("Configuration")
-    ax.legend()
+    ax.set_title("Configuration (mean over seeds)", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -69,17 +69,16 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 
 def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | None, Path | None]:
-    """Earlier jobs with this config hash: the directory of one that ended ``ok``, and the newest checkpoint
-    left by one that did not finish (killed, preempted or failed)."""
+    """Earlier jobs with this config hash: the directory of another one that ended ``ok``, and the newest checkpoint
+    left by one that did not finish (killed, preempted or failed) — this job's own directory included, so a job
+    rerun in place (a requeued SLURM job, a study rerun into its fixed sweep directory) continues where it stopped."""
     done, newest, newest_step = None, None, -1
-    for root in roots:
+    for root in [*roots, job_dir]:
         for path in Path(root).rglob("results.json"):
-            if path.parent.resolve() == job_dir.resolve():
-                continue
             earlier = files.read_results(path)
             if earlier is None or earlier.get("config_hash") != digest:
                 continue
-            if earlier.get("status") == "ok":
+            if earlier.get("status") == "ok" and path.parent.resolve() != job_dir.resolve():
                 done = path.parent
             elif (found := checkpoint.latest(path.parent / "checkpoints")) is not None:
                 step = int(found.name.removeprefix("step-"))
@@ -130,6 +129,10 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         raise
     resume_from = None
     if cfg.train.resume:
+        own = files.read_results(job_dir / "results.json") if (job_dir / "results.json").is_file() else None
+        if own is not None and own.get("config_hash") == results["config_hash"] and own.get("status") == "ok":
+            log.warning("skipped: already completed in this directory, %s", job_dir)  # its record stays as it is
+            return own
         done, resume_from = find_earlier(results["config_hash"], list(cfg.resume_search), job_dir)
         if done is not None:
             return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))

@@ -105,3 +105,22 @@ def test_schedule_equals_transformers_linear_warmup():
             optimizer.step()
             scheduler.step()
     assert lrs[0] == lrs[1]
+
+
+def test_rerun_in_the_same_directory_continues_then_is_skipped(tmp_path, uninterrupted):
+    """How SLURM requeues a preempted job and how a study is rerun into its fixed directory: the same command in the
+    same directory continues from its own checkpoint, and once done, is not run again."""
+    first = interrupt(tmp_path, signal.SIGTERM)
+    args = [*ARGS, f"resume_search=[{tmp_path / 'elsewhere'}]", f"hydra.run.dir={first}"]
+    proc = run_py(*args)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    results = json.loads((first / "results.json").read_text())
+    assert results["status"] == "ok"
+    assert results["train"]["resumed_from"].startswith(str(first / "checkpoints" / "step-"))
+    mine, theirs = weights(first), weights(uninterrupted)
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    again = run_py(*args)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0 and "already completed in this directory" in out
+    assert json.loads((first / "results.json").read_text()) == results  # the record is kept, not overwritten

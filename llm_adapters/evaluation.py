@@ -60,15 +60,17 @@ def generate(
     device: torch.device,
     attention_mask: bool = True,
     desc: str = "eval",
+    sort: bool = True,
 ) -> list[str]:
     """The generated continuation of each prompt (special tokens dropped), in prompt order.
 
     ``attention_mask=False`` hands generate an all-ones mask, so left padding is attended as in
-    commonsense_evaluate.py, which passed only the input ids.
+    commonsense_evaluate.py, which passed only the input ids. ``sort=False`` batches consecutive prompts in their
+    given order, as that script did (with the padding attended, which prompts share a batch changes the output).
     """
     model.config.use_cache = True
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i])) if sort else list(range(len(prompts)))
     batch_size = int(cfg["batch_size"])
     outputs: list[str] = [""] * len(prompts)
     for first in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", dynamic_ncols=True):
@@ -107,9 +109,13 @@ def evaluate_set(
     start = time.perf_counter()
     model.eval()
     set_adapter_dropout(model, active=bool(protocol["eval_adapter_dropout"]))
-    mask = spec.domain != "commonsense" or bool(protocol["commonsense_attention_mask"])
+    commonsense = spec.domain == "commonsense"
+    mask = not commonsense or bool(protocol["commonsense_attention_mask"])
+    sort = not (commonsense and protocol.get("commonsense_file_order"))
     prompts = [evaluation_prompt(r["instruction"]) for r in records]
-    generations = generate(model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"{desc} {spec.name}")
+    generations = generate(
+        model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"{desc} {spec.name}", sort=sort
+    )
     metrics, scored = score(generations, [r["answer"] for r in records], spec, protocol)
     # A model that gives one answer to everything scores that answer's share of the gold labels: the most frequent
     # extracted answer and how often it came show it (no answer extracted counts as an answer here).

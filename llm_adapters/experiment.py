@@ -183,6 +183,8 @@ def build_model(
     """
     model_cfg = pretrained(cfg.model, cfg.model_cache)
     tokenizer = load_tokenizer(model_cfg)
+    if cfg.protocol.get("pad_token_id") is not None:  # the paper's scripts padded with id 0 whatever the model
+        tokenizer.pad_token_id = int(cfg.protocol.pad_token_id)
     config = model_config(model_cfg, tokenizer)
     if cfg.adapter_path:
         adapter_cfg, targets = saving.read_config(Path(cfg.adapter_path), config)

@@ -160,3 +160,38 @@ def test_beam_cache_holds_and_reorders_what_transformers_cache_does():
             layer.reorder_cache(torch.tensor(order))
         assert ours.get_seq_length() == reference.get_seq_length()
         assert torch.equal(ours.keys, reference.keys) and torch.equal(ours.values, reference.values)
+
+
+def test_paper_protocol_batches_commonsense_in_file_order_as_its_script_did(tiny):
+    """commonsense_evaluate.py took consecutive records, padded them on the left with id 0 and generated from the
+    input ids alone: with the padding attended, which prompts share a batch decides the outputs. protocol=paper gives
+    exactly that script's generations; sorting by length (protocol=fixed's batching) gives others."""
+    model, tokenizer = tiny
+    protocol = copy.deepcopy(make_config().protocol)
+    protocol.eval_adapter_dropout = False
+    assert protocol.commonsense_file_order and protocol.pad_token_id == tokenizer.pad_token_id == 0
+    cfg = {"batch_size": 4, "num_beams": 4, "max_new_tokens": 8}
+    records = [{**r, "answer": "true"} for r in RECORDS]
+    _, rows = evaluate_set(model, tokenizer, EVAL_SETS["boolq"], records, cfg, protocol, CPU)
+    reference = []
+    for first in range(0, len(PROMPTS), 4):
+        ids = tokenizer.pad(
+            {"input_ids": [tokenizer(p)["input_ids"] for p in PROMPTS[first : first + 4]]},
+            padding_side="left",
+            return_tensors="pt",
+        )["input_ids"]
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),  # what generate assumed without a mask or a pad id
+                num_beams=4,
+                do_sample=False,
+                max_new_tokens=8,
+                pad_token_id=0,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        reference += tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+    assert [row["generation"] for row in rows] == reference
+    protocol.commonsense_file_order = False
+    _, sorted_rows = evaluate_set(model, tokenizer, EVAL_SETS["boolq"], records, cfg, protocol, CPU)
+    assert [row["generation"] for row in sorted_rows] != reference

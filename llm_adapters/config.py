@@ -178,11 +178,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("model.load_in_8bit/load_in_4bit quantize pretrained weights: set model.name_or_path")
         if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
             raise ConfigError("model.load_in_8bit/load_in_4bit need the bitsandbytes package and a CUDA GPU")
-    if cfg.train.get("autocast") not in (None, "bfloat16"):
-        raise ConfigError(
-            f"train.autocast must be null or bfloat16 (got '{cfg.train.autocast}'): float16 training would need "
-            "loss scaling, which this loop does not do"
-        )
+    if cfg.train.get("autocast") not in (None, "bfloat16", "float16"):
+        raise ConfigError(f"train.autocast must be null, bfloat16 or float16 (got '{cfg.train.autocast}')")
     if cfg.eval.get("autocast") not in (None, "bfloat16", "float16"):
         raise ConfigError(f"eval.autocast must be null, bfloat16 or float16 (got '{cfg.eval.autocast}')")
     rule = cfg.protocol.choice_extraction

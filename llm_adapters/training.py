@@ -69,6 +69,19 @@ def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, meg
     ]
 
 
+def gradient_scaler(device: torch.device, precision: str | None) -> torch.amp.GradScaler:
+    """Loss scaling for float16 mixed precision, as the paper's ``fp16=True`` Trainer did (float16 gradients of a
+    small loss underflow to zero without it); a disabled scaler, which changes nothing, otherwise. Where the device
+    has no float16 scaler, one warning and float16 runs unscaled."""
+    if precision != "float16":
+        return torch.amp.GradScaler(device.type, enabled=False)
+    try:
+        return torch.amp.GradScaler(device.type)
+    except (RuntimeError, ValueError) as error:
+        log.warning("train.autocast=float16 without loss scaling: %s has no gradient scaler (%s)", device, error)
+        return torch.amp.GradScaler(device.type, enabled=False)
+
+
 def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up from 0 over ``warmup`` steps, then linear decay to 0 at ``total``: the HF Trainer's default
     schedule (tested equal to transformers' get_linear_schedule_with_warmup). Written here because importing that
@@ -130,6 +143,7 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     scheduler = linear_warmup_decay(optimizer, int(cfg["warmup_steps"]), total_steps)
+    scaler = gradient_scaler(device, cfg.get("autocast"))
     order_rng = torch.Generator().manual_seed(seed)
     # Where training stands: everything a checkpoint must restore besides weights and optimizer.
     progress_state: dict[str, Any] = {"steps": 0, "order": [], "cursor": 0, "tokens": 0, "window": [], "history": []}
@@ -137,6 +151,8 @@ def train(
         state = checkpoint.load(resume_from, model)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         order_rng.set_state(state["order_rng"])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in state:
@@ -155,6 +171,7 @@ def train(
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
             "order_rng": order_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "progress": progress_state,
@@ -196,16 +213,18 @@ def train(
                 with nullcontext() if last or dist.world == 1 else forward.no_sync():
                     with autocast(device, cfg.get("autocast")):
                         loss = causal_lm_loss(forward, batch) / len(micro_batches)
-                    loss.backward()
+                    scaler.scale(loss).backward()
                 step_loss += loss.item()
                 step_tokens += int(batch["attention_mask"].sum())  # non-padding tokens processed
             step_loss = dist.mean(step_loss)
             ps["tokens"] += dist.total(step_tokens)
             if not math.isfinite(step_loss):
                 raise FloatingPointError(f"non-finite training loss {step_loss} at step {ps['steps'] + 1}")
+            scaler.unscale_(optimizer)  # clipping sees the true gradients
             if cfg["max_grad_norm"]:
                 torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
-            optimizer.step()
+            scaler.step(optimizer)  # skipped (and the scale lowered) when float16 gradients overflowed
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             ps["steps"] += 1

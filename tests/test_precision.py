@@ -41,8 +41,8 @@ def product_dtypes(model):
     return seen, hooks
 
 
-@pytest.mark.parametrize("precision", [None, "bfloat16"])
-def test_autocast_runs_products_in_bf16_and_keeps_adapters_fp32(precision):
+@pytest.mark.parametrize("precision", [None, "bfloat16", "float16"])
+def test_autocast_runs_products_in_half_precision_and_keeps_adapters_fp32(precision):
     overrides = [f"train.autocast={precision}", f"eval.autocast={precision}"] if precision else []
     cfg, model, tokenizer, examples = lora_job(*overrides)
     seen, hooks = product_dtypes(model)
@@ -53,16 +53,29 @@ def test_autocast_runs_products_in_bf16_and_keeps_adapters_fp32(precision):
     texts = generate(model.eval(), tokenizer, prompts, {**cfg.eval, "max_new_tokens": 4}, CPU)
     for hook in hooks:
         hook.remove()
-    expected = {torch.bfloat16} if precision else {torch.float32}
+    expected = {getattr(torch, precision)} if precision else {torch.float32}
     assert trained == expected and seen == expected
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights and adapters untouched
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss in fit.loss_history) and len(texts) == 4
 
 
+def test_float16_training_follows_float32_with_loss_scaling():
+    """The paper trained with fp16=True: float16 products, a gradient scaler, the same losses as float32 within
+    float16's precision."""
+    losses = {}
+    for precision in (None, "float16"):
+        cfg, model, tokenizer, examples = lora_job(*([f"train.autocast={precision}"] if precision else []))
+        fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=CPU)
+        losses[precision] = [loss for _, loss in fit.loss_history]
+    assert losses["float16"] == pytest.approx(losses[None], rel=2e-2)
+    assert losses["float16"] != losses[None]  # float16 really ran
+
+
 def test_autocast_keys_are_checked():
     validate(make_config("train.autocast=bfloat16", "eval.autocast=float16"))
-    with pytest.raises(ConfigError, match=r"train.autocast must be null or bfloat16 .*loss scaling"):
-        validate(make_config("train.autocast=float16"))
+    validate(make_config("train.autocast=float16"))
+    with pytest.raises(ConfigError, match=r"train.autocast must be null, bfloat16 or float16 \(got 'int8'\)"):
+        validate(make_config("train.autocast=int8"))
     with pytest.raises(ConfigError, match=r"eval.autocast must be null, bfloat16 or float16"):
         validate(make_config("eval.autocast=int8"))
 

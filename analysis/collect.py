@@ -43,13 +43,21 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
 
 
 def load(directories: Iterable[Path]) -> pd.DataFrame:
-    """All results.json files below the directories, in path order."""
-    rows = []
+    """All results.json files below the directories, in path order. A job skipped because an earlier one had done
+    the same work (``reused_from``) stands for that job's result, counted once however many reuse it: a rerun
+    sweep's directory is the whole study."""
+    rows: dict[str, dict[str, Any]] = {}
     for directory in directories:
         for path in sorted(Path(directory).rglob("results.json")):
-            if (results := read_results(path)) is not None:
-                rows.append(row(results, str(path.parent)))
-    return pd.DataFrame(rows)
+            results = read_results(path)
+            if results is None:
+                continue
+            job = str(path.parent)
+            reused = results.get("reused_from") if results.get("status") == "skipped" else None
+            if reused and (original := read_results(Path(reused) / "results.json")) is not None:
+                results, job = original, str(Path(reused))
+            rows.setdefault(str(Path(job).resolve()), row(results, job))
+    return pd.DataFrame(list(rows.values()))
 
 
 def results_from_wandb(config: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,3 +63,20 @@ def test_a_re_evaluation_is_its_own_row_not_averaged_with_its_training_run(tmp_p
         ("eval", 6.0, 8),
         ("train", 4.0, 32),
     ]
+
+
+def test_analysis_follows_reused_jobs_and_counts_each_once(tmp_path):
+    first, rerun = tmp_path / "first" / "0_seed=1", tmp_path / "rerun"
+    result = {"status": "ok", "model": "m", "adapter": "lora", "placement": "best", "seed": 1}
+    first.mkdir(parents=True)
+    write_json(first / "results.json", {**result, "eval": {"gsm8k": {"accuracy": 40.0, "n": 10}}})
+    for job in ("0_seed=1", "1_seed=1_again"):  # two later jobs both reused the first one
+        (rerun / job).mkdir(parents=True)
+        write_json(rerun / job / "results.json", {"status": "skipped", "reused_from": str(first), "reason": "done"})
+    (rerun / "2_seed=2").mkdir()
+    write_json(
+        rerun / "2_seed=2" / "results.json", {**result, "seed": 2, "eval": {"gsm8k": {"accuracy": 50.0, "n": 10}}}
+    )
+    df = load([rerun])
+    assert sorted(zip(df["status"], df["seed"], df["acc/gsm8k"], strict=True)) == [("ok", 1, 40.0), ("ok", 2, 50.0)]
+    assert len(load([tmp_path])) == 2  # the original and its reuses: one row

@@ -80,6 +80,7 @@ def fetch(url: str, dest: Path, expected: tuple[int, str] | None, timeout: float
                     unit_scale=True,
                     desc=f"download {dest.name}",
                     dynamic_ncols=True,
+                    disable=None,  # no bar where stderr is not a terminal (log files, SLURM output)
                 ) as bar,
             ):
                 while chunk := response.read(_CHUNK):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from llm_adapters import beam_cache
 from llm_adapters.adapters import MODEL_LEVEL, set_adapter_dropout
@@ -73,7 +73,8 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i])) if sort else list(range(len(prompts)))
     batch_size = int(cfg["batch_size"])
     outputs: list[str] = [""] * len(prompts)
-    for first in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", dynamic_ncols=True):
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", dynamic_ncols=True, disable=None)
+    for first in range(0, len(order), batch_size):
         ids = order[first : first + batch_size]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in ids]}, padding_side="left", return_tensors="pt")
         batch = batch.to(device)
@@ -88,11 +89,27 @@ def generate(
                 max_new_tokens=int(cfg["max_new_tokens"]),
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
+                stopping_criteria=StoppingCriteriaList([_TokenProgress(bar, int(cfg["max_new_tokens"]))]),
             )
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         for i, text in zip(ids, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
             outputs[i] = text
+        bar.update(len(ids))
+    bar.close()
     return outputs
+
+
+class _TokenProgress(StoppingCriteria):
+    """Never stops anything: shows the token a batch has reached, so a long beam search shows progress inside a
+    batch (a math batch of 256 new tokens takes minutes on a CPU)."""
+
+    def __init__(self, bar: tqdm, limit: int) -> None:
+        self.bar, self.limit, self.step = bar, limit, 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        self.step += 1
+        self.bar.set_postfix_str(f"token {self.step}/{self.limit}", refresh=self.step % 8 == 0)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def evaluate_set(

@@ -193,7 +193,12 @@ def train(
     save_every = int(cfg["save_every"] or 0)
     start = time.perf_counter()
     progress = tqdm(
-        total=total_steps, initial=ps["steps"], desc="train", unit="step", dynamic_ncols=True, disable=not dist.main
+        total=total_steps,
+        initial=ps["steps"],
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=None if dist.main else True,
     )
     try:
         while ps["steps"] < total_steps:

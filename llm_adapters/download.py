@@ -10,7 +10,6 @@ record each time it is used.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.error
@@ -20,19 +19,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from llm_adapters.datasets import DataError
+from llm_adapters.files import sha256
 from llm_adapters.manifest import MANIFEST
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _expected(relative: str, path: Path) -> tuple[int, str] | None:

@@ -4,6 +4,7 @@ score CLI, saving and analysis use it without loading W&B or torch."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
 
 
 def read_results(path: Path) -> dict[str, Any] | None:
@@ -42,3 +44,12 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
             f.write(json.dumps(row, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

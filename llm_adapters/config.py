@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import math
 import re
@@ -10,7 +11,7 @@ import secrets
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import CONF_DIR  # noqa: F401  (re-exported: run.py and the benchmarks import it from here)
+from llm_adapters import CONF_DIR
 from llm_adapters.adapters import UNPLACED, known_kinds
 from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.models import DTYPES
@@ -124,6 +125,25 @@ def _numbers_in_range(cfg: DictConfig) -> None:
         raise ConfigError(f"device={cfg.device} but this machine has no CUDA GPU (device=auto picks what there is)")
 
 
+def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
+    """A key the kind does not read (``+adapter.rank=8`` for ``r``) would be saved in the config and ignored by the
+    run: refused, naming the keys the kind reads (those of its conf/adapter/<kind>.yaml)."""
+    path = CONF_DIR / "adapter" / f"{adapter.kind}.yaml"
+    if not path.is_file():
+        return
+    known = list(OmegaConf.load(path).keys())
+    unknown = [key for key in adapter if key not in known]
+    if unknown:
+        name, keys = str(unknown[0]), [str(k) for k in known]
+        close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(
+            name, keys, 1
+        )
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"adapter.{name}: adapter '{adapter.kind}' reads no such key{hint}; it reads {', '.join(keys)}"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject a config that cannot run, in milliseconds, with one message naming the key."""
     if cfg.mode not in ("train", "eval", "plan"):
@@ -136,6 +156,7 @@ def validate(cfg: DictConfig) -> None:
     kind = cfg.adapter.kind
     if kind not in known_kinds():
         raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
+    _no_unknown_adapter_keys(cfg.adapter)
     if kind not in UNPLACED:
         placement_sites(cfg.placement, kind)
     for key in (

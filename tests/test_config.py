@@ -56,6 +56,10 @@ def test_every_option_composes(group, option):
         ("seed=-5", r"seed must be between 0 and 2\*\*32 - 1 \(got -5\)"),
         ("seed=99999999999", r"seed must be between 0 and 2\*\*32 - 1"),
         ("seed=abc", r"seed must be an integer \(got 'abc'\)"),
+        (
+            "+adapter.rank=8",
+            r"adapter.rank: adapter 'lora' reads no such key \(did you mean r\?\); it reads kind, r, alpha",
+        ),
         ("model.dtype=float8", r"model.dtype must be one of float32, bfloat16, float16 \(got 'float8'\)"),
     ],
 )

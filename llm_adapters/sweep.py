@@ -22,20 +22,25 @@ log = logging.getLogger(__name__)
 
 
 def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
-    """Status counts of the jobs under a sweep directory, and one line per job that did not end ``ok``."""
+    """Status counts of the jobs Hydra launched under a sweep directory (every job directory, with or without a
+    results.json), and one line per job that did not end ``ok``. A job with no final record (it died before
+    writing one, or was killed while ``running``) is failed."""
     counts: Counter = Counter()
     notes = []
+    jobs = {p.parent for p in sweep_dir.glob("*/results.json")} | {p.parent for p in sweep_dir.glob("*/.hydra")}
     # Job directories start with the job number: order them by it, not as strings.
-    paths = sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name.split("_")[0]), p.parent.name))
-    for path in paths:
-        results = read_results(path)
-        if results is None:
+    for job in sorted(jobs, key=lambda p: (len(p.name.split("_")[0]), p.name)):
+        results = read_results(job / "results.json") if (job / "results.json").is_file() else None
+        if results is None or results.get("status") not in ("ok", "failed", "skipped"):
+            why = "no results.json" if not (job / "results.json").is_file() else "no final record"
+            if results is not None and results.get("status") == "running":
+                why = "still marked running (killed?)"
             counts["failed"] += 1
-            notes.append(f"  failed: {path.parent.name}: its results.json is unreadable")
+            notes.append(f"  failed: {job.name}: {why}")
             continue
         counts[results["status"]] += 1
         if results["status"] != "ok":
-            notes.append(f"  {results['status']}: {path.parent.name}: {results['reason']}")
+            notes.append(f"  {results['status']}: {job.name}: {results['reason']}")
     return counts, notes
 
 

@@ -37,7 +37,7 @@ def test_resume_scan_analysis_and_summary_survive_strays(root, tmp_path_factory)
     assert list(load([root])["job"]) == [str(root / "good")]
     counts, notes = summarise(root)
     assert counts == {"ok": 1, "failed": len(STRAYS)}
-    assert all("unreadable" in note for note in notes)
+    assert all("no final record" in note for note in notes)
     assert json.loads((root / "good" / "results.json").read_text())["status"] == "ok"
 
 
@@ -80,3 +80,12 @@ def test_analysis_follows_reused_jobs_and_counts_each_once(tmp_path):
     df = load([rerun])
     assert sorted(zip(df["status"], df["seed"], df["acc/gsm8k"], strict=True)) == [("ok", 1, 40.0), ("ok", 2, 50.0)]
     assert len(load([tmp_path])) == 2  # the original and its reuses: one row
+
+
+def test_a_sweep_counts_jobs_that_died_before_writing_their_record(tmp_path):
+    (tmp_path / "0_seed=1" / ".hydra").mkdir(parents=True)  # launched, died before results.json
+    (tmp_path / "1_seed=2" / ".hydra").mkdir(parents=True)
+    write_json(tmp_path / "1_seed=2" / "results.json", {"status": "running"})  # killed mid-run
+    counts, notes = summarise(tmp_path)
+    assert counts == {"failed": 2}
+    assert notes == ["  failed: 0_seed=1: no results.json", "  failed: 1_seed=2: still marked running (killed?)"]

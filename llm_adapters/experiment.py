@@ -340,6 +340,7 @@ def evaluate_all(
     for name, (spec, records) in eval_sets.items():
         subset = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
         metrics[name], rows = evaluate_set(model, tokenizer, spec, subset, cfg.eval, cfg.protocol, device, desc)
+        log.info("%s %s: %s in %.1f s", desc, name, _score(metrics[name]), metrics[name]["seconds"])
         predictions += rows
     return metrics, predictions
 

@@ -78,7 +78,7 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         (
             "model=llama-70b",
             "error: model=llama-70b: no such model (available: bloomz-7b1, gpt-j-6b, gpt2-xl, llama-13b, llama-7b, "
-            "opt-6.7b, pythia-6.9b, tiny-llama)",
+            "opt-6.7b, pythia-6.9b, smollm2-135m, tiny-llama)",
         ),
         ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
         ("placement.layers=[7]", "error: placement.layers [7] out of range: the model has 4 layers"),

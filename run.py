@@ -53,6 +53,15 @@ def unknown_choice(arguments: list[str]) -> str | None:
     return None
 
 
+def to_log_file(line: str) -> None:
+    """Put ``line`` in the job's run.log too (the console already has it once): the log of a job that stopped on bad
+    input says why."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -74,6 +83,7 @@ def main(cfg: DictConfig) -> None:
             log.error("job failed: %s", error)
             return
         print(f"error: {error}", file=sys.stderr)
+        to_log_file(f"error: {error}")
         sys.exit(2)
     except Preempted as error:  # an expected stop, recorded and checkpointed: one line, and a sweep stops too
         log.error("stopped: %s", error)

@@ -101,6 +101,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, override, line):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert out.strip() == line
+    logs = list(tmp_path.glob("outputs/*/*/run.log"))  # errors found before Hydra starts leave no job directory
+    assert all(line in path.read_text() for path in logs)
+    assert logs or override.split("=")[0] in ("adapter", "placement", "model", "eval", "dataset")
 
 
 def test_non_finite_loss_stops_at_the_step():

@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 from llm_adapters import plan
 from llm_adapters.checkpoint import CheckpointError, Preempted
 from llm_adapters.config import CONF_DIR, ConfigError, register_resolvers
-from llm_adapters.datasets import DataError
 from llm_adapters.placement import PlacementError
+from llm_adapters.records import DataError
 from llm_adapters.weights import WeightsError
 
 register_resolvers()

@@ -9,26 +9,24 @@ from typing import Any
 
 import pandas as pd
 
-from llm_adapters.adapters import SIZE_KEYS
+from llm_adapters.axes import job_axes
 from llm_adapters.files import read_results
 
 
 def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
     """One job's row: its setting, status, parameter share and per-set accuracy (``acc/<set>``, ``n/<set>``)."""
     config = results.get("config", {})
-    adapter = results.get("adapter")
-    size_key = SIZE_KEYS.get(adapter)
-    adapter_cfg = results.get("loaded_adapter") or config.get("adapter", {})  # a re-evaluation: what it loaded
+    axes = results.get("axes") or job_axes(config, results.get("loaded_adapter"))  # older jobs: from their config
     out: dict[str, Any] = {
         "job": job,
         "status": results.get("status"),
         "reason": results.get("reason"),
-        "model": results.get("model"),
-        "adapter": adapter,
-        "placement": results.get("placement"),
-        "size": adapter_cfg.get(size_key) if size_key else None,
-        "train_set": results.get("dataset"),
-        "seed": results.get("seed"),
+        "model": axes["model"],
+        "adapter": axes["adapter"],
+        "placement": axes["placement"],
+        "size": axes["size"],
+        "train_set": axes["dataset"],
+        "seed": axes["seed"],
         "protocol": (results.get("protocol") or {}).get("name"),
         "mode": results.get("mode", "train"),
         "evaluated": config.get("adapter_path"),  # mode=eval: the adapter it re-evaluated (a row of its own)
@@ -67,15 +65,10 @@ def results_from_wandb(config: Mapping[str, Any], summary: Mapping[str, Any]) ->
         parts = key.split("/")
         if len(parts) == 3 and parts[0] == "eval":
             evals.setdefault(parts[1], {})["accuracy" if parts[2] == "accuracy" else parts[2]] = value
-    kind = config["adapter"]["kind"]
     return {
         "status": summary.get("status"),
         "reason": summary.get("reason"),
-        "model": config["model"]["name"],
-        "adapter": kind,
-        "placement": None if kind in ("none", "full") else config["placement"]["name"],
-        "dataset": config["dataset"]["name"],
-        "seed": config["seed"],
+        "axes": config.get("axes") or job_axes(config),
         "protocol": config["protocol"],
         "config": config,
         "params": {k.removeprefix("params/"): v for k, v in summary.items() if k.startswith("params/")},

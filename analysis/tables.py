@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import COMMONSENSE_SETS, MATH_SETS, SETTING, TRAINING_SET, reported
-from llm_adapters.datasets import EVAL_SETS
+from llm_adapters.records import EVAL_SETS
 
 SETTING_COLUMNS = ["model", "adapter", "placement", "size", "train_set", "protocol", "mode", "evaluated"]
 

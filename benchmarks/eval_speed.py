@@ -18,10 +18,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from benchmarks.common import BENCH_MODEL, SHARED, pretrained, tokenizer_for, with_adapter
 from llm_adapters import evaluation
-from llm_adapters.adapters import merge_lora
-from llm_adapters.datasets import EVAL_SETS, load_records
+from llm_adapters.adapters import merge_adapters
 from llm_adapters.evaluation import generate
 from llm_adapters.prompts import evaluation_prompt
+from llm_adapters.records import EVAL_SETS, load_records
 from llm_adapters.synthetic import generate as synthetic
 
 
@@ -85,7 +85,7 @@ def main() -> None:
     start = time.perf_counter()
     reference = paper_protocol(model, tokenizer, texts, 4, args.new_tokens, device)
     paper_seconds = time.perf_counter() - start
-    merge_lora(model)  # as eval.merge_lora does (dropout is off in eval mode, so outputs are unchanged)
+    merge_adapters(model)  # as eval.merge_adapters does (dropout is off in eval mode, so outputs are unchanged)
     start = time.perf_counter()
     ours = generate(model, tokenizer, texts, ours_cfg, device)
     ours_seconds = time.perf_counter() - start

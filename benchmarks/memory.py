@@ -19,9 +19,10 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import arguments, base_model, with_adapter
+from llm_adapters.adapters import adapter_kinds
 
 BATCH, LENGTH = 4, 128
-KINDS = ("series", "adapterh", "parallel", "scaled_parallel", "lora", "dora", "ia3", "prefix", "prompt", "mam")
+KINDS = adapter_kinds()  # every registered kind
 
 
 def _storage(t: torch.Tensor) -> tuple[int, int]:

@@ -25,14 +25,16 @@ from benchmarks.common import (
     tokenizer_for,
     with_adapter,
 )
-from llm_adapters.data import tokenize_for_training
-from llm_adapters.datasets import load_records
+from llm_adapters.adapters import adapter_kinds
+from llm_adapters.examples import tokenize_for_training
+from llm_adapters.records import load_records
 from llm_adapters.synthetic import generate as synthetic
 from llm_adapters.training import train
 
 BATCH, LENGTH = 4, 128
-# The paper's four first, then the rest of the family.
-KINDS = ("series", "parallel", "lora", "prefix", "adapterh", "scaled_parallel", "dora", "ia3", "prompt", "mam")
+# The paper's four first, then the rest of the registered family.
+PAPER = ("series", "parallel", "lora", "prefix")
+KINDS = (*PAPER, *(kind for kind in adapter_kinds() if kind not in PAPER))
 
 
 def train_step(model: torch.nn.Module, ids: torch.Tensor):

@@ -12,10 +12,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import CONF_DIR
-from llm_adapters.adapters import UNPLACED, known_kinds
-from llm_adapters.datasets import EVAL_SETS
+from llm_adapters.adapters import REGISTRY, known_kinds
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
+from llm_adapters.records import EVAL_SETS
 from llm_adapters.scoring import CHOICE_RULES
 
 
@@ -157,8 +157,8 @@ def validate(cfg: DictConfig) -> None:
     if kind not in known_kinds():
         raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
     _no_unknown_adapter_keys(cfg.adapter)
-    if kind not in UNPLACED:
-        placement_sites(cfg.placement, kind)
+    if REGISTRY[kind].placed:
+        placement_sites(cfg.placement, kind, REGISTRY[kind].presets)
     for key in (
         "adapter.num_virtual_tokens",
         "adapter.r",

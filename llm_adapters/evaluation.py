@@ -19,11 +19,10 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from llm_adapters import beam_cache
-from llm_adapters.adapters import MODEL_LEVEL, set_adapter_dropout
-from llm_adapters.adapters.prefix import cache_key
-from llm_adapters.datasets import EvalSet, Record
+from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
 from llm_adapters.models import autocast
 from llm_adapters.prompts import evaluation_prompt
+from llm_adapters.records import EvalSet, Record
 from llm_adapters.scoring import score
 
 
@@ -39,10 +38,10 @@ def prefill_once(
     (left padding skipped). Models whose adapter puts virtual tokens in the cache (prefix and prompt tuning) are left
     to generate's own prefill: their cache is longer than the prompt.
     """
-    if beams == 1 or any(hasattr(model, kind + "_tuning") for kind in MODEL_LEVEL):
+    if beams == 1 or carries_virtual_tokens(model):
         return {}
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    key = cache_key(model)
+    key = beam_cache.cache_key(model)
     inputs = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], key: DynamicCache(config=model.config)}
     if "position_ids" in inspect.signature(model.forward).parameters:
         inputs["position_ids"] = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, :-1]

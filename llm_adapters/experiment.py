@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import __version__, adapters, checkpoint, distributed, files, placement, synthetic, tracking
 from llm_adapters.adapters import saving
+from llm_adapters.axes import job_axes
 from llm_adapters.config import ConfigError, apply_study, validate
-from llm_adapters.data import tokenize_for_training
-from llm_adapters.datasets import EVAL_SETS, EvalSet, Record, eval_set, load_records, overlap
 from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_set
+from llm_adapters.examples import tokenize_for_training
 from llm_adapters.models import (
     count_parameters,
     load_model,
@@ -36,6 +36,7 @@ from llm_adapters.models import (
     resolve_device,
 )
 from llm_adapters.placement import PlacementError
+from llm_adapters.records import EVAL_SETS, EvalSet, Record, eval_set, load_records, overlap
 from llm_adapters.training import TrainResult, peak_memory_mb, train
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def config_hash(resolved: dict[str, Any]) -> str:
     kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
     kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
     kind = kept["adapter"]["kind"]
-    if kind in adapters.UNPLACED:  # a placement it ignores: a sweep over placements runs it once, not once each
+    if not adapters.spec(kind).placed:  # a placement it ignores: a sweep over placements runs it once, not once each
         kept.pop("placement")
     if kind == "none" and kept["mode"] == "train":  # the frozen base, evaluated: no training, nothing random
         kept.pop("train")
@@ -105,15 +106,13 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     cfg = apply_study(cfg)
     job_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    axes = job_axes(resolved)
     results: dict[str, Any] = {
         "status": "running",
         "reason": None,
         "mode": cfg.mode,
-        "model": cfg.model.name,
-        "adapter": cfg.adapter.kind,
-        "placement": None if cfg.adapter.kind in adapters.UNPLACED else cfg.placement.name,
-        "dataset": cfg.dataset.name,
-        "seed": cfg.seed,
+        **{key: axes[key] for key in ("model", "adapter", "placement", "dataset", "seed")},
+        "axes": axes,
         "protocol": resolved["protocol"],
         "config_hash": config_hash(resolved),
         "config": resolved,
@@ -137,24 +136,11 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         if done is not None:
             return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
     files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
-    tags = [
-        f"model:{cfg.model.name}",
-        f"adapter:{cfg.adapter.kind}",
-        f"placement:{results['placement']}",
-        f"dataset:{cfg.dataset.name}",
-    ]
+    tags = [f"{key}:{axes[key]}" for key in ("model", "adapter", "placement", "dataset")]
     dist = distributed.setup()
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
-    size_key = adapters.SIZE_KEYS.get(cfg.adapter.kind)
-    # The experiment's axes as top-level keys, so a W&B workspace groups and filters by them directly.
-    axes = {
-        "model": results["model"],
-        "adapter": results["adapter"],
-        "placement": results["placement"],
-        "size": cfg.adapter.get(size_key) if size_key else None,
-        "dataset": results["dataset"],
-    }
-    wandb_run = tracking.start_wandb(logger_cfg, {"study": axes, **resolved}, job_dir, group, tags)
+    # The axes as a block of their own, so a W&B workspace groups and filters by them directly.
+    wandb_run = tracking.start_wandb(logger_cfg, {"axes": axes, **resolved}, job_dir, group, tags)
     start = time.perf_counter()
     try:
         _fit_and_evaluate(cfg, job_dir, results, wandb_run, resume_from, dist)
@@ -265,9 +251,11 @@ def _fit_and_evaluate(
 
     quantized = bool(cfg.model.get("load_in_8bit") or cfg.model.get("load_in_4bit"))  # bitsandbytes places its own
     model, tokenizer, adapter_cfg, targets = build_model(cfg, on_base=zero_shot)
-    results["adapter"] = adapter_cfg["kind"]
-    if cfg.adapter_path:  # what was loaded, not what the command line's adapter group says
+    if cfg.adapter_path:  # placed by what was loaded, not by what the command line's adapter group says
         results["loaded_adapter"] = adapter_cfg
+        results["axes"] = job_axes(results["config"], adapter_cfg)
+        results["adapter"], results["placement"] = results["axes"]["adapter"], results["axes"]["placement"]
+        wandb_run.config.update({"axes": results["axes"]}, allow_val_change=True)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not quantized:
@@ -276,7 +264,7 @@ def _fit_and_evaluate(
     results["targets"] = len(targets)
     log.info(
         "%s on %d modules: %d trainable of %d parameters",
-        cfg.adapter.kind,
+        adapter_cfg["kind"],
         len(targets),
         results["params"]["trainable"],
         results["params"]["total"],
@@ -315,11 +303,11 @@ def _fit_and_evaluate(
         results["eval"] = {}
         return
 
-    if cfg.eval.merge_lora:
+    if cfg.eval.merge_adapters:
         if cfg.protocol.eval_adapter_dropout:
-            log.warning("eval.merge_lora ignored: this protocol keeps adapter dropout on while generating")
+            log.warning("eval.merge_adapters ignored: this protocol keeps adapter dropout on while generating")
         else:
-            log.info("merged %d adapter layers (LoRA, DoRA, (IA)3) for evaluation", adapters.merge_lora(model))
+            log.info("merged %d adapter layers into the frozen weights for evaluation", adapters.merge_adapters(model))
     results["eval"], predictions = evaluate_all(model, tokenizer, eval_sets, cfg, device)
     files.write_jsonl(job_dir / "predictions.jsonl", predictions)
 

@@ -1,9 +1,10 @@
 """Placement: which sites of which layers get an adapter.
 
-A placement config is either a preset (``attn``, ``mlp``, ``both``, ``best``) that lists, per adapter kind, the
-sites the paper's code attached that kind to, or an explicit ``sites`` list; ``layers`` restricts either to a subset
-of decoder blocks. Preset sites an architecture lacks (``mlp.gate`` outside gated MLPs) are skipped, since the
-paper's code used whatever first MLP projections a family had; explicitly named sites must exist.
+A placement config is either a preset (``attn``, ``mlp``, ``both``, ``best``), whose sites for each adapter kind are
+in that kind's registry record (where the paper's code attached it), or an explicit ``sites`` list; ``layers``
+restricts either to a subset of decoder blocks. Preset sites an architecture lacks (``mlp.gate`` outside gated
+MLPs) are skipped, since the paper's code used whatever first MLP projections a family had; explicitly named sites
+must exist.
 
 On a fused q/k/v projection a preset adapts the whole projection once, as the paper's code did on BLOOM; explicit
 ``attn.q``/``attn.k``/``attn.v`` sites adapt only their slice of its output (one adapter per slice).
@@ -40,18 +41,21 @@ def sublayer_key(site: str) -> str:
     return site.replace(".", "_")
 
 
-def placement_sites(placement: Mapping, adapter_kind: str) -> tuple[list[str], bool]:
-    """The sites a placement names for an adapter kind, and whether they were given explicitly."""
+def placement_sites(
+    placement: Mapping, adapter_kind: str, presets: Mapping[str, Sequence[str]]
+) -> tuple[list[str], bool]:
+    """The sites a placement names for an adapter kind (whose preset placements are ``presets``), and whether they
+    were given explicitly."""
     if placement.get("sites"):
         sites, explicit = list(placement["sites"]), True
     else:
-        presets = placement.get("presets") or {}
-        if adapter_kind not in presets:
+        name = placement.get("name")
+        if name not in presets:
             raise PlacementError(
-                f"placement '{placement.get('name')}' has no meaning for adapter '{adapter_kind}' "
-                f"(it defines: {', '.join(presets) or 'nothing'})"
+                f"placement '{name}' has no meaning for adapter '{adapter_kind}' "
+                f"(its presets: {', '.join(presets) or 'none'}; or give placement.sites)"
             )
-        sites, explicit = list(presets[adapter_kind]), False
+        sites, explicit = list(presets[name]), False
     unknown = [s for s in sites if s not in SITES]
     if unknown:
         raise PlacementError(
@@ -64,17 +68,18 @@ def resolve(
     config: PretrainedConfig,
     placement: Mapping,
     adapter_kind: str,
+    presets: Mapping[str, Sequence[str]],
     accepts: Collection[str] = SITES,
     sliceable: bool = True,
 ) -> list[Target]:
     """Every (site, layer) this placement attaches ``adapter_kind`` to, with the module it wraps or becomes.
 
-    ``accepts`` are the sites the kind has a meaning at; ``sliceable`` whether it can adapt a slice of a fused
-    projection. Only the model's config is needed (its ``model_type`` and layer count), so a bad placement is
-    reported before any weights load.
+    ``presets`` are the kind's sites per preset placement, ``accepts`` the sites it has a meaning at; ``sliceable``
+    whether it can adapt a slice of a fused projection. Only the model's config is needed (its ``model_type`` and
+    layer count), so a bad placement is reported before any weights load.
     """
     arch = architecture_of(config)
-    sites, explicit = placement_sites(placement, adapter_kind)
+    sites, explicit = placement_sites(placement, adapter_kind, presets)
     refused = [s for s in sites if s not in accepts]
     if refused:
         raise PlacementError(

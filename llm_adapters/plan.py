@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
 from llm_adapters import adapters
+from llm_adapters.axes import job_axes
 from llm_adapters.config import apply_study, validate
 from llm_adapters.files import write_json
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
@@ -53,15 +54,16 @@ def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
         model = AutoModelForCausalLM.from_config(config)
         adapters.prepare(model, adapter_cfg, targets)
     params = count_parameters(model)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    axes = job_axes(resolved)
     result = {
         "mode": "plan",
-        "model": cfg.model.name,
-        "adapter": cfg.adapter.kind,
-        "placement": None if cfg.adapter.kind in adapters.UNPLACED else cfg.placement.name,
+        **{key: axes[key] for key in ("model", "adapter", "placement")},
+        "axes": axes,
         "targets": len(targets),
         "params": params,
         "memory_gb": memory_gb(params, config.hidden_size, config.num_hidden_layers, cfg),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": resolved,
     }
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json(job_dir / "plan.json", result)

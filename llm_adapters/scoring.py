@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from llm_adapters.datasets import EvalSet
 from llm_adapters.prompts import response_text
+from llm_adapters.records import EvalSet
 
 _NUMBER = re.compile(r"-?\d+\.?\d*")
 _CAPITAL = re.compile(r"[A-E]")

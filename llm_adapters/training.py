@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from llm_adapters import checkpoint
 from llm_adapters.checkpoint import Preempted
-from llm_adapters.data import IGNORE_INDEX, collate
 from llm_adapters.distributed import Distributed
+from llm_adapters.examples import IGNORE_INDEX, collate
 from llm_adapters.models import autocast
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from llm_adapters.adapters import inject, merge_lora, prefix, prepare, prompt, targets_for
+from llm_adapters.adapters import inject, merge_adapters, prefix, prepare, prompt, targets_for
 from llm_adapters.architectures import architecture_of
 from llm_adapters.evaluation import generate
 from llm_adapters.experiment import build_model
@@ -56,7 +56,7 @@ def test_ia3_equals_peft_ia3_and_merges_exactly(model_type):
     expected = reference.eval()(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(ours.eval()(input_ids=ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=0)
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
-    assert merge_lora(ours) == len(targets)
+    assert merge_adapters(ours) == len(targets)
     torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -265,7 +265,7 @@ def test_a_fused_slice_adapts_only_its_rows(model_type, kind):
     assert count_parameters(adapted)["trainable"] == expected
     if kind != "parallel":  # the rest fold into the frozen rows exactly
         before = adapted(input_ids=ids).logits
-        assert merge_lora(adapted) == 1
+        assert merge_adapters(adapted) == 1
         torch.testing.assert_close(adapted(input_ids=ids).logits, before, atol=1e-5, rtol=1e-5)
 
 
@@ -285,5 +285,5 @@ def test_two_slices_of_one_projection_each_get_their_own_lora_and_merge_exactly(
     (q1, k1, v1), *_ = qkv_parts(model, ids)
     assert torch.equal(k0, k1) and not torch.allclose(q0, q1, atol=1e-4) and not torch.allclose(v0, v1, atol=1e-4)
     expected = model(input_ids=ids).logits
-    assert merge_lora(model) == 4
+    assert merge_adapters(model) == 4
     torch.testing.assert_close(model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-5)

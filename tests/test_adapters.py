@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from llm_adapters.adapters import inject, trainable_state_dict
+from llm_adapters.adapters import inject, spec, targets_for, trainable_state_dict
 from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
 from llm_adapters.adapters.lora import LoRALinear
 from llm_adapters.models import count_parameters
-from llm_adapters.placement import resolve
 from tests.conftest import TINY_CONFIGS, closed_form, llama_site_dims, make_config, tiny_model
 
 LORA = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
@@ -34,11 +33,11 @@ def test_only_adapters_train_and_counts_are_exact(kind, placement):
     model = tiny_model("llama")
     base_total = sum(p.numel() for p in model.parameters())
     adapter = LORA if kind == "lora" else bottleneck(kind)
-    inject(model, adapter, resolve(model.config, cfg.placement, kind))
+    inject(model, adapter, targets_for(model.config, {"kind": kind}, cfg.placement))
     size = adapter.get("r") or adapter["bottleneck_size"]
     c = TINY_CONFIGS["llama"]
     dims = llama_site_dims(c["hidden_size"], c["intermediate_size"], c["num_attention_heads"], c["num_key_value_heads"])
-    expected = closed_form(kind, list(cfg.placement.presets[kind]), size, dims, c["num_hidden_layers"])
+    expected = closed_form(kind, list(spec(kind).presets[placement]), size, dims, c["num_hidden_layers"])
     params = count_parameters(model)
     assert params["trainable"] == expected
     assert params["total"] == base_total + expected
@@ -83,14 +82,14 @@ def test_bottleneck_init_lora_is_identity_and_bert_is_not(kind):
     expected = reference(ids).logits
     for init, unchanged in (("lora", True), ("bert", False)):
         model = copy.deepcopy(reference)
-        inject(model, bottleneck(kind, init), resolve(model.config, cfg.placement, kind))
+        inject(model, bottleneck(kind, init), targets_for(model.config, {"kind": kind}, cfg.placement))
         assert torch.allclose(model(ids).logits, expected, atol=1e-6) is unchanged
 
 
 def test_learned_scaling_is_a_trainable_scalar():
     model = tiny_model("llama")
     cfg = make_config("placement=mlp")
-    inject(model, bottleneck("series", scaling="learned"), resolve(model.config, cfg.placement, "series"))
+    inject(model, bottleneck("series", scaling="learned"), targets_for(model.config, {"kind": "series"}, cfg.placement))
     scales = [n for n in trainable_state_dict(model) if n.endswith("adapter_scale")]
     assert len(scales) == 3
 
@@ -102,7 +101,7 @@ def ours_and_peft(model_type: str, kind: str):
     cfg = make_config("placement=both")
     base = tiny_model(model_type)
     ours = copy.deepcopy(base)
-    targets = resolve(ours.config, cfg.placement, kind)
+    targets = targets_for(ours.config, {"kind": kind}, cfg.placement)
     inject(ours, {**LORA, "kind": kind}, targets)
     names = [t.module_name for t in targets]  # full names: GPT-2 has two c_proj
     reference = peft.get_peft_model(
@@ -131,12 +130,12 @@ def test_lora_equals_peft_lora(model_type):
 
 @pytest.mark.parametrize("model_type", ["llama", "opt", "gpt2"])
 def test_dora_equals_peft_dora_and_merges_exactly(model_type):
-    from llm_adapters.adapters import merge_lora
+    from llm_adapters.adapters import merge_adapters
 
     ours, reference, targets = ours_and_peft(model_type, "dora")
     ids = torch.randint(0, 101, (2, 11))
     expected = reference(ids).logits
     torch.testing.assert_close(ours(ids).logits, expected, atol=1e-5, rtol=0)
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
-    assert merge_lora(ours) == len(targets)
+    assert merge_adapters(ours) == len(targets)
     torch.testing.assert_close(ours(ids).logits, expected, atol=1e-5, rtol=1e-5)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from llm_adapters.adapters import set_adapter_dropout
-from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.evaluation import evaluate_set, generate
 from llm_adapters.experiment import build_model
 from llm_adapters.prompts import evaluation_prompt
+from llm_adapters.records import EVAL_SETS
 from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import make_config
 
@@ -90,7 +90,7 @@ def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
 
     quiet = [*FAST, "protocol.eval_adapter_dropout=false"]
     plain = run(make_config(*quiet), tmp_path / "plain")
-    merged = run(make_config(*quiet, "eval.merge_lora=true"), tmp_path / "merged")
+    merged = run(make_config(*quiet, "eval.merge_adapters=true"), tmp_path / "merged")
     assert (tmp_path / "plain" / "predictions.jsonl").read_text() == (
         tmp_path / "merged" / "predictions.jsonl"
     ).read_text()
@@ -103,9 +103,9 @@ def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
                 p.normal_(std=0.05)
     ids = torch.randint(3, 500, (2, 10))
     before = model.eval()(ids).logits
-    from llm_adapters.adapters import merge_lora
+    from llm_adapters.adapters import merge_adapters
 
-    assert merge_lora(model) == 20
+    assert merge_adapters(model) == 20
     torch.testing.assert_close(model(ids).logits, before, atol=1e-5, rtol=1e-5)
 
 

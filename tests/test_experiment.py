@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm_adapters import adapters, placement
-from llm_adapters.data import tokenize_for_training
+from llm_adapters import adapters
+from llm_adapters.adapters import targets_for
+from llm_adapters.examples import tokenize_for_training
 from llm_adapters.experiment import build_model, run, summary
 from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.placement import PlacementError
@@ -66,7 +67,7 @@ def test_training_learns_with_the_base_bit_identical():
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, model_config(cfg.model, tokenizer))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    adapters.inject(model, cfg.adapter, placement.resolve(model.config, cfg.placement, cfg.adapter.kind))
+    adapters.inject(model, cfg.adapter, targets_for(model.config, {"kind": cfg.adapter.kind}, cfg.placement))
     start = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     records, _ = generate(256, 0, seed=0)
     examples = tokenize_for_training(records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)

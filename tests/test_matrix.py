@@ -8,7 +8,7 @@ from functools import cache
 import pytest
 import torch
 
-from llm_adapters.adapters import prepare, saving, targets_for
+from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_for
 from llm_adapters.adapters.bottleneck import INPUT_SIDE_SITES
 from llm_adapters.architectures import PROJECTION_SITES, architecture_of
 from llm_adapters.placement import PlacementError
@@ -16,12 +16,7 @@ from tests.conftest import llama_site_dims, make_config, tiny_model
 
 ARCHITECTURES = ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"]
 PLACEMENTS = ("attn", "mlp", "both", "best")
-MEANINGFUL = {  # the presets each kind has a meaning at (the rest must be refused)
-    "adapterh": ("mlp", "both", "best"),
-    "prefix": ("attn", "best"),
-    "mam": ("mlp", "best"),
-}
-KINDS = ["lora", "dora", "series", "adapterh", "parallel", "scaled_parallel", "ia3", "prefix", "prompt", "mam"]
+KINDS = adapter_kinds()  # every registered kind, so a new one is in the matrix without a line here
 SMALL = {"r": 4, "bottleneck_size": 8, "num_virtual_tokens": 3, "projection_hidden": 16}  # where a kind has them
 
 
@@ -91,7 +86,7 @@ def test_adapter_at_every_preset(kind, arch, tmp_path):
     for placement in PLACEMENTS:
         cfg = composed(kind, placement)
         adapter = {key: SMALL.get(key, value) for key, value in cfg.adapter.items()}
-        if placement not in MEANINGFUL.get(kind, PLACEMENTS):
+        if spec(kind).placed and placement not in spec(kind).presets:  # the rest must be refused
             with pytest.raises(PlacementError, match=f"no meaning for adapter '{kind}'"):
                 targets_for(base.config, adapter, cfg.placement)
             continue

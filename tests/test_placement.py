@@ -2,15 +2,18 @@
 
 import pytest
 
+from llm_adapters.adapters import targets_for
 from llm_adapters.architectures import architecture_of
-from llm_adapters.placement import PlacementError, resolve
+from llm_adapters.placement import PlacementError
 from tests.conftest import make_config, tiny_model
 
 
 def modules(model, placement, kind):
     """The module names (inside one block) a placement targets in layer 0."""
     prefix = f"{architecture_of(model.config).layers}.0."
-    return sorted(t.module_name.removeprefix(prefix) for t in resolve(model.config, placement, kind) if t.layer == 0)
+    return sorted(
+        t.module_name.removeprefix(prefix) for t in targets_for(model.config, {"kind": kind}, placement) if t.layer == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,7 +36,7 @@ def test_llama_presets_match_the_paper_code(placement, kind, expected):
     cfg = make_config(f"placement={placement}")
     model = tiny_model("llama")
     assert modules(model, cfg.placement, kind) == expected
-    assert {t.layer for t in resolve(model.config, cfg.placement, kind)} == {0, 1, 2}
+    assert {t.layer for t in targets_for(model.config, {"kind": kind}, cfg.placement)} == {0, 1, 2}
 
 
 @pytest.mark.parametrize(
@@ -70,12 +73,11 @@ def test_other_families(model_type, placement, kind, expected):
 
 def test_explicit_sites_and_layers():
     cfg = make_config("placement.sites=[attn.o,mlp.gate]", "placement.layers=[1]")
-    targets = resolve(tiny_model("llama").config, cfg.placement, "parallel")
+    targets = targets_for(tiny_model("llama").config, {"kind": "parallel"}, cfg.placement)
     assert [t.module_name for t in targets] == ["model.layers.1.self_attn.o_proj", "model.layers.1.mlp.gate_proj"]
 
 
 def test_prefix_goes_only_where_attention_is():
-    from llm_adapters.adapters import targets_for
 
     config = tiny_model("llama").config
     prefix = {"kind": "prefix"}
@@ -88,30 +90,27 @@ def test_prefix_goes_only_where_attention_is():
 
 
 def test_meaningless_or_missing_placements_are_clear_errors():
-    from llm_adapters.adapters import targets_for
 
     model = tiny_model("llama")
     with pytest.raises(PlacementError, match="placement 'mlp' has no meaning for adapter 'prefix'"):
-        resolve(model.config, make_config("placement=mlp").placement, "prefix")
+        targets_for(model.config, {"kind": "prefix"}, make_config("placement=mlp").placement)
     with pytest.raises(PlacementError, match=r"unknown site\(s\) \['attn.x'\]"):
-        resolve(model.config, make_config("placement.sites=[attn.x]").placement, "lora")
+        targets_for(model.config, {"kind": "lora"}, make_config("placement.sites=[attn.x]").placement)
     with pytest.raises(PlacementError, match=r"\['mlp.gate'\] do not exist in model type 'gptj'"):
-        resolve(tiny_model("gptj").config, make_config("placement.sites=[mlp.gate]").placement, "lora")
+        targets_for(tiny_model("gptj").config, {"kind": "lora"}, make_config("placement.sites=[mlp.gate]").placement)
     with pytest.raises(PlacementError, match=r"\['attn.q'\] are slices of one fused projection in model type 'bloom'"):
-        resolve(
-            tiny_model("bloom").config, make_config("placement.sites=[attn.q]").placement, "series", sliceable=False
-        )
+        targets_for(tiny_model("bloom").config, {"kind": "series"}, make_config("placement.sites=[attn.q]").placement)
     with pytest.raises(PlacementError, match=r"adapter 'lora' has no meaning at site\(s\) \['mlp'\]"):
         targets_for(model.config, {"kind": "lora"}, make_config("placement.sites=[mlp]").placement)
     with pytest.raises(PlacementError, match="adapter 'prompt' takes no placement"):
         targets_for(model.config, {"kind": "prompt"}, make_config("placement.sites=[mlp.up]").placement)
     with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
-        resolve(model.config, make_config("placement.layers=[0,3]").placement, "lora")
+        targets_for(model.config, {"kind": "lora"}, make_config("placement.layers=[0,3]").placement)
 
 
 def test_explicit_slices_of_a_fused_projection_get_one_target_each():
     cfg = make_config("placement.sites=[attn.q,attn.v]", "placement.layers=[1]")
-    targets = resolve(tiny_model("gpt2").config, cfg.placement, "lora")
+    targets = targets_for(tiny_model("gpt2").config, {"kind": "lora"}, cfg.placement)
     assert [(t.site, t.module_name, t.sliced) for t in targets] == [
         ("attn.q", "transformer.h.1.attn.c_attn", True),
         ("attn.v", "transformer.h.1.attn.c_attn", True),

@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from llm_adapters import adapters, placement
+from llm_adapters import adapters
+from llm_adapters.adapters import targets_for
 from llm_adapters.config import ConfigError, validate
-from llm_adapters.data import tokenize_for_training
 from llm_adapters.evaluation import generate
+from llm_adapters.examples import tokenize_for_training
 from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
@@ -24,7 +25,7 @@ def lora_job(*overrides: str):
     cfg = make_config("train.max_steps=4", "train.warmup_steps=1", "train.log_every=1", *overrides)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, model_config(cfg.model, tokenizer))
-    adapters.inject(model, cfg.adapter, placement.resolve(model.config, cfg.placement, cfg.adapter.kind))
+    adapters.inject(model, cfg.adapter, targets_for(model.config, {"kind": cfg.adapter.kind}, cfg.placement))
     records, _ = synthetic(64, 0, seed=0)
     examples = tokenize_for_training(records, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
     return cfg, model, tokenizer, examples

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llm_adapters.datasets import EVAL_SETS
 from llm_adapters.prompts import evaluation_prompt, response_text, training_prompt
+from llm_adapters.records import EVAL_SETS
 
 INSTRUCTION = (
     "There are 7 crayons in the drawer . Mary took 3 crayons out of the drawer . How many crayons are there now ? "

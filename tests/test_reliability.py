@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from llm_adapters.data import tokenize_for_training
+from llm_adapters.examples import tokenize_for_training
 from llm_adapters.experiment import build_model, run
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
@@ -22,17 +22,17 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = run_py(
         "-m",
         "placement.layers=[0],[99]",
-        "adapter=lora,series",
-        "~placement.presets.series",
+        "adapter=lora,adapterh",
+        "placement=attn",
         f"hydra.sweep.dir={tmp_path}",
         *FAST,
     )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, out[-3000:]
-    # lora on layer 0 ran; lora on layer 99 failed; series has no preset left: skipped with the reason, twice
+    # lora on layer 0 ran; lora on layer 99 failed; AdapterH has no attention preset: skipped with the reason, twice
     assert statuses(tmp_path) == ["failed", "ok", "skipped", "skipped"]
     assert f"sweep {tmp_path}: 4 jobs, 1 ok, 1 failed, 2 skipped" in out
-    assert "placement 'best' has no meaning for adapter 'series'" in out
+    assert "placement 'attn' has no meaning for adapter 'adapterh'" in out
 
 
 def test_rerunning_a_sweep_skips_completed_jobs(tmp_path):

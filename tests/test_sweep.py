@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_adapters.adapters import spec
 from tests.conftest import FAST, ROOT, closed_form, llama_site_dims, make_config
 
 
@@ -55,7 +56,7 @@ def expected_trainable(adapter: str, placement: str) -> int:
     m = cfg.model.config
     dims = llama_site_dims(m.hidden_size, m.intermediate_size, m.num_attention_heads, m.num_key_value_heads)
     size = cfg.adapter.r if adapter == "lora" else cfg.adapter.bottleneck_size
-    return closed_form(adapter, list(cfg.placement.presets[adapter]), size, dims, m.num_hidden_layers)
+    return closed_form(adapter, list(spec(adapter).presets[placement]), size, dims, m.num_hidden_layers)
 
 
 def test_six_job_sweep(tmp_path):

@@ -1,96 +1,63 @@
-"""The adapter family behind one small interface.
+"""The adapter family behind one small interface, driven by the registry (``registry.py``: one record per kind).
 
-Three shapes of adapter:
+``targets_for`` settles where an adapter goes from the model's config alone; ``prepare`` freezes the model and puts
+the adapter there, so only adapter parameters are left trainable; the model code never learns which kind it
+carries. After training, ``merge_adapters`` folds whatever can be folded into the frozen weights, and
+``carries_virtual_tokens`` tells evaluation whether the model's KV cache starts with virtual tokens.
 
-- on a projection (``KINDS``): ``wrap(base_layer, site, cfg, rows) -> nn.Module`` wraps one frozen projection (all
-  of it, or ``rows`` of a fused one) and keeps it as ``base_layer``;
-- on a sublayer (``SUBLAYER_KINDS``): a bottleneck in a block's ``sublayer_adapters``, wired in by hooks;
-- on the whole model (``MODEL_LEVEL``): prefix and prompt tuning, through hooks on the model's forward.
-
-``COMPOSITES`` put several kinds on one model (MAM: prefix tuning at attention plus a scaled parallel adapter beside
-the MLP), each reading its own keys from the one adapter config. ``prepare`` freezes the model and adds the adapter,
-so only adapter parameters are left trainable; the model code never learns which kind it carries. The two baselines
-need no placement: ``none`` evaluates the frozen base model zero-shot, ``full`` fine-tunes every parameter.
+Every module in this folder is imported below, and each kind's module registers its own record: adding a kind
+touches no file but its own module and its YAML.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from torch import nn
 from transformers import PretrainedConfig
 
-from llm_adapters.adapters import bottleneck, ia3, lora, prefix, prompt
-from llm_adapters.architectures import BOUNDARY_SITES, PROJECTION_SITES, SUBLAYERS, architecture_of
+from llm_adapters.adapters.registry import REGISTRY, AdapterSpec, adapter_kinds, known_kinds, spec
+from llm_adapters.adapters.virtual_tokens import carries_virtual_tokens
+from llm_adapters.architectures import PROJECTION_SITES, architecture_of
 from llm_adapters.placement import PlacementError, Target, resolve
 
-Wrap = Callable[..., nn.Module]
-
-KINDS: dict[str, Wrap] = {
-    "lora": lora.wrap,
-    "dora": lora.wrap_dora,
-    "series": bottleneck.wrap_series,
-    "adapterh": bottleneck.wrap_series,
-    "parallel": bottleneck.wrap_parallel,
-    "ia3": ia3.wrap,
-}
-SUBLAYER_KINDS = ("series", "adapterh", "scaled_parallel")
-
-# Adapters that act on the whole model rather than on projections: ``attach(model, cfg)``.
-MODEL_LEVEL: dict[str, Callable[[nn.Module, Mapping], None]] = {"prefix": prefix.attach, "prompt": prompt.attach}
-
-COMPOSITES = {"mam": ("prefix", "scaled_parallel")}
-
-BASELINES = ("none", "full")
-
-# Kinds that take no placement at all: the baselines, and prompt tuning, which acts on the input embeddings.
-UNPLACED = (*BASELINES, "prompt")
-
-# The sites each kind has a meaning at (a placement naming another is an error, or a skipped job in a sweep), and
-# the kinds that can adapt a slice of a fused q/k/v projection.
-ACCEPTS = {
-    "lora": PROJECTION_SITES,
-    "dora": PROJECTION_SITES,
-    "ia3": PROJECTION_SITES,
-    "parallel": PROJECTION_SITES,
-    "series": (*PROJECTION_SITES, *BOUNDARY_SITES),
-    "adapterh": (*PROJECTION_SITES, *BOUNDARY_SITES),
-    "scaled_parallel": tuple(SUBLAYERS),
-    "mam": tuple(SUBLAYERS),  # where its scaled parallel adapter goes; its prefix is at every attention
-    "prefix": ("attn.k", "attn.v"),
-}
-SLICEABLE = ("lora", "dora", "parallel", "ia3")
-
-# The key that sets each adapter's size, the axis of the paper's configuration study.
-SIZE_KEYS = {
-    "series": "bottleneck_size",
-    "adapterh": "bottleneck_size",
-    "parallel": "bottleneck_size",
-    "scaled_parallel": "bottleneck_size",
-    "mam": "bottleneck_size",
-    "lora": "r",
-    "dora": "r",
-    "prefix": "num_virtual_tokens",
-    "prompt": "num_virtual_tokens",
-}
+__all__ = [
+    "REGISTRY",
+    "AdapterSpec",
+    "adapter_kinds",
+    "carries_virtual_tokens",
+    "known_kinds",
+    "merge_adapters",
+    "prepare",
+    "spec",
+    "targets_for",
+]
 
 
-def known_kinds() -> list[str]:
-    """Every ``adapter.kind`` this harness builds."""
-    return [*KINDS, "scaled_parallel", *MODEL_LEVEL, *COMPOSITES, *BASELINES]
+@runtime_checkable
+class Mergeable(Protocol):
+    """An adapter layer that can fold itself into the frozen weight it wraps (exactly, for evaluation)."""
+
+    merged: bool
+
+    def merge(self) -> None: ...
 
 
 def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: Mapping) -> list[Target]:
     """The modules an adapter goes to, from the model's config alone (none for a kind that takes no placement)."""
     kind = adapter_cfg["kind"]
-    if kind not in known_kinds():
+    if kind not in REGISTRY:
         raise PlacementError(f"unknown adapter.kind '{kind}' (known: {', '.join(known_kinds())})")
-    if kind in UNPLACED:
+    record = REGISTRY[kind]
+    if not record.placed:
         if placement_cfg.get("sites") or placement_cfg.get("layers"):
             raise PlacementError(f"adapter '{kind}' takes no placement: placement.sites/layers cannot apply to it")
         return []
-    targets = resolve(config, placement_cfg, kind, ACCEPTS[kind], kind in SLICEABLE)
-    if kind in MODEL_LEVEL:
+    targets = resolve(config, placement_cfg, kind, record.presets, record.sites, record.sliceable)
+    if record.attach is not None:
         if placement_cfg.get("layers"):
             raise PlacementError(f"adapter '{kind}' acts on every layer: placement.layers cannot restrict it")
         return []
@@ -99,23 +66,20 @@ def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: M
 
 def prepare(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:
     """Make ``model`` what the adapter config asks for: adapters on ``targets``, or a baseline's trainable set."""
-    kind = adapter_cfg["kind"]
-    if kind in BASELINES:
-        model.requires_grad_(kind == "full")
-        return
-    model.requires_grad_(False)
-    parts = COMPOSITES.get(kind, (kind,))
-    for part in (p for p in parts if p not in MODEL_LEVEL):  # first: inject freezes everything it finds
-        inject(model, {**adapter_cfg, "kind": part}, targets)
-    for part in (p for p in parts if p in MODEL_LEVEL):
-        MODEL_LEVEL[part](model, adapter_cfg)
+    record = spec(adapter_cfg["kind"])
+    model.requires_grad_(record.trains == "all")
+    parts = [REGISTRY[part] for part in record.parts] or [record]
+    for part in (p for p in parts if p.attach is None and p.trains == "adapter"):  # first: inject freezes all
+        inject(model, {**adapter_cfg, "kind": part.kind}, targets)
+    for part in (p for p in parts if p.attach is not None):
+        part.attach(model, adapter_cfg)
 
 
 def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:
     """Freeze ``model`` and put an adapter of kind ``adapter_cfg['kind']`` at each target."""
-    kind = adapter_cfg["kind"]
-    if kind not in KINDS and kind not in SUBLAYER_KINDS:
-        raise ValueError(f"unknown adapter.kind '{kind}' (known: {', '.join(known_kinds())})")
+    record = spec(adapter_cfg["kind"])
+    if record.wrap is None and record.sublayer is None:
+        raise ValueError(f"adapter.kind '{record.kind}' is not put on projections or sublayers")
     model.requires_grad_(False)
     arch = architecture_of(model.config)
     for target in targets:
@@ -124,11 +88,11 @@ def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) ->
             block = model.get_submodule(parent_name.removesuffix(".sublayer_adapters"))
             if not hasattr(block, "sublayer_adapters"):
                 block.sublayer_adapters = nn.ModuleDict()
-            block.sublayer_adapters[attr] = bottleneck.attach_sublayer(block, arch, target.site, adapter_cfg)
+            block.sublayer_adapters[attr] = record.sublayer(block, arch, target.site, adapter_cfg)
             continue
         parent = model.get_submodule(parent_name)
         rows = arch.slice_rows(target.site, model.config) if target.sliced else None
-        setattr(parent, attr, KINDS[kind](getattr(parent, attr), target.site, adapter_cfg, rows))
+        setattr(parent, attr, record.wrap(getattr(parent, attr), target.site, adapter_cfg, rows))
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, object]:
@@ -153,9 +117,13 @@ def set_adapter_dropout(model: nn.Module, active: bool) -> None:
             module.train(active)
 
 
-def merge_lora(model: nn.Module) -> int:
-    """Fold every mergeable adapter (LoRA, DoRA, (IA)³) into its frozen weight for evaluation; returns how many."""
-    layers = [m for m in model.modules() if isinstance(m, lora.LoRALinear | ia3.IA3Linear)]
+def merge_adapters(model: nn.Module) -> int:
+    """Fold every mergeable adapter layer into its frozen weight for evaluation; returns how many were merged."""
+    layers = [m for m in model.modules() if isinstance(m, Mergeable)]
     for layer in layers:
         layer.merge()
     return len(layers)
+
+
+for _module in pkgutil.iter_modules(__path__):  # each kind's module registers its record on import
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -27,7 +27,15 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from llm_adapters.architectures import Architecture, features, linear_weight
+from llm_adapters.adapters.registry import AdapterSpec, register
+from llm_adapters.architectures import (
+    BOUNDARY_SITES,
+    PROJECTION_SITES,
+    SUBLAYERS,
+    Architecture,
+    features,
+    linear_weight,
+)
 
 INPUT_SIDE_SITES = frozenset({"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"})
 
@@ -184,3 +192,48 @@ def attach_sublayer(block: nn.Module, arch: Architecture, site: str, cfg: Mappin
     adapter = SublayerAdapter(dim, point or "beside", linear_weight(writer).device, **_bottleneck_args(cfg))
     adapter.attach(block, arch, sublayer)
     return adapter
+
+
+# The paper code's placements. Series could not go on attention projections there: its "attention" series run put
+# input-side adapters on the first MLP projections, which follow the attention sublayer. Its AdapterH default target
+# map was gate, up (input side) and down (output side); series alone at the MLP is AdapterP.
+_SERIES = {"sites": (*PROJECTION_SITES, *BOUNDARY_SITES), "size_key": "bottleneck_size", "sublayer": attach_sublayer}
+_ADAPTERH = ("mlp.gate", "mlp.up", "mlp.down")
+register(
+    AdapterSpec(
+        "series",
+        wrap=wrap_series,
+        presets={"attn": ("mlp.gate", "mlp.up"), "mlp": ("mlp.down",), "both": _ADAPTERH, "best": ("mlp.down",)},
+        **_SERIES,
+    )
+)
+register(
+    AdapterSpec(
+        "adapterh", wrap=wrap_series, presets={"mlp": _ADAPTERH, "both": _ADAPTERH, "best": _ADAPTERH}, **_SERIES
+    )
+)
+register(
+    AdapterSpec(
+        "parallel",
+        wrap=wrap_parallel,
+        sites=PROJECTION_SITES,
+        presets={
+            "attn": ("attn.q", "attn.k", "attn.v"),
+            "mlp": ("mlp.up", "mlp.down"),
+            "both": ("attn.q", "attn.k", "attn.v", "mlp.up", "mlp.down"),
+            "best": ("mlp.up", "mlp.down"),
+        },
+        sliceable=True,
+        size_key="bottleneck_size",
+    )
+)
+# He et al. (2022): one bottleneck beside a whole sublayer; the MLP is where it pays most (their finding).
+register(
+    AdapterSpec(
+        "scaled_parallel",
+        sublayer=attach_sublayer,
+        sites=tuple(SUBLAYERS),
+        presets={"attn": ("attn",), "mlp": ("mlp",), "both": ("attn", "mlp"), "best": ("mlp",)},
+        size_key="bottleneck_size",
+    )
+)

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from llm_adapters.architectures import features, frozen_projection, linear_weight
+from llm_adapters.adapters.registry import AdapterSpec, register
+from llm_adapters.architectures import PROJECTION_SITES, features, frozen_projection, linear_weight
 
 FEEDFORWARD_SITES = frozenset({"mlp.down"})
 
@@ -64,3 +65,20 @@ class IA3Linear(nn.Module):
 def wrap(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """(IA)³ on one projection: its input at the MLP's down projection, its output (or ``rows``) elsewhere."""
     return IA3Linear(base_layer, site in FEEDFORWARD_SITES, rows)
+
+
+register(
+    AdapterSpec(
+        "ia3",
+        wrap=wrap,
+        sites=PROJECTION_SITES,
+        presets={  # the (IA)^3 paper's placement for both/best: keys, values and the MLP's inner activation
+            "attn": ("attn.k", "attn.v"),
+            "mlp": ("mlp.down",),
+            "both": ("attn.k", "attn.v", "mlp.down"),
+            "best": ("attn.k", "attn.v", "mlp.down"),
+        },
+        sliceable=True,
+        mergeable=True,  # nothing to size: the vectors are as wide as what they rescale
+    )
+)

@@ -8,12 +8,15 @@ an fp32 adapter. On a slice of a fused projection (``rows``) B writes only those
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-from llm_adapters.architectures import features, linear_weight
+from llm_adapters.adapters.registry import PEFT_PREFIX, AdapterSpec, register
+from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight
 
 
 class LoRALinear(nn.Module):
@@ -115,3 +118,45 @@ class DoRALinear(LoRALinear):
 def wrap_dora(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """Wrap one targeted projection (or its ``rows``) with DoRA; it goes where LoRA goes."""
     return DoRALinear(base_layer, int(cfg["r"]), float(cfg["alpha"]), float(cfg["dropout"]), rows)
+
+
+def peft_export(
+    model: nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The same LoRA in PEFT's format, which ``peft.PeftModel.from_pretrained`` loads (none for a slice of a fused
+    projection: PEFT has no such thing)."""
+    if any(t.sliced for t in targets):
+        return None
+    weights, transposed = {}, False
+    for target in targets:
+        module = model.get_submodule(target.module_name)
+        transposed |= isinstance(module.base_layer, Conv1D)
+        for part in ("lora_A", "lora_B"):
+            weights[f"{PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": model_name,
+        "r": adapter_cfg["r"],
+        "lora_alpha": adapter_cfg["alpha"],
+        "lora_dropout": adapter_cfg["dropout"],
+        "target_modules": [t.module_name for t in targets],  # full names: PEFT matches them exactly
+        "bias": "none",
+        "fan_in_fan_out": transposed,  # PEFT's flag for GPT-2's Conv1D; the LoRA weights are the same
+        "use_dora": False,
+        "use_rslora": False,
+        "inference_mode": True,
+    }
+    return weights, config
+
+
+# The paper's LoRA placements: attention's q, k, v; the MLP's up and down; both for its tables.
+PRESETS = {
+    "attn": ("attn.q", "attn.k", "attn.v"),
+    "mlp": ("mlp.up", "mlp.down"),
+    "both": ("attn.q", "attn.k", "attn.v", "mlp.up", "mlp.down"),
+    "best": ("attn.q", "attn.k", "attn.v", "mlp.up", "mlp.down"),
+}
+_LOW_RANK = {"sites": PROJECTION_SITES, "presets": PRESETS, "sliceable": True, "size_key": "r", "mergeable": True}
+register(AdapterSpec("lora", wrap=wrap, export=peft_export, **_LOW_RANK))
+register(AdapterSpec("dora", wrap=wrap_dora, **_LOW_RANK))  # DoRA goes where LoRA goes

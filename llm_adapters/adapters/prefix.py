@@ -10,7 +10,6 @@ the positions by the prefix length as the paper's code did; later generation ste
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +17,12 @@ import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
+from llm_adapters.adapters.registry import AdapterSpec, register
+from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_tokens
+from llm_adapters.beam_cache import cache_key
 
-class PrefixEncoder(nn.Module):
+
+class PrefixEncoder(VirtualTokens):
     """(num_virtual_tokens, layers · 2 · kv_dim) prefix values, optionally through a reparameterisation MLP."""
 
     def __init__(self, config: Any, num_virtual_tokens: int, projection: bool, hidden: int) -> None:
@@ -47,23 +50,6 @@ class PrefixEncoder(nn.Module):
         values = values.view(self.tokens, self.layers * 2, self.kv_heads, self.head_dim).permute(1, 2, 0, 3)
         values = values.to(dtype).unsqueeze(1).expand(-1, batch, -1, -1, -1)
         return [(values[2 * i], values[2 * i + 1]) for i in range(self.layers)]
-
-
-def cache_key(model: PreTrainedModel) -> str:
-    """The name of the model's KV-cache argument (``cache`` in current transformers, ``past_key_values`` before)."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
-def cover_virtual_tokens(kwargs: dict[str, Any], total: int, tokens: int) -> None:
-    """Widen a 2D attention mask to ``total`` columns (virtual tokens in front are always attended) and move
-    positions counted without the virtual tokens past them: what generate hands the model knows nothing of them."""
-    mask = kwargs.get("attention_mask")
-    if mask is not None and mask.dim() == 2 and mask.shape[1] < total:
-        ones = mask.new_ones(mask.shape[0], total - mask.shape[1])
-        kwargs["attention_mask"] = torch.cat([ones, mask], dim=1)
-    if kwargs.get("position_ids") is not None:
-        kwargs["position_ids"] = kwargs["position_ids"] + tokens
 
 
 def _inject(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -96,3 +82,15 @@ def attach(model: PreTrainedModel, cfg: Mapping) -> None:
         ).to(model.get_input_embeddings().weight.device),
     )
     model.register_forward_pre_hook(_inject, with_kwargs=True)
+
+
+register(
+    AdapterSpec(
+        "prefix",
+        attach=attach,
+        sites=("attn.k", "attn.v"),
+        presets={"attn": ("attn.k", "attn.v"), "best": ("attn.k", "attn.v")},  # keys and values at every attention
+        size_key="num_virtual_tokens",
+        virtual_tokens=True,
+    )
+)

@@ -19,12 +19,13 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from llm_adapters.adapters.prefix import cache_key, cover_virtual_tokens
+from llm_adapters.adapters.registry import AdapterSpec, register
+from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_tokens
+from llm_adapters.beam_cache import cache_key
+from llm_adapters.examples import IGNORE_INDEX
 
-IGNORE = -100
 
-
-class PromptEncoder(nn.Module):
+class PromptEncoder(VirtualTokens):
     """The trainable prompt: one embedding row per virtual token."""
 
     def __init__(self, embeddings: nn.Embedding, num_virtual_tokens: int, init: str) -> None:
@@ -61,7 +62,7 @@ def _prepend(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tup
     kwargs["input_ids"], kwargs["inputs_embeds"] = None, torch.cat([prompt, embeds], dim=1)
     if kwargs.get("labels") is not None:
         labels = kwargs["labels"]
-        kwargs["labels"] = torch.cat([labels.new_full((batch, encoder.tokens), IGNORE), labels], dim=1)
+        kwargs["labels"] = torch.cat([labels.new_full((batch, encoder.tokens), IGNORE_INDEX), labels], dim=1)
     positions = kwargs.get("position_ids")
     if positions is not None:
         head = torch.arange(encoder.tokens, device=positions.device).expand(*positions.shape[:-1], -1)
@@ -88,3 +89,7 @@ def attach(model: PreTrainedModel, cfg: Mapping) -> None:
     )
     model.register_forward_pre_hook(_prepend, with_kwargs=True)
     model.register_forward_hook(_strip, with_kwargs=True)
+
+
+# Acts on the input embeddings: no placement.
+register(AdapterSpec("prompt", attach=attach, placed=False, size_key="num_virtual_tokens", virtual_tokens=True))

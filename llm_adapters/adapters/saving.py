@@ -18,18 +18,17 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
-from transformers.pytorch_utils import Conv1D
 
-from llm_adapters.adapters import trainable_state_dict
+from llm_adapters.adapters import spec, trainable_state_dict
+from llm_adapters.adapters.registry import PEFT_PREFIX
 from llm_adapters.architectures import architecture_of
-from llm_adapters.datasets import DataError
 from llm_adapters.files import write_json
 from llm_adapters.placement import Target
+from llm_adapters.records import DataError
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 PEFT_DIR = "peft"
-_PEFT_PREFIX = "base_model.model."
 
 
 def _write(directory: Path, weights: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> None:
@@ -41,7 +40,8 @@ def _write(directory: Path, weights: Mapping[str, torch.Tensor], config: Mapping
 def save(
     model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
 ) -> None:
-    """Write the trainable weights and the config that rebuilds their structure (and PEFT's format for LoRA).
+    """Write the trainable weights and the config that rebuilds their structure (and, for a kind with a PEFT
+    equivalent, PEFT's format in ``peft/``).
 
     Everything is written into a sibling folder first and renamed into place at the end: a job killed while saving
     leaves no adapter directory that looks complete, so its checkpoints (deleted only after this) still count.
@@ -55,39 +55,11 @@ def save(
         "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets],
     }
     _write(partial, trainable_state_dict(model), config)
-    if adapter_cfg["kind"] == "lora" and not any(t.sliced for t in targets):  # PEFT has no slices of a projection
-        _save_peft_lora(model, adapter_cfg, model_name, targets, partial / PEFT_DIR)
+    export = spec(adapter_cfg["kind"]).export
+    if export is not None and (exported := export(model, adapter_cfg, model_name, targets)) is not None:
+        _write(partial / PEFT_DIR, *exported)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(partial, directory)
-
-
-def _save_peft_lora(
-    model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
-) -> None:
-    weights, transposed = {}, False
-    for target in targets:
-        module = model.get_submodule(target.module_name)
-        transposed |= isinstance(module.base_layer, Conv1D)
-        for part in ("lora_A", "lora_B"):
-            weights[f"{_PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight
-    _write(
-        directory,
-        weights,
-        {
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": model_name,
-            "r": adapter_cfg["r"],
-            "lora_alpha": adapter_cfg["alpha"],
-            "lora_dropout": adapter_cfg["dropout"],
-            "target_modules": [t.module_name for t in targets],  # full names: PEFT matches them exactly
-            "bias": "none",
-            "fan_in_fan_out": transposed,  # PEFT's flag for GPT-2's Conv1D; the LoRA weights are the same
-            "use_dora": False,
-            "use_rslora": False,
-            "inference_mode": True,
-        },
-    )
 
 
 def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConfig) -> tuple[dict, list[Target]]:
@@ -98,7 +70,7 @@ def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConf
             f"adapter_path {directory}: only plain PEFT LoRA can be imported ({unsupported or saved.get('peft_type')})"
         )
     arch = architecture_of(config)
-    modules = sorted({k.removeprefix(_PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in load_file(str(directory / WEIGHTS))})
+    modules = sorted({k.removeprefix(PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in load_file(str(directory / WEIGHTS))})
     targets = []
     for module in modules:
         layer_text, _, inner = module.removeprefix(arch.layers + ".").partition(".")
@@ -131,7 +103,7 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
     """Copy the saved weights into a model built with the saved structure; every tensor must fit."""
-    weights = {k.removeprefix(_PEFT_PREFIX): v for k, v in load_file(str(directory / WEIGHTS)).items()}
+    weights = {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(directory / WEIGHTS)).items()}
     params = dict(model.named_parameters())
     trainable = {name for name, p in params.items() if p.requires_grad}
     if set(weights) != trainable:

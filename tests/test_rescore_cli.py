@@ -1,4 +1,4 @@
-"""`python -m llm_adapters.score`: re-scoring saved generations without a model, with the job's rules."""
+"""`python -m llm_adapters.rescore`: re-scoring saved generations without a model, with the job's rules."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 def score_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "llm_adapters.score", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "llm_adapters.rescore", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llm_adapters.datasets import EVAL_SETS, DataError, load_records, overlap
+from llm_adapters.records import EVAL_SETS, DataError, load_records, overlap
 
 # Record counts of the shared snapshot (its README); hellaswag's test file is not in the snapshot.
 COUNTS = {

@@ -1,6 +1,6 @@
 """Re-score saved generations without a model.
 
-    python -m llm_adapters.score --dataset aqua --predictions preds.jsonl [--protocol paper|fixed] [--write out.jsonl]
+    python -m llm_adapters.rescore --dataset aqua --predictions preds.jsonl [--protocol paper|fixed] [--write out.jsonl]
 
 The input is JSON lines (or one JSON list, such as a dataset's test.json) whose records carry ``output`` or
 ``generation`` and ``answer``. One JSON object goes to stdout: ``accuracy`` (percent), ``n``, ``correct``. The rules
@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from llm_adapters import CONF_DIR
-from llm_adapters.datasets import EVAL_SETS, DataError, eval_set
 from llm_adapters.files import write_jsonl
+from llm_adapters.records import EVAL_SETS, DataError, eval_set
 from llm_adapters.scoring import score
 
 PROTOCOL_DIR = CONF_DIR / "protocol"
@@ -42,7 +42,7 @@ def read_predictions(path: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_adapters.score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m llm_adapters.rescore", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=sorted([*EVAL_SETS, "synthetic_math"]))
     parser.add_argument("--predictions", required=True, type=Path)
     parser.add_argument("--protocol", default="paper", choices=sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml")))

@@ -1,0 +1,31 @@
+"""A job's place in a study, computed once: what ``results.json`` (its ``axes`` block), the W&B config, plan mode
+and the analysis all read, so a row in a table and the job that made it can never disagree.
+
+The axes are the model, the adapter kind, its placement (none for a kind that takes no placement: the baselines and
+prompt tuning), its size (the kind's size key, e.g. LoRA's ``r``; none for a kind without one), the training set
+and the seed. A re-evaluation of a saved adapter (``mode=eval adapter_path=...``) is placed by the adapter it
+loaded, not by the command line's adapter group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llm_adapters.adapters import REGISTRY
+
+
+def job_axes(config: Mapping[str, Any], adapter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The axes of the job a resolved config describes; ``adapter``: the adapter config actually used, if not the
+    config's own (a loaded adapter)."""
+    adapter = adapter or config["adapter"]
+    record = REGISTRY.get(adapter["kind"])
+    placed = record is None or record.placed  # a kind this version does not know: report what the config said
+    return {
+        "model": config["model"]["name"],
+        "adapter": adapter["kind"],
+        "placement": config["placement"]["name"] if placed else None,
+        "size": adapter.get(record.size_key) if record is not None and record.size_key else None,
+        "dataset": config["dataset"]["name"],
+        "seed": config["seed"],
+    }

@@ -11,11 +11,11 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import plan
 from llm_adapters.checkpoint import CheckpointError, Preempted
-from llm_adapters.config import CONF_DIR, ConfigError, register_resolvers
+from llm_adapters.config import CONF_DIR, ConfigError, apply_study, register_resolvers
 from llm_adapters.placement import PlacementError
 from llm_adapters.records import DataError
 from llm_adapters.weights import WeightsError
@@ -72,6 +72,9 @@ def main(cfg: DictConfig) -> None:
         sweep_dir = Path(hydra_cfg.sweep.dir)
         group = f"{sweep_dir.parent.name}/{sweep_dir.name}"
     try:
+        cfg = apply_study(cfg)
+        if hydra_cfg.output_subdir is not None:  # what ran is what the job's saved config says
+            OmegaConf.save(cfg, job_dir / hydra_cfg.output_subdir / "config.yaml")
         if cfg.mode == "plan":
             print(plan.line(plan.plan(cfg, job_dir)))
             return
@@ -95,7 +98,9 @@ def main(cfg: DictConfig) -> None:
             return
         raise
     if results["status"] == "ok":
-        print(experiment.summary(results, job_dir))
+        from llm_adapters.report import summary
+
+        print(summary(results, job_dir))
     else:
         print(f"{results['status']}: {results['reason']}")
 

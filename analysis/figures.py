@@ -8,14 +8,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from analysis.tables import with_average
+
 PLACEMENTS = ["attn", "mlp", "both"]
 COLOURS = {"attn": "tab:blue", "mlp": "tab:orange", "both": "tab:green"}  # a placement keeps its colour in every figure
-
-
-def _average(df: pd.DataFrame, sets: list[str]) -> pd.DataFrame:
-    ok = df[df["status"] == "ok"].copy()
-    ok["Avg"] = ok[[f"acc/{s}" for s in sets]].mean(axis=1)
-    return ok
 
 
 def _accuracy_label(sets: list[str]) -> str:
@@ -27,7 +23,7 @@ def placement_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[str,
     adapter's tick, with each seed's value as a dot and ± one standard deviation across seeds as an error bar; the
     zero-shot base model (``adapter=none``), when in the results, as a dashed line. Only placements with data are
     drawn and named; with nothing to draw, no file is written."""
-    ok = _average(df, sets)
+    ok = with_average(df, sets)
     zero_shot = ok[ok["adapter"] == "none"]["Avg"]
     ok = ok[ok["placement"].isin(PLACEMENTS)]
     series = {
@@ -68,7 +64,7 @@ def configuration_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[
     """Average accuracy against adapter size (bottleneck size, rank or virtual tokens), one line per adapter and
     placement (mean over seeds), sizes on a logarithmic axis with their values as ticks. A line needs two sizes:
     with none to draw, no file is written and the result is empty."""
-    ok = _average(df, sets).dropna(subset=["size"])
+    ok = with_average(df, sets).dropna(subset=["size"])
     ok["line"] = ok["adapter"] + ok["placement"].map(lambda p: f" @ {p}" if isinstance(p, str) else "")
     series = {
         line: {float(size): float(acc) for size, acc in g.groupby("size")["Avg"].mean().items()}

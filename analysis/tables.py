@@ -22,15 +22,21 @@ def domain_sets(df: pd.DataFrame, domain: str) -> list[str]:
     return [s for s in order if s in mine] + sorted(s for s in mine if s not in order)
 
 
+def with_average(df: pd.DataFrame, sets: list[str]) -> pd.DataFrame:
+    """The ``ok`` jobs that have at least one of ``sets``, with ``Avg``: their mean over the sets they have (the
+    paper's Avg column, and every figure's accuracy)."""
+    ok = df[df["status"] == "ok"].dropna(subset=[f"acc/{s}" for s in sets], how="all").copy()
+    ok["Avg"] = ok[[f"acc/{s}" for s in sets]].mean(axis=1)
+    return ok
+
+
 def table(df: pd.DataFrame, domain: str) -> pd.DataFrame:
     """Numbers of one domain's table: ``<set>`` means, ``<set> std``, ``Avg``, ``Avg std``, ``seeds``,
     ``trainable %``, ``paper Avg`` and ``Δ Avg``. Only ``ok`` jobs count; jobs missing a set count for the others."""
     sets = domain_sets(df, domain)
     if not sets or df.empty:
         return pd.DataFrame()
-    ok = df[df["status"] == "ok"].copy()
-    ok = ok.dropna(subset=[f"acc/{s}" for s in sets], how="all")
-    ok["Avg"] = ok[[f"acc/{s}" for s in sets]].mean(axis=1)
+    ok = with_average(df, sets)
     keys = [c for c in SETTING_COLUMNS if c in ok and (ok[c].nunique(dropna=False) > 1 or c in ("model", "adapter"))]
     grouped = ok.groupby(keys, dropna=False, sort=False)
     out = grouped[[f"acc/{s}" for s in sets] + ["Avg"]].mean()

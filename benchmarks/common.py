@@ -12,11 +12,11 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llm_adapters import adapters, weights
+from llm_adapters import SHARED_DATA, adapters, weights
 from llm_adapters.config import CONF_DIR
 from llm_adapters.tokenizer import build_tokenizer
 
-SHARED = CONF_DIR.parent.parent / "shared" / "datasets" / "llm-adapters"  # the LLM-Adapters files, when beside the repo
+SHARED = SHARED_DATA  # the LLM-Adapters files, when beside the repo
 
 # ~34M parameters: big enough that matrix products dominate, small enough for 2 CPU cores in minutes.
 BENCH_MODEL = {
@@ -47,7 +47,7 @@ def pretrained(name: str) -> str:
     ``name`` itself; GGUF sources are converted once into the job's model cache, as a job would."""
     yaml = CONF_DIR / "model" / f"{name}.yaml"
     source = OmegaConf.load(yaml).name_or_path if yaml.is_file() else name
-    cache = OmegaConf.select(OmegaConf.load(CONF_DIR / "config.yaml"), "model_cache")
+    cache = OmegaConf.load(CONF_DIR / "paths" / "default.yaml").model_cache
     return weights.resolve(str(source), cache)
 
 

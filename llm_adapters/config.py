@@ -7,6 +7,7 @@ import importlib.util
 import math
 import re
 import secrets
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -125,13 +126,25 @@ def _numbers_in_range(cfg: DictConfig) -> None:
         raise ConfigError(f"device={cfg.device} but this machine has no CUDA GPU (device=auto picks what there is)")
 
 
+def yaml_keys(path: Path) -> list[str]:
+    """The keys a group config file defines, those of the configs its defaults list builds on included (an entry
+    ``/base/x@_here_`` is conf/base/x.yaml; a plain one is a sibling file)."""
+    content = OmegaConf.load(path)
+    keys: list[str] = []
+    for entry in content.get("defaults", []):
+        name = str(entry).split("@")[0]
+        if name != "_self_":
+            keys += yaml_keys(CONF_DIR / f"{name[1:]}.yaml" if name.startswith("/") else path.parent / f"{name}.yaml")
+    return [*keys, *(str(k) for k in content if k != "defaults" and k not in keys)]
+
+
 def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
     """A key the kind does not read (``+adapter.rank=8`` for ``r``) would be saved in the config and ignored by the
-    run: refused, naming the keys the kind reads (those of its conf/adapter/<kind>.yaml)."""
+    run: refused, naming the keys the kind reads (those of its conf/adapter/<kind>.yaml and what it builds on)."""
     path = CONF_DIR / "adapter" / f"{adapter.kind}.yaml"
     if not path.is_file():
         return
-    known = list(OmegaConf.load(path).keys())
+    known = yaml_keys(path)
     unknown = [key for key in adapter if key not in known]
     if unknown:
         name, keys = str(unknown[0]), [str(k) for k in known]
@@ -142,6 +155,27 @@ def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
         raise ConfigError(
             f"adapter.{name}: adapter '{adapter.kind}' reads no such key{hint}; it reads {', '.join(keys)}"
         )
+
+
+# Keys that must be positive where set (null turns the optional ones off).
+POSITIVE_KEYS = (
+    "adapter.num_virtual_tokens",
+    "adapter.r",
+    "adapter.alpha",
+    "adapter.bottleneck_size",
+    "train.batch_size",
+    "train.micro_batch_size",
+    "train.epochs",
+    "train.lr",
+    "train.cutoff_len",
+    "train.log_every",
+    "train.max_steps",
+    "train.max_examples",
+    "eval.batch_size",
+    "eval.num_beams",
+    "eval.max_new_tokens",
+    "eval.max_samples",
+)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -159,24 +193,7 @@ def validate(cfg: DictConfig) -> None:
     _no_unknown_adapter_keys(cfg.adapter)
     if REGISTRY[kind].placed:
         placement_sites(cfg.placement, kind, REGISTRY[kind].presets)
-    for key in (
-        "adapter.num_virtual_tokens",
-        "adapter.r",
-        "adapter.alpha",
-        "adapter.bottleneck_size",
-        "train.batch_size",
-        "train.micro_batch_size",
-        "train.epochs",
-        "train.lr",
-        "train.cutoff_len",
-        "train.log_every",
-        "train.max_steps",
-        "train.max_examples",
-        "eval.batch_size",
-        "eval.num_beams",
-        "eval.max_new_tokens",
-        "eval.max_samples",
-    ):
+    for key in POSITIVE_KEYS:
         _positive(cfg, key)
     batch, micro = cfg.train.batch_size, cfg.train.micro_batch_size
     if batch % micro:
@@ -194,14 +211,14 @@ def validate(cfg: DictConfig) -> None:
             "eval.datasets has mawps, which the paper's evaluate.py cannot score: "
             "use protocol=fixed or protocol.score_mawps=true"
         )
-    if cfg.model.get("load_in_8bit") or cfg.model.get("load_in_4bit"):
+    if cfg.model.load_in_8bit or cfg.model.load_in_4bit:
         if not cfg.model.name_or_path:
             raise ConfigError("model.load_in_8bit/load_in_4bit quantize pretrained weights: set model.name_or_path")
         if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
             raise ConfigError("model.load_in_8bit/load_in_4bit need the bitsandbytes package and a CUDA GPU")
-    if cfg.train.get("autocast") not in (None, "bfloat16", "float16"):
+    if cfg.train.autocast not in (None, "bfloat16", "float16"):
         raise ConfigError(f"train.autocast must be null, bfloat16 or float16 (got '{cfg.train.autocast}')")
-    if cfg.eval.get("autocast") not in (None, "bfloat16", "float16"):
+    if cfg.eval.autocast not in (None, "bfloat16", "float16"):
         raise ConfigError(f"eval.autocast must be null, bfloat16 or float16 (got '{cfg.eval.autocast}')")
     rule = cfg.protocol.choice_extraction
     if rule not in CHOICE_RULES:

@@ -9,6 +9,7 @@ while generating, and commonsense batches generated without an attention mask (t
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,10 @@ from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
 from llm_adapters.models import autocast
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EvalSet, Record
+from llm_adapters.report import score_text
 from llm_adapters.scoring import score
+
+log = logging.getLogger(__name__)
 
 
 def prefill_once(
@@ -144,3 +148,22 @@ def evaluate_set(
     ]
     metrics["seconds"] = time.perf_counter() - start
     return metrics, rows
+
+
+def evaluate_all(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_sets: Mapping[str, tuple[EvalSet, Sequence[Record]]],
+    cfg: Mapping,
+    device: torch.device,
+    desc: str = "eval",
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Accuracy per evaluation set (the first ``eval.max_samples`` records of each) and every prediction row."""
+    metrics: dict[str, dict[str, Any]] = {}
+    predictions: list[dict[str, Any]] = []
+    for name, (spec, records) in eval_sets.items():
+        subset = records[: cfg["eval"]["max_samples"]] if cfg["eval"]["max_samples"] else records
+        metrics[name], rows = evaluate_set(model, tokenizer, spec, subset, cfg["eval"], cfg["protocol"], device, desc)
+        log.info("%s %s: %s in %.1f s", desc, name, score_text(metrics[name]), metrics[name]["seconds"])
+        predictions += rows
+    return metrics, predictions

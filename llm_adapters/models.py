@@ -90,10 +90,10 @@ def load_model(cfg: Mapping, config: PretrainedConfig) -> PreTrainedModel:
     dtype = DTYPES[cfg["dtype"]]
     if cfg["name_or_path"]:
         quantization = None
-        if cfg.get("load_in_8bit") or cfg.get("load_in_4bit"):  # config validation checked the backend exists
+        if cfg["load_in_8bit"] or cfg["load_in_4bit"]:  # config validation checked the backend exists
             quantization = BitsAndBytesConfig(
-                load_in_8bit=bool(cfg.get("load_in_8bit")),
-                load_in_4bit=bool(cfg.get("load_in_4bit")),
+                load_in_8bit=bool(cfg["load_in_8bit"]),
+                load_in_4bit=bool(cfg["load_in_4bit"]),
                 bnb_4bit_compute_dtype=dtype,
             )
         return AutoModelForCausalLM.from_pretrained(

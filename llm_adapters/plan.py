@@ -28,9 +28,9 @@ GB = 2**30
 
 def memory_gb(params: dict[str, float], hidden: int, layers: int, cfg: DictConfig) -> dict[str, float]:
     """Estimated peak training memory, in GiB, split into its parts."""
-    if cfg.model.get("load_in_4bit"):
+    if cfg.model.load_in_4bit:
         weight_bytes = 0.5
-    elif cfg.model.get("load_in_8bit"):
+    elif cfg.model.load_in_8bit:
         weight_bytes = 1.0
     else:
         weight_bytes = torch.finfo(DTYPES[cfg.model.dtype]).bits / 8

@@ -15,8 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import wandb
-
 log = logging.getLogger(__name__)
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "wandb", "safetensors", "llm-adapters")
@@ -58,8 +56,10 @@ def start_wandb(cfg: Mapping, resolved_config: Mapping, job_dir: Path, group: st
     ``wandb sync``), ``online`` for live dashboards, ``disabled`` for none (a run object whose calls do nothing).
 
     When W&B cannot start (no network, a bad key), the job warns once and goes on without it: a dashboard is never
-    worth losing a run over.
+    worth losing a run over. wandb is imported here, where a run starts: the light commands never pay for it.
     """
+    import wandb
+
     try:
         return wandb.init(
             project=cfg.get("project"),
@@ -97,6 +97,8 @@ def log_predictions(run: Any, rows: list[Mapping[str, Any]], n: int) -> None:
     """The first ``n`` predictions as a W&B table, to read generations beside the numbers."""
     if n <= 0 or not rows:
         return
+    import wandb
+
     columns = ["id", "generation", "extracted", "answer", "correct"]
     data = [[str(row[c]) if c in ("generation", "extracted") else row[c] for c in columns] for row in rows[:n]]
     run.log({"predictions": wandb.Table(columns=columns, data=data)})

@@ -9,9 +9,9 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from llm_adapters.checkpoint import Preempted
 from llm_adapters.distributed import Distributed
 from llm_adapters.examples import IGNORE_INDEX, collate
 from llm_adapters.models import autocast
+from llm_adapters.optimization import Optimization
 
 log = logging.getLogger(__name__)
 
@@ -69,32 +70,6 @@ def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, meg
     ]
 
 
-def gradient_scaler(device: torch.device, precision: str | None) -> torch.amp.GradScaler:
-    """Loss scaling for float16 mixed precision, as the paper's ``fp16=True`` Trainer did (float16 gradients of a
-    small loss underflow to zero without it); a disabled scaler, which changes nothing, otherwise. Where the device
-    has no float16 scaler, one warning and float16 runs unscaled."""
-    if precision != "float16":
-        return torch.amp.GradScaler(device.type, enabled=False)
-    try:
-        return torch.amp.GradScaler(device.type)
-    except (RuntimeError, ValueError) as error:
-        log.warning("train.autocast=float16 without loss scaling: %s has no gradient scaler (%s)", device, error)
-        return torch.amp.GradScaler(device.type, enabled=False)
-
-
-def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 over ``warmup`` steps, then linear decay to 0 at ``total``: the HF Trainer's default
-    schedule (tested equal to transformers' get_linear_schedule_with_warmup). Written here because importing that
-    module also imports PEFT when it is installed, nearly 2 s of every command's start."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def causal_lm_loss(forward: Callable[..., Any], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The mean next-token loss over the labelled tokens, as the model's own ``labels=`` loss computes it, with the
     output projection applied only from the first labelled position on.
@@ -115,6 +90,80 @@ def causal_lm_loss(forward: Callable[..., Any], batch: Mapping[str, torch.Tensor
     return torch.nn.functional.cross_entropy(
         logits.float().flatten(0, 1), labels[:, first + 1 :].flatten(), ignore_index=IGNORE_INDEX
     )
+
+
+@dataclass
+class TrainState:
+    """Where training stands: all a checkpoint restores besides the weights, the optimizer, the schedule and the
+    random generators. ``order`` is this epoch's example order and ``cursor`` the next position in it; ``window``
+    holds the step losses since the last logged mean, ``history`` every logged (step, mean loss)."""
+
+    steps: int = 0
+    order: list[int] = field(default_factory=list)
+    cursor: int = 0
+    tokens: int = 0
+    window: list[float] = field(default_factory=list)
+    history: list[list[float]] = field(default_factory=list)
+
+    def next_step(self, examples: Sequence[Mapping[str, list[int]]], cfg: Mapping, rng: torch.Generator) -> list[int]:
+        """The example indices of the next optimizer step; a new epoch's order is drawn when this one is used up."""
+        batch_size = int(cfg["batch_size"])
+        if self.cursor >= len(self.order):
+            order = torch.randperm(len(examples), generator=rng).tolist()
+            if cfg["group_by_length"]:
+                order = grouped_by_length(order, [len(e["input_ids"]) for e in examples], batch_size)
+            self.order, self.cursor = order, 0
+        self.cursor += batch_size
+        return self.order[self.cursor - batch_size : self.cursor]
+
+    def finish_step(self, loss: float, tokens: int, log_every: int, total: int) -> float | None:
+        """Count a finished step; at a logging step, the mean loss since the last one (else None)."""
+        self.steps += 1
+        self.tokens += tokens
+        self.window.append(loss)
+        if self.steps % log_every and self.steps != total:
+            return None
+        mean = sum(self.window) / len(self.window)
+        self.history.append([self.steps, mean])
+        self.window = []
+        return mean
+
+
+@contextmanager
+def stop_signals(active: bool) -> Iterator[list[int]]:
+    """While active: SIGTERM (what SLURM sends before preemption) and SIGINT (Ctrl-C) are noted, not obeyed, so the
+    run ends at the next step boundary after a checkpoint instead of mid-step with a traceback."""
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+    if active and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def accumulate(
+    forward: Callable[..., Any],
+    micro_batches: Sequence[Mapping[str, torch.Tensor]],
+    scaler: torch.amp.GradScaler,
+    precision: str | None,
+    world: int,
+) -> tuple[float, int]:
+    """Gradients of one step's micro-batches (averaged across processes once, on the last); its loss and the
+    non-padding tokens processed."""
+    loss_sum, tokens = 0.0, 0
+    for index, batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        with nullcontext() if last or world == 1 else forward.no_sync():
+            with autocast(batch["input_ids"].device, precision):
+                loss = causal_lm_loss(forward, batch) / len(micro_batches)
+            scaler.scale(loss).backward()
+        loss_sum += loss.item()
+        tokens += int(batch["attention_mask"].sum())
+    return loss_sum, tokens
 
 
 def train(
@@ -138,121 +187,55 @@ def train(
     steps equal a single process's with the same global batch (dropout masks aside). Only rank 0 saves.
     """
     dist = dist or Distributed()
-    batch_size, micro = int(cfg["batch_size"]), int(cfg["micro_batch_size"])
-    total_steps = optimizer_steps(len(examples), cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    scheduler = linear_warmup_decay(optimizer, int(cfg["warmup_steps"]), total_steps)
-    scaler = gradient_scaler(device, cfg.get("autocast"))
-    order_rng = torch.Generator().manual_seed(seed)
-    # Where training stands: everything a checkpoint must restore besides weights and optimizer.
-    progress_state: dict[str, Any] = {"steps": 0, "order": [], "cursor": 0, "tokens": 0, "window": [], "history": []}
+    total, micro = optimizer_steps(len(examples), cfg), int(cfg["micro_batch_size"])
+    opt = Optimization.build(model, cfg, total, seed, device)
+    state = TrainState()
     if resume_from is not None:
-        state = checkpoint.load(resume_from, model)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        order_rng.set_state(state["order_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        progress_state = state["progress"]
-        log.info("resumed from %s at step %d", resume_from, progress_state["steps"])
+        state = TrainState(**opt.restore(checkpoint.load(resume_from, model), device))
+        log.info("resumed from %s at step %d", resume_from, state.steps)
+    forward = _forward(model, cfg, dist, device)
+    save_every = int(cfg["save_every"] or 0)
+    start = time.perf_counter()
+    bar = tqdm(
+        total=total, initial=state.steps, desc="train", unit="step", dynamic_ncols=True, disable=not dist.main or None
+    )
+    with stop_signals(checkpoint_dir is not None) as received, bar:
+        while state.steps < total:
+            ids = state.next_step(examples, cfg, opt.order_rng)
+            shares = [ids[i : i + micro] for i in range(0, len(ids), micro)][dist.rank :: dist.world]
+            batches = [{k: v.to(device) for k, v in collate([examples[i] for i in s], pad_id).items()} for s in shares]
+            loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist.world)
+            loss = dist.mean(loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss {loss} at step {state.steps + 1}")
+            opt.step(cfg["max_grad_norm"])
+            mean = state.finish_step(loss, dist.total(tokens), int(cfg["log_every"]), total)
+            bar.update()
+            if mean is not None:
+                _report(mean, opt.scheduler.get_last_lr()[0], state.steps, total, bar, on_log)
+            stop = dist.any(bool(received))  # every process stops at the same step
+            if checkpoint_dir is not None and (stop or (save_every and state.steps % save_every == 0)) and dist.main:
+                checkpoint.save(checkpoint_dir, state.steps, model, opt.state(asdict(state), device))
+            if stop:
+                name = signal.Signals(received[0]).name if received else "a stop signal"  # another rank's
+                raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {checkpoint_dir}")
+    return TrainResult(state.steps, time.perf_counter() - start, state.tokens, state.history)
+
+
+def _forward(model: torch.nn.Module, cfg: Mapping, dist: Distributed, device: torch.device) -> Any:
+    """What a training step calls: the model in training mode, wrapped in DDP across processes and compiled when
+    asked (saving still reads ``model``)."""
     model.train()
     model.config.use_cache = False
-    forward = model
+    forward: Any = model
     if dist.world > 1:
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.get("compile"):
-        forward = torch.compile(forward)  # the first steps pay for compilation; saving still reads ``model``
+        forward = torch.compile(forward)  # the first steps pay for compilation
+    return forward
 
-    def save() -> None:
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "order_rng": order_rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "progress": progress_state,
-        }
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        if dist.main:
-            checkpoint.save(checkpoint_dir, progress_state["steps"], model, state)
 
-    # SIGTERM (what SLURM sends before preemption) and SIGINT (Ctrl-C) both end the run at the next step boundary,
-    # after a checkpoint, instead of mid-step with a traceback.
-    terminated: list[int] = []
-    previous_handlers: dict[int, Any] = {}
-    if checkpoint_dir is not None and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous_handlers[sig] = signal.signal(sig, lambda signum, frame: terminated.append(signum))
-
-    ps = progress_state
-    save_every = int(cfg["save_every"] or 0)
-    start = time.perf_counter()
-    progress = tqdm(
-        total=total_steps,
-        initial=ps["steps"],
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-        disable=None if dist.main else True,
-    )
-    try:
-        while ps["steps"] < total_steps:
-            if ps["cursor"] >= len(ps["order"]):  # a new epoch
-                order = torch.randperm(len(examples), generator=order_rng).tolist()
-                if cfg["group_by_length"]:
-                    order = grouped_by_length(order, [len(e["input_ids"]) for e in examples], batch_size)
-                ps["order"], ps["cursor"] = order, 0
-            step_ids = ps["order"][ps["cursor"] : ps["cursor"] + batch_size]
-            ps["cursor"] += batch_size
-            micro_batches = [step_ids[i : i + micro] for i in range(0, len(step_ids), micro)][dist.rank :: dist.world]
-            step_loss, step_tokens = 0.0, 0
-            for index, ids in enumerate(micro_batches):
-                batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_id).items()}
-                # Gradients are averaged across processes once per step, on the last micro-batch.
-                last = index == len(micro_batches) - 1
-                with nullcontext() if last or dist.world == 1 else forward.no_sync():
-                    with autocast(device, cfg.get("autocast")):
-                        loss = causal_lm_loss(forward, batch) / len(micro_batches)
-                    scaler.scale(loss).backward()
-                step_loss += loss.item()
-                step_tokens += int(batch["attention_mask"].sum())  # non-padding tokens processed
-            step_loss = dist.mean(step_loss)
-            ps["tokens"] += dist.total(step_tokens)
-            if not math.isfinite(step_loss):
-                raise FloatingPointError(f"non-finite training loss {step_loss} at step {ps['steps'] + 1}")
-            scaler.unscale_(optimizer)  # clipping sees the true gradients
-            if cfg["max_grad_norm"]:
-                torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
-            scaler.step(optimizer)  # skipped (and the scale lowered) when float16 gradients overflowed
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            ps["steps"] += 1
-            ps["window"].append(step_loss)
-            progress.update()
-            if ps["steps"] % int(cfg["log_every"]) == 0 or ps["steps"] == total_steps:
-                mean_loss = sum(ps["window"]) / len(ps["window"])
-                ps["history"].append([ps["steps"], mean_loss])
-                lr = scheduler.get_last_lr()[0]
-                progress.set_postfix(loss=f"{mean_loss:.3f}")
-                on_log({"train/loss": mean_loss, "train/lr": lr}, ps["steps"])
-                log.info("step %d/%d loss %.4f lr %.2e", ps["steps"], total_steps, mean_loss, lr)
-                ps["window"] = []
-            stop = dist.any(bool(terminated))  # every process stops at the same step
-            if checkpoint_dir is not None and (stop or (save_every and ps["steps"] % save_every == 0)):
-                save()
-            if stop:
-                name = signal.Signals(terminated[0]).name if terminated else "a stop signal"  # another rank's
-                raise Preempted(f"{name} at step {ps['steps']}: checkpoint saved in {checkpoint_dir}")
-    finally:
-        progress.close()
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
-    return TrainResult(
-        steps=ps["steps"], seconds=time.perf_counter() - start, tokens=ps["tokens"], loss_history=ps["history"]
-    )
+def _report(mean: float, lr: float, step: int, total: int, bar: tqdm, on_log: Callable) -> None:
+    bar.set_postfix(loss=f"{mean:.3f}")
+    on_log({"train/loss": mean, "train/lr": lr}, step)
+    log.info("step %d/%d loss %.4f lr %.2e", step, total, mean, lr)

@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from llm_adapters import SHARED_DATA
 from llm_adapters.config import register_resolvers
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -16,7 +17,6 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
-SHARED_DATA = ROOT.parent / "shared" / "datasets" / "llm-adapters"
 
 # Overrides that make a job take seconds: a few steps, a few short generations (and for the synthetic data, a
 # small training split).

@@ -140,3 +140,15 @@ def test_study_notebook_runs_top_to_bottom(placement_sweep, tmp_path):
     text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
     assert "tiny-llama" in text and "placement:" in text
     assert (tmp_path / "out" / "placement.png").is_file() and not (tmp_path / "out" / "configuration.png").exists()
+
+
+def test_the_eval_groups_are_the_paper_tables_columns():
+    """conf/eval/math.yaml and commonsense.yaml evaluate exactly the sets of the paper's Tables 3 and 4, in order: the
+    tables the analysis writes compare column by column with analysis/paper.py's numbers."""
+    from omegaconf import OmegaConf
+
+    from analysis.paper import COMMONSENSE_SETS, MATH_SETS
+    from llm_adapters import CONF_DIR
+
+    assert list(OmegaConf.load(CONF_DIR / "eval" / "math.yaml").datasets) == MATH_SETS
+    assert list(OmegaConf.load(CONF_DIR / "eval" / "commonsense.yaml").datasets) == COMMONSENSE_SETS

@@ -32,7 +32,7 @@ def weights(job_dir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("reference")
-    proc = run_py(*ARGS, f"resume_search=[{root}]", f"hydra.run.dir={root / 'job'}")
+    proc = run_py(*ARGS, f"paths.resume_search=[{root}]", f"hydra.run.dir={root / 'job'}")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     return root / "job"
@@ -41,7 +41,7 @@ def uninterrupted(tmp_path_factory):
 def interrupt(root, sig):
     """Start a job, wait for its checkpoint at step 10 or later, then send ``sig``; returns the job directory."""
     job = root / "first"
-    proc = run_py(*ARGS, f"resume_search=[{root}]", f"hydra.run.dir={job}")
+    proc = run_py(*ARGS, f"paths.resume_search=[{root}]", f"hydra.run.dir={job}")
     deadline = time.monotonic() + 300
     while not any(int(p.name[5:]) >= 10 for p in (job / "checkpoints").glob("step-*")):
         assert proc.poll() is None and time.monotonic() < deadline, "the job ended before its checkpoint"
@@ -56,7 +56,7 @@ def interrupt(root, sig):
 
 
 def resume(root):
-    proc = run_py(*ARGS, f"resume_search=[{root}]", f"hydra.run.dir={root / 'second'}")
+    proc = run_py(*ARGS, f"paths.resume_search=[{root}]", f"hydra.run.dir={root / 'second'}")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     return json.loads((root / "second" / "results.json").read_text())
@@ -81,7 +81,7 @@ def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    from llm_adapters.experiment import build_model
+    from llm_adapters.phases import build_model
 
     model, *_ = build_model(make_config())
     (tmp_path / "step-5").mkdir()
@@ -93,7 +93,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 def test_schedule_equals_transformers_linear_warmup():
     from transformers import get_linear_schedule_with_warmup
 
-    from llm_adapters.training import linear_warmup_decay
+    from llm_adapters.optimization import linear_warmup_decay
 
     lrs = []
     for make in (linear_warmup_decay, get_linear_schedule_with_warmup):
@@ -111,7 +111,7 @@ def test_rerun_in_the_same_directory_continues_then_is_skipped(tmp_path, uninter
     """How SLURM requeues a preempted job and how a study is rerun into its fixed directory: the same command in the
     same directory continues from its own checkpoint, and once done, is not run again."""
     first = interrupt(tmp_path, signal.SIGTERM)
-    args = [*ARGS, f"resume_search=[{tmp_path / 'elsewhere'}]", f"hydra.run.dir={first}"]
+    args = [*ARGS, f"paths.resume_search=[{tmp_path / 'elsewhere'}]", f"hydra.run.dir={first}"]
     proc = run_py(*args)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]

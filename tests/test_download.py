@@ -151,9 +151,9 @@ def test_job_downloads_what_data_dir_lacks(server, tmp_path):
     url, _ = server
     cfg = make_config(
         *FAST,
-        "data_dir=null",
-        f"data_url={url}",
-        f"data_cache={tmp_path / 'cache'}",
+        "paths.data_dir=null",
+        f"paths.data_url={url}",
+        f"paths.data_cache={tmp_path / 'cache'}",
         "eval.datasets=[gsm8k,boolq]",
         "eval.max_samples=2",
     )

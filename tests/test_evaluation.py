@@ -7,7 +7,7 @@ import torch
 
 from llm_adapters.adapters import set_adapter_dropout
 from llm_adapters.evaluation import evaluate_set, generate
-from llm_adapters.experiment import build_model
+from llm_adapters.phases import build_model
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EVAL_SETS
 from llm_adapters.synthetic import generate as synthetic

@@ -11,10 +11,12 @@ from safetensors.torch import load_file
 from llm_adapters import adapters
 from llm_adapters.adapters import targets_for
 from llm_adapters.examples import tokenize_for_training
-from llm_adapters.experiment import build_model, run, summary
+from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
+from llm_adapters.phases import build_model
 from llm_adapters.placement import PlacementError
 from llm_adapters.prompts import evaluation_prompt, response_text
+from llm_adapters.report import summary
 from llm_adapters.scoring import extract_number, number_correct
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
@@ -163,7 +165,11 @@ def test_local_pretrained_directory_loads_through_the_hub_path(tmp_path):
 
 def test_job_on_the_paper_files_reports_contamination(shared_data, tmp_path):
     cfg = make_config(
-        *QUICK, f"data_dir={shared_data}", "dataset=math_data", "eval.datasets=[aqua,gsm8k,boolq]", "eval.max_samples=3"
+        *QUICK,
+        f"paths.data_dir={shared_data}",
+        "dataset=math_data",
+        "eval.datasets=[aqua,gsm8k,boolq]",
+        "eval.max_samples=3",
     )
     results = run(cfg, tmp_path)
     assert results["protocol"]["name"] == "paper" and results["protocol"]["choice_extraction"] == "first_capital"
@@ -177,7 +183,7 @@ def test_job_on_the_paper_files_reports_contamination(shared_data, tmp_path):
 
 def test_bad_data_dir_fails_before_the_model_loads(tmp_path):
     with pytest.raises(ValueError, match=r"data_dir .*nowhere is not a directory"):
-        run(make_config(*FAST, f"data_dir={tmp_path / 'nowhere'}", "eval.datasets=[gsm8k]"), tmp_path / "job")
+        run(make_config(*FAST, f"paths.data_dir={tmp_path / 'nowhere'}", "eval.datasets=[gsm8k]"), tmp_path / "job")
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     assert results["status"] == "failed" and "params" not in results
 
@@ -185,7 +191,7 @@ def test_bad_data_dir_fails_before_the_model_loads(tmp_path):
 def test_zero_shot_base_model_on_real_test_files(shared_data, tmp_path):
     """adapter=none evaluates the frozen base model through the same path: no training, no adapter saved."""
     cfg = make_config(
-        *FAST, "adapter=none", f"data_dir={shared_data}", "eval.datasets=[addsub,aqua,piqa]", "eval.max_samples=4"
+        *FAST, "adapter=none", f"paths.data_dir={shared_data}", "eval.datasets=[addsub,aqua,piqa]", "eval.max_samples=4"
     )
     results = run(cfg, tmp_path)
     assert results["params"]["trainable"] == 0 and results["placement"] is None

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from analysis.collect import load
-from llm_adapters.experiment import find_earlier
 from llm_adapters.files import read_results, write_json
+from llm_adapters.resume import find_earlier
 from llm_adapters.sweep import summarise
 
 STRAYS = {"empty": "", "list": "[]", "truncated": '{"status": "ok", "config_ha', "number": "3"}

@@ -4,8 +4,9 @@ checkpoint evaluates here, with the same logits."""
 import peft
 import torch
 
-from llm_adapters.experiment import build_model, run
+from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
+from llm_adapters.phases import build_model
 from tests.conftest import FAST, make_config
 
 

@@ -8,7 +8,7 @@ import torch
 
 from llm_adapters.adapters import prefix
 from llm_adapters.evaluation import generate
-from llm_adapters.experiment import build_model
+from llm_adapters.phases import build_model
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import make_config, tiny_model

@@ -65,8 +65,8 @@ def test_lora_on_arc_easy_beats_the_zero_shot_model(smollm2, shared_data, tmp_pa
     first 48 ARC-Easy test questions than the same model did zero-shot, by at least 10 points."""
     proc = run_py(
         "+experiment=quickstart",
-        f"data_dir={shared_data}",
-        f"model_cache={CACHE}",
+        f"paths.data_dir={shared_data}",
+        f"paths.model_cache={CACHE}",
         f"hydra.run.dir={tmp_path / 'job'}",
         "logger=none",
         "train.resume=false",

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from llm_adapters.examples import tokenize_for_training
-from llm_adapters.experiment import build_model, run
+from llm_adapters.experiment import run
+from llm_adapters.phases import build_model
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
 from tests.conftest import FAST, make_config
@@ -36,7 +37,7 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path):
 
 
 def test_rerunning_a_sweep_skips_completed_jobs(tmp_path):
-    args = ["-m", "seed=1,2", *[o for o in FAST if o != "train.resume=false"], f"resume_search=[{tmp_path}]"]
+    args = ["-m", "seed=1,2", *[o for o in FAST if o != "train.resume=false"], f"paths.resume_search=[{tmp_path}]"]
     first = run_py(*args, f"hydra.sweep.dir={tmp_path / 'first'}")
     assert first.wait(timeout=600) == 0
     again = run_py(*args, f"hydra.sweep.dir={tmp_path / 'again'}")
@@ -51,7 +52,7 @@ def test_rerunning_a_sweep_skips_completed_jobs(tmp_path):
 
 
 def test_resume_matches_on_the_whole_config(tmp_path):
-    base = [*[o for o in FAST if o != "train.resume=false"], f"resume_search=[{tmp_path}]"]
+    base = [*[o for o in FAST if o != "train.resume=false"], f"paths.resume_search=[{tmp_path}]"]
     first = run(make_config(*base), tmp_path / "a")
     assert first["status"] == "ok"
     assert run(make_config(*base), tmp_path / "b")["status"] == "skipped"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llm_adapters.adapters import spec
 from tests.conftest import FAST, ROOT, closed_form, llama_site_dims, make_config
@@ -160,3 +161,20 @@ def test_every_study_sweep_composes_its_jobs(tmp_path, study, jobs):
             + [("lora", r) for r in (4, 8, 16, 32)]
             + [("prefix", v) for v in (10, 20, 30, 40)]
         )
+
+
+def test_the_saved_config_is_what_ran(tmp_path):
+    """A study's per-adapter patch is applied where Hydra saves the config: .hydra/config.yaml, results.json and
+    the W&B config (offline, in the job's wandb folder) agree on the value that ran."""
+    proc = run_py(
+        "+per_adapter={lora:{train:{lr:0.03}}}",
+        f"hydra.run.dir={tmp_path}",
+        *[o for o in FAST if o != "logger=none"],  # W&B offline: its config is written in the job's folder
+    )
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    saved = yaml.safe_load((tmp_path / ".hydra" / "config.yaml").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())
+    logged = yaml.safe_load(next(tmp_path.glob("wandb/offline-run-*/files/config.yaml")).read_text())
+    assert saved["train"]["lr"] == results["config"]["train"]["lr"] == logged["train"]["value"]["lr"] == 0.03
+    assert logged["axes"]["value"] == results["axes"]

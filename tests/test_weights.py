@@ -241,7 +241,7 @@ def test_a_job_trains_on_a_gguf_model(tmp_path):
     proc = run_py(
         f"model.name_or_path={path}",
         "model.tokenizer=null",
-        f"model_cache={tmp_path / 'cache'}",
+        f"paths.model_cache={tmp_path / 'cache'}",
         f"hydra.run.dir={tmp_path / 'job'}",
         "logger=none",
         "train.resume=false",

@@ -1,0 +1,96 @@
+"""What moves the trainable parameters: AdamW with the HF Trainer's linear schedule, float16 loss scaling, and the
+generator of the data order, built, stepped, checkpointed and restored together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def gradient_scaler(device: torch.device, precision: str | None) -> torch.amp.GradScaler:
+    """Loss scaling for float16 mixed precision, as the paper's ``fp16=True`` Trainer did (float16 gradients of a
+    small loss underflow to zero without it); a disabled scaler, which changes nothing, otherwise. Where the device
+    has no float16 scaler, one warning and float16 runs unscaled."""
+    if precision != "float16":
+        return torch.amp.GradScaler(device.type, enabled=False)
+    try:
+        return torch.amp.GradScaler(device.type)
+    except (RuntimeError, ValueError) as error:
+        log.warning("train.autocast=float16 without loss scaling: %s has no gradient scaler (%s)", device, error)
+        return torch.amp.GradScaler(device.type, enabled=False)
+
+
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup`` steps, then linear decay to 0 at ``total``: the HF Trainer's default
+    schedule (tested equal to transformers' get_linear_schedule_with_warmup). Written here because importing that
+    module also imports PEFT when it is installed, nearly 2 s of every command's start."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Optimization:
+    """What moves the trainable parameters: AdamW, the schedule, float16 loss scaling and the data-order generator,
+    saved into and restored from a checkpoint together."""
+
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    order_rng: torch.Generator
+
+    @classmethod
+    def build(cls, model: torch.nn.Module, cfg: Mapping, total: int, seed: int, device: torch.device) -> Optimization:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+        scheduler = linear_warmup_decay(optimizer, int(cfg["warmup_steps"]), total)
+        scaler = gradient_scaler(device, cfg.get("autocast"))
+        return cls(params, optimizer, scheduler, scaler, torch.Generator().manual_seed(seed))
+
+    def step(self, max_grad_norm: float | None) -> None:
+        """One optimizer step on the accumulated gradients (skipped, and the scale lowered, when float16 gradients
+        overflowed), then the schedule's."""
+        self.scaler.unscale_(self.optimizer)  # clipping sees the true gradients
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, float(max_grad_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def state(self, progress: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+        """Everything a checkpoint holds besides the weights (plain containers and tensors only)."""
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "order_rng": self.order_rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "progress": dict(progress),
+        }
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def restore(self, state: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+        """Put a checkpoint's states back; returns where training stood (the ``progress`` it was saved with)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.order_rng.set_state(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return dict(state["progress"])

@@ -1,0 +1,208 @@
+"""The phases of one job, each a function that returns what it made: the data, the model with its adapter, the
+trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each result as soon as
+it exists, so a later failure keeps what came before."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from llm_adapters import adapters, distributed, files, synthetic
+from llm_adapters.adapters import saving
+from llm_adapters.download import locate
+from llm_adapters.evaluation import evaluate_all
+from llm_adapters.examples import tokenize_for_training
+from llm_adapters.models import count_parameters, load_model, load_tokenizer, model_config, pretrained
+from llm_adapters.placement import Target
+from llm_adapters.records import EVAL_SETS, EvalSet, Record, eval_set, load_records, overlap
+from llm_adapters.training import TrainResult, peak_memory_mb, train
+
+log = logging.getLogger(__name__)
+
+EvalSets = dict[str, tuple[EvalSet, list[Record]]]
+
+
+@dataclass
+class Data:
+    """The training records and each whole evaluation set."""
+
+    train: list[Record]
+    eval_sets: EvalSets
+
+
+@dataclass
+class Job:
+    """What every phase after the data works within: the config, the job's directory, its device and processes."""
+
+    cfg: DictConfig
+    dir: Path
+    device: torch.device
+    dist: distributed.Distributed
+
+
+class Built(NamedTuple):
+    """The model with its adapter, its tokenizer, and the adapter config and targets it got."""
+
+    model: Any
+    tokenizer: Any
+    adapter_cfg: dict[str, Any]
+    targets: list[Target]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device), as transformers' set_seed does; importing that one also imports
+    PEFT when it is installed, nearly 2 s of every command's start."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+
+
+def load_data(cfg: DictConfig) -> Data:
+    """The training records and each whole evaluation set, all read and validated before any model loads."""
+
+    def path(relative: str) -> Path:
+        return locate(relative, cfg.paths.data_dir, cfg.paths.data_url, cfg.paths.data_hub, cfg.paths.data_cache)
+
+    held_out: list[Record] = []
+    if cfg.dataset.source == "synthetic":
+        train_records, held_out = synthetic.generate(
+            cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
+        )
+    elif cfg.mode == "train":
+        train_records = load_records(path(cfg.dataset.path))
+        if cfg.train.get("max_examples"):
+            train_records = train_records[: cfg.train.max_examples]
+    else:  # evaluating a saved adapter needs no training file
+        train_records = []
+    eval_sets = {}
+    for name in cfg.eval.datasets:
+        spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
+        records = load_records(path(spec.path), spec) if name in EVAL_SETS else held_out
+        eval_sets[name] = (spec, records)
+    return Data(train_records, eval_sets)
+
+
+def contamination(data: Data, train_name: str) -> dict[str, dict[str, Any]]:
+    """Per evaluation set, how many of its questions are also in the training set (a warning above 1%)."""
+    found = {name: overlap(data.train, records) for name, (_, records) in data.eval_sets.items() if data.train}
+    for name, counts in found.items():
+        if counts["percent"] > 1.0:
+            log.warning(
+                "%s: %d of %d test questions (%.1f%%) also appear in the training set %s",
+                *(name, counts["overlap"], counts["n"], counts["percent"], train_name),
+            )
+    return found
+
+
+def build_model(cfg: DictConfig, on_base: Callable[[Any, Any], None] | None = None) -> Built:
+    """The tokenizer, then the model with its adapter.
+
+    The adapter comes from ``cfg.adapter`` and the placement, or, with ``adapter_path``, from a saved adapter (its
+    config, its targets, its weights). Either way the targets are settled from the model's config first, so a bad
+    placement or a foreign adapter fails before any weights load. ``on_base(model, tokenizer)`` sees the pretrained
+    model before any adapter touches it (the zero-shot evaluation).
+    """
+    model_cfg = pretrained(cfg.model, cfg.paths.model_cache)
+    tokenizer = load_tokenizer(model_cfg)
+    if cfg.protocol.get("pad_token_id") is not None:  # the paper's scripts padded with id 0 whatever the model
+        tokenizer.pad_token_id = int(cfg.protocol.pad_token_id)
+    config = model_config(model_cfg, tokenizer)
+    if cfg.adapter_path:
+        adapter_cfg, targets = saving.read_config(Path(cfg.adapter_path), config)
+    else:
+        adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
+        targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
+    model = load_model(model_cfg, config)
+    if on_base is not None:
+        on_base(model, tokenizer)
+    adapters.prepare(model, adapter_cfg, targets)
+    if cfg.adapter_path:
+        saving.load_weights(model, Path(cfg.adapter_path))
+    return Built(model, tokenizer, adapter_cfg, targets)
+
+
+def quantized(cfg: DictConfig) -> bool:
+    """Whether bitsandbytes loads the weights (it places them on the device itself)."""
+    return bool(cfg.model.load_in_8bit or cfg.model.load_in_4bit)
+
+
+def place(job: Job, built: Built) -> dict[str, Any]:
+    """Put the model on its device, ready to train; returns its parameter counts and how many modules it adapts."""
+    if job.cfg.train.gradient_checkpointing:
+        built.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not quantized(job.cfg):
+        built.model.to(job.device)
+    params = count_parameters(built.model)
+    log.info(
+        "%s on %d modules: %d trainable of %d parameters",
+        *(built.adapter_cfg["kind"], len(built.targets), params["trainable"], params["total"]),
+    )
+    return {"params": params, "targets": len(built.targets)}
+
+
+def fit(
+    job: Job, built: Built, data: Data, on_log: Callable[[dict[str, float], int], None], resume_from: Path | None
+) -> dict[str, Any]:
+    """Train the adapter and save it (mode=train with something to train); returns the training record.
+
+    The checkpoints are deleted only once the saved adapter is in place: it is the final word."""
+    cfg, tokenizer, dist = job.cfg, built.tokenizer, job.dist
+    examples = tokenize_for_training(data.train, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
+    result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)
+    if cfg.mode == "train" and any(p.requires_grad for p in built.model.parameters()):
+        checkpoints = job.dir / "checkpoints"
+        result = train(
+            *(built.model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, job.device),
+            on_log=on_log,
+            checkpoint_dir=checkpoints,
+            resume_from=resume_from,
+            dist=dist,
+        )
+        if dist.main:
+            saving.save(built.model, built.adapter_cfg, cfg.model.name, built.targets, job.dir / "adapter")
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    return {
+        "steps": result.steps,
+        "examples": len(examples),
+        "loss_history": result.loss_history,
+        "seconds": result.seconds,
+        "tokens_per_second": result.tokens_per_second,
+        "peak_memory_mb": peak_memory_mb(job.device),
+        "resumed_from": str(resume_from) if resume_from else None,
+        "processes": dist.world,
+    }
+
+
+def evaluate(job: Job, built: Built, data: Data) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Accuracy of the adapted model per evaluation set, and every prediction (written to predictions.jsonl).
+
+    Its mergeable adapters are first folded into the frozen weights when ``eval.merge_adapters`` asks and the
+    protocol allows (the paper's protocol generates with adapter dropout on: nothing to fold then)."""
+    cfg = job.cfg
+    if cfg.eval.merge_adapters:
+        if cfg.protocol.eval_adapter_dropout:
+            log.warning("eval.merge_adapters ignored: this protocol keeps adapter dropout on while generating")
+        else:
+            merged = adapters.merge_adapters(built.model)
+            log.info("merged %d adapter layers into the frozen weights for evaluation", merged)
+    metrics, rows = evaluate_all(built.model, built.tokenizer, data.eval_sets, cfg, job.device)
+    files.write_jsonl(job.dir / "predictions.jsonl", rows)
+    return metrics, rows
+
+
+def zero_shot(job: Job, base: Any, tokenizer: Any, data: Data) -> dict[str, dict[str, Any]]:
+    """Accuracy of the pretrained model before any adapter touches it (predictions in predictions_zero_shot.jsonl)."""
+    if not quantized(job.cfg):
+        base.to(job.device)
+    metrics, rows = evaluate_all(base, tokenizer, data.eval_sets, job.cfg, job.device, desc="zero-shot")
+    files.write_jsonl(job.dir / "predictions_zero_shot.jsonl", rows)
+    return metrics

@@ -1,0 +1,60 @@
+"""Recognising work already done: the config hash of a job, and the scan for an earlier job that had the same one.
+
+Two configs that differ only in where things are stored or logged are the same experiment; so are an adapter that
+takes no placement under two placements, and the frozen base model under two seeds. A job whose hash matches an
+earlier ``ok`` job is not run again; one whose hash matches a job that stopped early continues from its newest
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from llm_adapters import __version__, adapters, checkpoint, files
+
+# Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
+# same experiment.
+_NOT_THE_EXPERIMENT = ("logger", "paths")
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """A digest of everything that decides a job's numbers (seed included), to recognise a job already done."""
+    kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
+    kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
+    kind = kept["adapter"]["kind"]
+    if not adapters.spec(kind).placed:  # a placement it ignores: a sweep over placements runs it once, not once each
+        kept.pop("placement")
+    if kind == "none" and kept["mode"] == "train":  # the frozen base, evaluated: no training, nothing random
+        kept.pop("train")
+        kept.pop("seed")
+    kept["llm_adapters"] = __version__  # bump the version when a change alters results, and old jobs rerun
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | None, Path | None]:
+    """Earlier jobs with this config hash: the directory of another one that ended ``ok``, and the newest checkpoint
+    left by one that did not finish (killed, preempted or failed) — this job's own directory included, so a job
+    rerun in place (a requeued SLURM job, a study rerun into its fixed sweep directory) continues where it stopped."""
+    done, newest, newest_step = None, None, -1
+    for root in [*roots, job_dir]:
+        for path in Path(root).rglob("results.json"):
+            earlier = files.read_results(path)
+            if earlier is None or earlier.get("config_hash") != digest:
+                continue
+            if earlier.get("status") == "ok" and path.parent.resolve() != job_dir.resolve():
+                done = path.parent
+            elif (found := checkpoint.latest(path.parent / "checkpoints")) is not None:
+                step = int(found.name.removeprefix("step-"))
+                if step > newest_step:
+                    newest, newest_step = found, step
+    return done, newest
+
+
+def completed_here(job_dir: Path, digest: str) -> dict[str, Any] | None:
+    """This directory's own ``ok`` record for the same experiment (a job rerun in place after it finished)."""
+    path = job_dir / "results.json"
+    own = files.read_results(path) if path.is_file() else None
+    return own if own is not None and own.get("config_hash") == digest and own.get("status") == "ok" else None

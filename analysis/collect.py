@@ -9,14 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from llm_adapters.axes import job_axes
+from llm_adapters.axes import axes_of, job_axes
 from llm_adapters.files import read_results
 
 
 def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
     """One job's row: its setting, status, parameter share and per-set accuracy (``acc/<set>``, ``n/<set>``)."""
     config = results.get("config", {})
-    axes = results.get("axes") or job_axes(config, results.get("loaded_adapter"))  # older jobs: from their config
+    axes = axes_of(results)
     out: dict[str, Any] = {
         "job": job,
         "status": results.get("status"),

@@ -25,7 +25,23 @@ def job_axes(config: Mapping[str, Any], adapter: Mapping[str, Any] | None = None
         "model": config["model"]["name"],
         "adapter": adapter["kind"],
         "placement": config["placement"]["name"] if placed else None,
-        "size": adapter.get(record.size_key) if record is not None and record.size_key else None,
+        "size": size(adapter),
         "dataset": config["dataset"]["name"],
         "seed": config["seed"],
     }
+
+
+def size(adapter: Mapping[str, Any]) -> Any:
+    """The value of the adapter's size key (none for a kind without one, or one this version does not know)."""
+    record = REGISTRY.get(adapter.get("kind"))
+    return adapter.get(record.size_key) if record is not None and record.size_key else None
+
+
+def axes_of(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The axes of a results.json record: its ``axes`` block, or for a record written before there was one, its
+    top-level fields and the size of the adapter it ran (or loaded)."""
+    if "axes" in results:
+        return dict(results["axes"])
+    adapter = results.get("loaded_adapter") or (results.get("config") or {}).get("adapter") or {}
+    axes = {key: results.get(key) for key in ("model", "adapter", "placement", "dataset", "seed")}
+    return {**axes, "size": size({**adapter, "kind": results.get("adapter")})}

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    protocol = OmegaConf.load(PROTOCOL_DIR / f"{args.protocol}.yaml").protocol
+    protocol = OmegaConf.load(PROTOCOL_DIR / f"{args.protocol}.yaml")
     generations = [r.get("generation", r.get("output")) for r in records]
     metrics, rows = score(generations, [str(r["answer"]) for r in records], eval_set(args.dataset), protocol)
     if args.write:

@@ -52,7 +52,7 @@ def test_paper_rule_on_real_test_files(shared_data, name, correct, total):
 
 
 def protocol(name: str):
-    return OmegaConf.load(CONF / "protocol" / f"{name}.yaml").protocol
+    return OmegaConf.load(CONF / "protocol" / f"{name}.yaml")
 
 
 @pytest.mark.parametrize(

@@ -163,18 +163,23 @@ def test_every_study_sweep_composes_its_jobs(tmp_path, study, jobs):
         )
 
 
-def test_the_saved_config_is_what_ran(tmp_path):
+def test_the_saved_config_is_what_ran(tmp_path, monkeypatch):
     """A study's per-adapter patch is applied where Hydra saves the config: .hydra/config.yaml, results.json and
-    the W&B config (offline, in the job's wandb folder) agree on the value that ran."""
-    proc = run_py(
-        "+per_adapter={lora:{train:{lr:0.03}}}",
-        f"hydra.run.dir={tmp_path}",
-        *[o for o in FAST if o != "logger=none"],  # W&B offline: its config is written in the job's folder
-    )
+    the config handed to W&B agree on the value that ran."""
+    proc = run_py("+per_adapter={lora:{train:{lr:0.03}}}", f"hydra.run.dir={tmp_path / 'cli'}", *FAST)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
-    saved = yaml.safe_load((tmp_path / ".hydra" / "config.yaml").read_text())
-    results = json.loads((tmp_path / "results.json").read_text())
-    logged = yaml.safe_load(next(tmp_path.glob("wandb/offline-run-*/files/config.yaml")).read_text())
-    assert saved["train"]["lr"] == results["config"]["train"]["lr"] == logged["train"]["value"]["lr"] == 0.03
-    assert logged["axes"]["value"] == results["axes"]
+    saved = yaml.safe_load((tmp_path / "cli" / ".hydra" / "config.yaml").read_text())
+    results = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert saved["train"]["lr"] == results["config"]["train"]["lr"] == 0.03
+
+    from llm_adapters import experiment, tracking
+
+    handed = {}
+    start = tracking.start_wandb
+    monkeypatch.setattr(
+        tracking, "start_wandb", lambda cfg, config, *a: handed.update(config) or start(cfg, config, *a)
+    )
+    results = experiment.run(make_config("+per_adapter={lora:{train:{lr:0.03}}}", *FAST), tmp_path / "in-process")
+    assert handed["train"]["lr"] == results["config"]["train"]["lr"] == 0.03
+    assert handed["axes"] == results["axes"]

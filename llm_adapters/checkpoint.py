@@ -28,13 +28,22 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read back; the message names it."""
 
 
-def save(directory: Path, step: int, model: torch.nn.Module, training_state: dict[str, Any]) -> Path:
-    """Write ``directory/step-<step>`` atomically and drop older checkpoints."""
+def save(
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    training_state: dict[str, Any],
+    best: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``directory/step-<step>`` atomically and drop older checkpoints; ``best``: the weights of the best
+    validation step so far (train.keep=best), kept beside the current ones."""
     final = directory / f"step-{step}"
     tmp = directory / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(trainable_state_dict(model), str(tmp / "weights.safetensors"))
+    if best is not None:
+        save_file(best, str(tmp / "best.safetensors"))
     torch.save(training_state, tmp / "state.pt")
     os.replace(tmp, final)
     for older in directory.glob("step-*"):
@@ -50,10 +59,13 @@ def latest(directory: Path) -> Path | None:
 
 
 def load(path: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Put the checkpoint's weights into ``model`` and return the rest of its state."""
+    """Put the checkpoint's weights into ``model`` and return the rest of its state (with ``best_weights``, the best
+    validation step's, when it kept some)."""
     try:
         weights = load_file(str(path / "weights.safetensors"))
         state = torch.load(path / "state.pt", weights_only=True)
+        if (path / "best.safetensors").is_file():
+            state["best_weights"] = load_file(str(path / "best.safetensors"))
     except Exception as error:  # a truncated or foreign file fails in many ways; all of them mean the same here
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from None
     params = dict(model.named_parameters())

@@ -39,13 +39,20 @@ def register_resolvers() -> None:
 
 
 def apply_study(cfg: DictConfig) -> DictConfig:
-    """The per-adapter settings a study file gives (sweeps/), merged in for this job's adapter kind:
-    ``per_adapter.<kind>`` patches the whole config (e.g. prefix tuning's own schedule) and
+    """The per-adapter and per-run settings a study file gives (sweeps/), merged in for this job:
+    ``per_adapter.<kind>`` patches the whole config (e.g. prefix tuning's own schedule), ``per_run."<model>/<kind>"``
+    patches it for one model's row (e.g. the 8-bit base and the validation split its command used), and
     ``grid.<kind>[grid_point]`` patches the adapter (e.g. the configuration study's sizes)."""
     kind = cfg.adapter.kind
     patches = []
     if cfg.get("per_adapter") and kind in cfg.per_adapter:
         patches.append(cfg.per_adapter[kind])
+    for key in cfg.get("per_run") or {}:
+        model, _, adapter = str(key).partition("/")
+        if not (CONF_DIR / "model" / f"{model}.yaml").is_file() or adapter not in known_kinds():
+            raise ConfigError(f"per_run.{key}: not a <model>/<adapter kind> of this project (e.g. llama-7b/lora)")
+    if cfg.get("per_run") and f"{cfg.model.name}/{kind}" in cfg.per_run:
+        patches.append(cfg.per_run[f"{cfg.model.name}/{kind}"])
     if cfg.get("grid_point") is not None:
         if not cfg.get("grid") or kind not in cfg.grid:
             raise ConfigError(f"grid_point is set but the study has no grid for adapter '{kind}'")
@@ -71,6 +78,8 @@ INTEGER_KEYS = (
     "train.max_examples",
     "train.warmup_steps",
     "train.save_every",
+    "train.val_set_size",
+    "train.eval_every",
     "eval.batch_size",
     "eval.num_beams",
     "eval.max_new_tokens",
@@ -171,6 +180,7 @@ POSITIVE_KEYS = (
     "train.log_every",
     "train.max_steps",
     "train.max_examples",
+    "train.eval_every",
     "eval.batch_size",
     "eval.num_beams",
     "eval.max_new_tokens",
@@ -214,8 +224,14 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.load_in_8bit or cfg.model.load_in_4bit:
         if not cfg.model.name_or_path:
             raise ConfigError("model.load_in_8bit/load_in_4bit quantize pretrained weights: set model.name_or_path")
-        if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        if cfg.mode != "plan" and (importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available()):
             raise ConfigError("model.load_in_8bit/load_in_4bit need the bitsandbytes package and a CUDA GPU")
+    if cfg.train.keep not in ("best", "last"):
+        raise ConfigError(f"train.keep must be best or last (got '{cfg.train.keep}')")
+    if cfg.train.keep == "best" and not cfg.train.val_set_size:
+        raise ConfigError("train.keep=best picks by validation loss: set train.val_set_size (the paper used 120)")
+    if cfg.train.val_set_size < 0:
+        raise ConfigError(f"train.val_set_size must not be negative (got {cfg.train.val_set_size})")
     if cfg.train.autocast not in (None, "bfloat16", "float16"):
         raise ConfigError(f"train.autocast must be null, bfloat16 or float16 (got '{cfg.train.autocast}')")
     if cfg.eval.autocast not in (None, "bfloat16", "float16"):

@@ -58,3 +58,15 @@ def collate(batch: Sequence[Mapping[str, list[int]]], pad_id: int, multiple_of: 
         "labels": torch.tensor(labels),
         "attention_mask": torch.tensor(mask),
     }
+
+
+def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, megabatches: int = 50) -> list[int]:
+    """A shuffled order rearranged so each batch holds examples of similar length (less padding): the shuffled
+    order is cut into runs of ``megabatches`` batches and each run sorted by length, longest first — the HF
+    Trainer's ``group_by_length``. Which examples share an epoch is unchanged, only their grouping."""
+    size = batch_size * megabatches
+    return [
+        i
+        for start in range(0, len(order), size)
+        for i in sorted(order[start : start + size], key=lambda i: -lengths[i])
+    ]

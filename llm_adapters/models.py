@@ -6,6 +6,7 @@ downstream runs unchanged from the CPU toy to a 13B model on a GPU.
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 
@@ -114,3 +115,10 @@ def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated on CUDA; elsewhere the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

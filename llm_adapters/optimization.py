@@ -4,6 +4,7 @@ generator of the data order, built, stepped, checkpointed and restored together.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,14 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: in
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
+    """Optimizer steps the run will take: ``max_steps`` when set (as the HF Trainer's, it overrides ``epochs``:
+    the data is gone through as many times as it takes), else ceil(examples / batch) per epoch."""
+    if cfg["max_steps"]:
+        return int(cfg["max_steps"])
+    return math.ceil(n_examples / int(cfg["batch_size"])) * int(cfg["epochs"])
 
 
 @dataclass

@@ -18,13 +18,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import adapters, distributed, files, synthetic
 from llm_adapters.adapters import saving
+from llm_adapters.config import ConfigError
 from llm_adapters.download import locate
 from llm_adapters.evaluation import evaluate_all
 from llm_adapters.examples import tokenize_for_training
-from llm_adapters.models import count_parameters, load_model, load_tokenizer, model_config, pretrained
+from llm_adapters.models import (
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    model_config,
+    peak_memory_mb,
+    pretrained,
+)
 from llm_adapters.placement import Target
 from llm_adapters.records import EVAL_SETS, EvalSet, Record, eval_set, load_records, overlap
-from llm_adapters.training import TrainResult, peak_memory_mb, train
+from llm_adapters.training import TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +87,13 @@ def load_data(cfg: DictConfig) -> Data:
         )
     elif cfg.mode == "train":
         train_records = load_records(path(cfg.dataset.path))
-        if cfg.train.get("max_examples"):
+        if cfg.train.max_examples:
             train_records = train_records[: cfg.train.max_examples]
+        if cfg.train.val_set_size >= len(train_records):
+            raise ConfigError(
+                f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
+                f"({len(train_records)} records in {cfg.dataset.path})"
+            )
     else:  # evaluating a saved adapter needs no training file
         train_records = []
     eval_sets = {}
@@ -176,6 +189,9 @@ def fit(
         "loss_history": result.loss_history,
         "seconds": result.seconds,
         "tokens_per_second": result.tokens_per_second,
+        "val_examples": result.val_examples,
+        "val_history": result.val_history,
+        "kept_step": result.best_step,  # train.keep=best: the step whose weights were saved (null: the last)
         "peak_memory_mb": peak_memory_mb(job.device),
         "resumed_from": str(resume_from) if resume_from else None,
         "processes": dist.world,

@@ -74,7 +74,9 @@ def line(result: dict[str, Any]) -> str:
     """The one line plan mode prints."""
     p = result["params"]
     where = f"@{result['placement']}" if result["placement"] else ""
+    model = result["config"]["model"]
+    bits = " (8-bit base)" if model["load_in_8bit"] else " (4-bit base)" if model["load_in_4bit"] else ""
     return (
-        f"{result['model']} {result['adapter']}{where}: {p['trainable']:,} trainable of {p['total']:,} "
+        f"{result['model']}{bits} {result['adapter']}{where}: {p['trainable']:,} trainable of {p['total']:,} "
         f"({p['trainable_pct']:.4f}%), training memory ~{result['memory_gb']['total']:.1f} GiB"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import signal
 import threading
 import time
@@ -19,12 +18,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from llm_adapters import checkpoint
+from llm_adapters import checkpoint, validation
 from llm_adapters.checkpoint import Preempted
 from llm_adapters.distributed import Distributed
-from llm_adapters.examples import IGNORE_INDEX, collate
+from llm_adapters.examples import IGNORE_INDEX, collate, grouped_by_length
 from llm_adapters.models import autocast
-from llm_adapters.optimization import Optimization
+from llm_adapters.optimization import Optimization, optimizer_steps
 
 log = logging.getLogger(__name__)
 
@@ -37,37 +36,13 @@ class TrainResult:
     seconds: float
     tokens: int
     loss_history: list[list[float]] = field(default_factory=list)
+    val_history: list[list[float]] = field(default_factory=list)  # [step, validation loss] (train.val_set_size)
+    best_step: int | None = None  # the step whose weights were kept (train.keep=best), else None: the last
+    val_examples: int = 0
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated on CUDA; elsewhere the process's peak resident set size."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
-    """Optimizer steps the run will take: ``max_steps`` when set (as the HF Trainer's, it overrides ``epochs``:
-    the data is gone through as many times as it takes), else ceil(examples / batch) per epoch."""
-    if cfg["max_steps"]:
-        return int(cfg["max_steps"])
-    return math.ceil(n_examples / int(cfg["batch_size"])) * int(cfg["epochs"])
-
-
-def grouped_by_length(order: list[int], lengths: list[int], batch_size: int, megabatches: int = 50) -> list[int]:
-    """A shuffled order rearranged so each batch holds examples of similar length (less padding): the shuffled
-    order is cut into runs of ``megabatches`` batches and each run sorted by length, longest first — the HF
-    Trainer's ``group_by_length``. Which examples share an epoch is unchanged, only their grouping."""
-    size = batch_size * megabatches
-    return [
-        i
-        for start in range(0, len(order), size)
-        for i in sorted(order[start : start + size], key=lambda i: -lengths[i])
-    ]
 
 
 def causal_lm_loss(forward: Callable[..., Any], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -104,6 +79,8 @@ class TrainState:
     tokens: int = 0
     window: list[float] = field(default_factory=list)
     history: list[list[float]] = field(default_factory=list)
+    val_history: list[list[float]] = field(default_factory=list)
+    best: list[float] | None = None  # [step, validation loss] of the lowest so far
 
     def next_step(self, examples: Sequence[Mapping[str, list[int]]], cfg: Mapping, rng: torch.Generator) -> list[int]:
         """The example indices of the next optimizer step; a new epoch's order is drawn when this one is used up."""
@@ -187,11 +164,13 @@ def train(
     steps equal a single process's with the same global batch (dropout masks aside). Only rank 0 saves.
     """
     dist = dist or Distributed()
+    examples, held_out = validation.split(examples, int(cfg["val_set_size"]))
     total, micro = optimizer_steps(len(examples), cfg), int(cfg["micro_batch_size"])
     opt = Optimization.build(model, cfg, total, seed, device)
-    state = TrainState()
+    state, best_weights = TrainState(), None
     if resume_from is not None:
-        state = TrainState(**opt.restore(checkpoint.load(resume_from, model), device))
+        saved = checkpoint.load(resume_from, model)
+        state, best_weights = TrainState(**opt.restore(saved, device)), saved.get("best_weights")
         log.info("resumed from %s at step %d", resume_from, state.steps)
     forward = _forward(model, cfg, dist, device)
     save_every = int(cfg["save_every"] or 0)
@@ -213,13 +192,46 @@ def train(
             bar.update()
             if mean is not None:
                 _report(mean, opt.scheduler.get_last_lr()[0], state.steps, total, bar, on_log)
+            if held_out and state.steps % int(cfg["eval_every"]) == 0:
+                best_weights = _validate(model, held_out, cfg, pad_id, device, state, on_log) or best_weights
             stop = dist.any(bool(received))  # every process stops at the same step
             if checkpoint_dir is not None and (stop or (save_every and state.steps % save_every == 0)) and dist.main:
-                checkpoint.save(checkpoint_dir, state.steps, model, opt.state(asdict(state), device))
+                checkpoint.save(checkpoint_dir, state.steps, model, opt.state(asdict(state), device), best_weights)
             if stop:
                 name = signal.Signals(received[0]).name if received else "a stop signal"  # another rank's
                 raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {checkpoint_dir}")
-    return TrainResult(state.steps, time.perf_counter() - start, state.tokens, state.history)
+    kept = _keep(model, cfg["keep"], state, best_weights)
+    seconds = time.perf_counter() - start
+    return TrainResult(state.steps, seconds, state.tokens, state.history, state.val_history, kept, len(held_out))
+
+
+def _keep(model: torch.nn.Module, keep: str, state: TrainState, best: dict[str, torch.Tensor] | None) -> int | None:
+    """With ``keep: best``, put the best validation step's weights back; the step kept (None: the last)."""
+    if keep != "best" or best is None:
+        return None
+    validation.restore(model, best)
+    log.info("kept the weights of step %d (validation loss %.4f)", state.best[0], state.best[1])
+    return int(state.best[0])
+
+
+def _validate(
+    model: torch.nn.Module,
+    held_out: Sequence[Mapping[str, list[int]]],
+    cfg: Mapping,
+    pad_id: int,
+    device: torch.device,
+    state: TrainState,
+    on_log: Callable,
+) -> dict[str, torch.Tensor] | None:
+    """The validation loss at this step, logged; a copy of the weights when it is the lowest so far."""
+    value = validation.loss(model, held_out, int(cfg["micro_batch_size"]), pad_id, device, cfg.get("autocast"))
+    state.val_history.append([state.steps, value])
+    on_log({"val/loss": value}, state.steps)
+    log.info("step %d validation loss %.4f", state.steps, value)
+    if state.best is not None and value >= state.best[1]:  # the Trainer keeps the first of equal losses
+        return None
+    state.best = [state.steps, value]
+    return validation.trainable_copy(model)
 
 
 def _forward(model: torch.nn.Module, cfg: Mapping, dist: Distributed, device: torch.device) -> Any:

@@ -258,7 +258,7 @@ def test_adapter_path_errors_name_the_problem(tmp_path):
 
 
 def test_group_by_length_pads_less_and_keeps_the_epoch():
-    from llm_adapters.training import grouped_by_length
+    from llm_adapters.examples import grouped_by_length
 
     lengths = [((i * 37) % 97) + 5 for i in range(400)]
     order = torch.randperm(400, generator=torch.Generator().manual_seed(0)).tolist()

@@ -48,7 +48,7 @@ def test_with_every_position_labelled_it_is_the_plain_forward():
 
 
 def test_max_steps_overrides_epochs_as_the_trainers_does():
-    from llm_adapters.training import optimizer_steps
+    from llm_adapters.optimization import optimizer_steps
 
     cfg = {"batch_size": 16, "epochs": 2, "max_steps": None}
     assert optimizer_steps(64, cfg) == 8  # 4 steps an epoch, 2 epochs

@@ -127,3 +127,24 @@ def test_plan_sweep_prints_one_table(tmp_path):
         and table[1].split()[:2] == ["llama-7b", "lora"]
         and table[4].split()[:2] == ["gpt-j-6b", "series"]
     )
+
+
+def test_the_table_sweep_follows_each_rows_command(tmp_path):
+    """sweeps/math_table.yaml's per_run: the 8-bit base and the validation split where the paper's command for that
+    model and adapter used them, and nowhere else; plan mode shows it."""
+    from llm_adapters.config import ConfigError
+    from llm_adapters.plan import line
+
+    def planned(model, adapter):
+        cfg = make_config("+sweep=math_table", f"model={model}", f"adapter={adapter}", "mode=plan")
+        return plan(cfg, tmp_path / f"{model}-{adapter}")
+
+    bloom_lora, llama_lora = planned("bloomz-7b1", "lora"), planned("llama-7b", "lora")
+    assert bloom_lora["config"]["model"]["load_in_8bit"] and "(8-bit base)" in line(bloom_lora)
+    assert not llama_lora["config"]["model"]["load_in_8bit"] and "8-bit" not in line(llama_lora)
+    assert bloom_lora["memory_gb"]["weights"] < planned("bloomz-7b1", "series")["memory_gb"]["weights"] / 1.9
+    series = planned("llama-7b", "series")["config"]["train"]
+    assert (series["val_set_size"], series["eval_every"], series["keep"]) == (120, 80, "best")
+    assert llama_lora["config"]["train"]["val_set_size"] == 0
+    with pytest.raises(ConfigError, match=r"per_run\.llama7b/lora: not a <model>/<adapter kind>"):
+        plan(make_config("mode=plan", "+per_run={llama7b/lora:{seed:1}}"), tmp_path / "typo")

@@ -1,0 +1,96 @@
+"""The paper's validation split and best checkpoint: finetune.py's split exactly, the kept weights those of the
+lowest validation loss, and a resumed run that ends where an uninterrupted one does, best weights included."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from datasets import Dataset
+
+from llm_adapters import validation
+from llm_adapters.config import ConfigError, validate
+from llm_adapters.examples import tokenize_for_training
+from llm_adapters.models import load_tokenizer
+from llm_adapters.phases import build_model, set_seed
+from llm_adapters.synthetic import generate
+from llm_adapters.training import train
+from tests.conftest import make_config
+
+CPU = torch.device("cpu")
+SETTINGS = [  # 24 records to train on, 16 held out: lr 0.1 overfits, and the validation loss rises again
+    *("train.val_set_size=16", "train.eval_every=4", "train.log_every=4", "train.batch_size=8"),
+    *("train.micro_batch_size=8", "train.max_steps=60", "train.lr=0.1", "train.warmup_steps=0"),
+]
+
+
+def test_the_split_is_finetune_pys():
+    records = [{"i": i} for i in range(300)]
+    kept, held_out = validation.split(records, 120)
+    reference = Dataset.from_list(records).train_test_split(test_size=120, shuffle=True, seed=42)
+    assert [r["i"] for r in held_out] == reference["test"]["i"]
+    assert [r["i"] for r in kept] == reference["train"]["i"]
+    assert validation.split(records, 0) == (records, [])
+
+
+def fitted(*overrides, **kwargs):
+    cfg = make_config(*SETTINGS, *overrides)
+    set_seed(0)  # the same adapter init in every call
+    model, tokenizer, *_ = build_model(cfg)
+    examples = tokenize_for_training(generate(40, 0, seed=0)[0], load_tokenizer(cfg.model), 64, False)
+    fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=CPU, **kwargs)
+    _, held_out = validation.split(examples, 16)
+    return fit, model, validation.loss(model, held_out, 8, tokenizer.pad_token_id, CPU, None)
+
+
+def test_keep_best_puts_back_the_weights_of_the_lowest_validation_loss():
+    fit, _, final = fitted("train.keep=best")
+    steps, losses = zip(*fit.val_history, strict=True)
+    assert list(steps) == list(range(4, 61, 4)) and fit.val_examples == 16
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert fit.best_step == steps[best] != 60  # a loss that rose again: the kept step is not the last
+    assert final == pytest.approx(losses[best], abs=1e-6)
+    last, _, final_last = fitted("train.keep=last")
+    assert last.best_step is None and final_last == pytest.approx(losses[-1], abs=1e-6)
+
+
+def test_a_resumed_run_keeps_the_same_best(tmp_path):
+    copied = tmp_path / "step-24"
+
+    def copy_when_logged(metrics, step):  # at step 28 the step-24 checkpoint is the newest one
+        if step == 28 and not copied.exists():
+            shutil.copytree(tmp_path / "checkpoints" / "step-24", copied)
+
+    whole, model, _ = fitted(
+        "train.keep=best", "train.save_every=8", checkpoint_dir=tmp_path / "checkpoints", on_log=copy_when_logged
+    )
+    resumed, again, _ = fitted("train.keep=best", resume_from=copied)
+    assert resumed.val_history == whole.val_history and resumed.best_step == whole.best_step
+    for (name, mine), theirs in zip(again.named_parameters(), model.parameters(), strict=True):
+        assert torch.equal(mine, theirs), name
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.keep=best", "train.keep=best picks by validation loss: set train.val_set_size"),
+        ("train.keep=first", "train.keep must be best or last"),
+        ("train.val_set_size=-1", "train.val_set_size must not be negative"),
+        ("train.eval_every=0", "train.eval_every must be a positive number"),
+    ],
+)
+def test_bad_validation_settings_are_one_line(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make_config(override))
+
+
+def test_a_split_that_leaves_nothing_to_train_on_stops_before_the_model_loads(shared_data, tmp_path):
+    from llm_adapters.experiment import run
+
+    cfg = make_config(
+        *("paths.data_dir=" + str(shared_data), "dataset=math_data", "eval=math", "train.max_examples=10"),
+        *("train.val_set_size=10", "logger=none", "train.resume=false"),
+    )
+    with pytest.raises(ConfigError, match=r"train.val_set_size 10 leaves nothing to train on \(10 records in "):
+        run(cfg, tmp_path)
+    assert "params" not in json.loads((tmp_path / "results.json").read_text())  # no model was built

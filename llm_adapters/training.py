@@ -94,11 +94,12 @@ class TrainState:
         return self.order[self.cursor - batch_size : self.cursor]
 
     def finish_step(self, loss: float, tokens: int, log_every: int, total: int) -> float | None:
-        """Count a finished step; at a logging step, the mean loss since the last one (else None)."""
+        """Count a finished step; at a logging step (every ``log_every``, and the first and the last), the mean loss
+        since the last one (else None)."""
         self.steps += 1
         self.tokens += tokens
         self.window.append(loss)
-        if self.steps % log_every and self.steps != total:
+        if self.steps % log_every and self.steps not in (1, total):  # the first and last steps always show
             return None
         mean = sum(self.window) / len(self.window)
         self.history.append([self.steps, mean])

@@ -45,7 +45,7 @@ def test_two_processes_equal_one(tmp_path):
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
     single = json.loads((tmp_path / "single" / "results.json").read_text())
     assert ddp["train"]["processes"] == 2 and single["train"]["processes"] == 1
-    assert [s for s, _ in ddp["train"]["loss_history"]] == [2, 4, 6, 8]
+    assert [s for s, _ in ddp["train"]["loss_history"]] == [1, 2, 4, 6, 8]  # the first step, then every 2nd
     for (_, a), (_, b) in zip(ddp["train"]["loss_history"], single["train"]["loss_history"], strict=True):
         assert abs(a - b) < 1e-5
     mine = load_file(tmp_path / "ddp" / "adapter" / "adapter_model.safetensors")

@@ -44,7 +44,7 @@ def test_job_writes_the_results_contract(tmp_path):
         assert key in on_disk, key
     assert on_disk["config"]["adapter"]["r"] == 32 and on_disk["seed"] == 42
     assert on_disk["params"]["trainable"] > 0 and 0 < on_disk["params"]["trainable_pct"] < 100
-    assert [s for s, _ in on_disk["train"]["loss_history"]] == [2, 4, 6]
+    assert [s for s, _ in on_disk["train"]["loss_history"]] == [1, 2, 4, 6]  # the first step always
     assert on_disk["train"]["tokens_per_second"] > 0 and on_disk["train"]["peak_memory_mb"] > 0
     assert on_disk["versions"]["torch"] == torch.__version__
 

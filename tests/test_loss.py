@@ -66,3 +66,4 @@ def test_training_runs_past_the_epochs_to_max_steps():
     adapters.prepare(model, adapter_cfg, adapters.targets_for(model.config, adapter_cfg, cfg.placement))
     fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=torch.device("cpu"))
     assert fit.steps == 5
+    assert [step for step, _ in fit.loss_history] == [1, 5]  # fewer steps than log_every: the first and the last

@@ -9,6 +9,7 @@ unpickled beyond tensors and plain containers.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llm_adapters.adapters import trainable_state_dict
+
+KEEP = 2  # checkpoints kept: the newest, and the one before it in case the newest cannot be read
+log = logging.getLogger(__name__)
 
 
 class Preempted(RuntimeError):
@@ -35,8 +39,8 @@ def save(
     training_state: dict[str, Any],
     best: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``directory/step-<step>`` atomically and drop older checkpoints; ``best``: the weights of the best
-    validation step so far (train.keep=best), kept beside the current ones."""
+    """Write ``directory/step-<step>`` atomically and drop all but the previous one (kept in case this one turns out
+    unreadable); ``best``: the weights of the best validation step so far (train.keep=best), kept beside."""
     final = directory / f"step-{step}"
     tmp = directory / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -46,16 +50,36 @@ def save(
         save_file(best, str(tmp / "best.safetensors"))
     torch.save(training_state, tmp / "state.pt")
     os.replace(tmp, final)
-    for older in directory.glob("step-*"):
-        if older != final:
-            shutil.rmtree(older, ignore_errors=True)
+    for older in newest_first(directory)[KEEP:]:
+        shutil.rmtree(older, ignore_errors=True)
     return final
+
+
+def newest_first(directory: Path) -> list[Path]:
+    """The complete checkpoints in ``directory``, newest first."""
+    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
+    return sorted(found, key=lambda p: -int(p.name.removeprefix("step-")))
 
 
 def latest(directory: Path) -> Path | None:
     """The newest complete checkpoint in ``directory``, if any."""
-    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
-    return max(found, key=lambda p: int(p.name.removeprefix("step-")), default=None)
+    return next(iter(newest_first(directory)), None)
+
+
+def load_usable(path: Path, model: torch.nn.Module) -> tuple[dict[str, Any], Path]:
+    """The state of checkpoint ``path`` put into ``model``, or, when it cannot be read (a disk that filled up, a
+    file truncated by hand), of the newest older one beside it; and the one used. None usable: a CheckpointError that
+    says how to start over."""
+    candidates = [path, *(p for p in newest_first(path.parent) if int(p.name[5:]) < int(path.name[5:]))]
+    for candidate in candidates:
+        try:
+            return load(candidate, model), candidate
+        except CheckpointError as error:
+            log.warning("%s; trying an earlier checkpoint", error)
+    raise CheckpointError(
+        f"no usable checkpoint in {path.parent} (the newest, {path.name}, cannot be read): "
+        "rerun with train.resume=false to start over"
+    )
 
 
 def load(path: Path, model: torch.nn.Module) -> dict[str, Any]:

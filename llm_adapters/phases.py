@@ -193,7 +193,7 @@ def fit(
         "val_history": result.val_history,
         "kept_step": result.best_step,  # train.keep=best: the step whose weights were saved (null: the last)
         "peak_memory_mb": peak_memory_mb(job.device),
-        "resumed_from": str(resume_from) if resume_from else None,
+        "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "processes": dist.world,
     }
 

@@ -39,6 +39,7 @@ class TrainResult:
     val_history: list[list[float]] = field(default_factory=list)  # [step, validation loss] (train.val_set_size)
     best_step: int | None = None  # the step whose weights were kept (train.keep=best), else None: the last
     val_examples: int = 0
+    resumed_from: Path | None = None  # the checkpoint it continued from (an older one when the newest was unreadable)
 
     @property
     def tokens_per_second(self) -> float:
@@ -168,11 +169,11 @@ def train(
     examples, held_out = validation.split(examples, int(cfg["val_set_size"]))
     total, micro = optimizer_steps(len(examples), cfg), int(cfg["micro_batch_size"])
     opt = Optimization.build(model, cfg, total, seed, device)
-    state, best_weights = TrainState(), None
+    state, best_weights, used = TrainState(), None, None
     if resume_from is not None:
-        saved = checkpoint.load(resume_from, model)
+        saved, used = checkpoint.load_usable(resume_from, model)
         state, best_weights = TrainState(**opt.restore(saved, device)), saved.get("best_weights")
-        log.info("resumed from %s at step %d", resume_from, state.steps)
+        log.info("resumed from %s at step %d", used, state.steps)
     forward = _forward(model, cfg, dist, device)
     save_every = int(cfg["save_every"] or 0)
     start = time.perf_counter()
@@ -203,7 +204,8 @@ def train(
                 raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {checkpoint_dir}")
     kept = _keep(model, cfg["keep"], state, best_weights)
     seconds = time.perf_counter() - start
-    return TrainResult(state.steps, seconds, state.tokens, state.history, state.val_history, kept, len(held_out))
+    history = (state.history, state.val_history)
+    return TrainResult(state.steps, seconds, state.tokens, *history, kept, len(held_out), used)
 
 
 def _keep(model: torch.nn.Module, keep: str, state: TrainState, best: dict[str, torch.Tensor] | None) -> int | None:

@@ -94,3 +94,19 @@ def test_a_split_that_leaves_nothing_to_train_on_stops_before_the_model_loads(sh
     with pytest.raises(ConfigError, match=r"train.val_set_size 10 leaves nothing to train on \(10 records in "):
         run(cfg, tmp_path)
     assert "params" not in json.loads((tmp_path / "results.json").read_text())  # no model was built
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    """Two checkpoints are kept; with the newest truncated, resuming continues from the previous one and still ends
+    where the uninterrupted run ended. With none readable, one line says how to start over."""
+    from llm_adapters.checkpoint import CheckpointError
+
+    _, model, _ = fitted("train.save_every=6", checkpoint_dir=tmp_path / "checkpoints")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-54", "step-60"]
+    (tmp_path / "checkpoints" / "step-60" / "weights.safetensors").write_bytes(b"\x00" * 10)
+    resumed, again, _ = fitted("train.save_every=6", resume_from=tmp_path / "checkpoints" / "step-60")
+    assert resumed.resumed_from == tmp_path / "checkpoints" / "step-54"
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), model.parameters(), strict=True))
+    (tmp_path / "checkpoints" / "step-54" / "state.pt").write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match=r"no usable checkpoint .* rerun with train.resume=false"):
+        fitted(resume_from=tmp_path / "checkpoints" / "step-60")

@@ -135,6 +135,18 @@ def _numbers_in_range(cfg: DictConfig) -> None:
         raise ConfigError(f"device={cfg.device} but this machine has no CUDA GPU (device=auto picks what there is)")
 
 
+def _adapter_choices(adapter: DictConfig) -> None:
+    """Keys with a fixed set of values (``adapter.init``, ``adapter.non_linearity``) checked against the kind's
+    record (and its parts'), before anything loads."""
+    record = REGISTRY[adapter.kind]
+    for part in [record, *(REGISTRY[p] for p in record.parts)]:
+        for key, allowed in part.choices.items():
+            if key in adapter and adapter[key] not in allowed:
+                if len(allowed) > 8:  # the activations
+                    raise ConfigError(f"adapter.{key} '{adapter[key]}' is not a transformers activation (e.g. tanh)")
+                raise ConfigError(f"adapter.{key} must be one of {', '.join(allowed)} (got '{adapter[key]}')")
+
+
 def yaml_keys(path: Path) -> list[str]:
     """The keys a group config file defines, those of the configs its defaults list builds on included (an entry
     ``/base/x@_here_`` is conf/base/x.yaml; a plain one is a sibling file)."""
@@ -201,6 +213,10 @@ def validate(cfg: DictConfig) -> None:
     if kind not in known_kinds():
         raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
     _no_unknown_adapter_keys(cfg.adapter)
+    _adapter_choices(cfg.adapter)
+    layers = cfg.placement.get("layers")
+    if layers is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
+        raise ConfigError(f"placement.layers must be layer indices, integers (got {list(layers)})")
     if REGISTRY[kind].placed:
         placement_sites(cfg.placement, kind, REGISTRY[kind].presets)
     for key in POSITIVE_KEYS:

@@ -186,8 +186,7 @@ def train(
             shares = [ids[i : i + micro] for i in range(0, len(ids), micro)][dist.rank :: dist.world]
             batches = [{k: v.to(device) for k, v in collate([examples[i] for i in s], pad_id).items()} for s in shares]
             loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist.world)
-            loss = dist.mean(loss)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss := dist.mean(loss)):
                 raise FloatingPointError(f"non-finite training loss {loss} at step {state.steps + 1}")
             opt.step(cfg["max_grad_norm"])
             mean = state.finish_step(loss, dist.total(tokens), int(cfg["log_every"]), total)
@@ -202,10 +201,8 @@ def train(
             if stop:
                 name = signal.Signals(received[0]).name if received else "a stop signal"  # another rank's
                 raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {checkpoint_dir}")
-    kept = _keep(model, cfg["keep"], state, best_weights)
-    seconds = time.perf_counter() - start
-    history = (state.history, state.val_history)
-    return TrainResult(state.steps, seconds, state.tokens, *history, kept, len(held_out), used)
+    kept, seconds = _keep(model, cfg["keep"], state, best_weights), time.perf_counter() - start
+    return TrainResult(state.steps, seconds, state.tokens, state.history, state.val_history, kept, len(held_out), used)
 
 
 def _keep(model: torch.nn.Module, keep: str, state: TrainState, best: dict[str, torch.Tensor] | None) -> int | None:

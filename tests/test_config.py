@@ -93,3 +93,21 @@ def test_quantized_loading_needs_pretrained_weights_and_its_backend():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="need the bitsandbytes package and a CUDA GPU"):
             validate(make_config("model=llama-7b", "model.load_in_4bit=true"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["adapter=series", "adapter.init=foo"], r"adapter.init must be one of bert, lora \(got 'foo'\)"),
+        (
+            ["adapter=series", "adapter.non_linearity=foo"],
+            "adapter.non_linearity 'foo' is not a transformers activation",
+        ),
+        (["adapter=prompt", "adapter.init=bert"], r"adapter.init must be one of random, vocab \(got 'bert'\)"),
+        (["adapter=mam", "adapter.init=foo"], "adapter.init must be one of bert, lora"),  # its scaled parallel part's
+        (["placement.layers=[1.5]"], r"placement.layers must be layer indices, integers \(got \[1.5\]\)"),
+    ],
+)
+def test_fixed_choices_are_checked_before_anything_loads(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make_config(*overrides))

@@ -37,6 +37,8 @@ from llm_adapters.architectures import (
     linear_weight,
 )
 
+INITS = ("bert", "lora")
+CHOICES = {"init": INITS, "non_linearity": tuple(ACT2FN)}
 INPUT_SIDE_SITES = frozenset({"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"})
 
 
@@ -74,7 +76,7 @@ class Bottleneck(nn.Module):
             nn.init.kaiming_uniform_(self.adapter_down.weight, a=math.sqrt(5))
             nn.init.zeros_(self.adapter_up.weight)
         else:
-            raise ValueError(f"adapter.init must be 'bert' or 'lora' (got '{init}')")
+            raise ValueError(f"adapter.init must be one of {', '.join(INITS)} (got '{init}')")
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         out = self.adapter_up(self.act(self.adapter_down(self.dropout(h.to(self.adapter_down.weight.dtype)))))
@@ -197,7 +199,12 @@ def attach_sublayer(block: nn.Module, arch: Architecture, site: str, cfg: Mappin
 # The paper code's placements. Series could not go on attention projections there: its "attention" series run put
 # input-side adapters on the first MLP projections, which follow the attention sublayer. Its AdapterH default target
 # map was gate, up (input side) and down (output side); series alone at the MLP is AdapterP.
-_SERIES = {"sites": (*PROJECTION_SITES, *BOUNDARY_SITES), "size_key": "bottleneck_size", "sublayer": attach_sublayer}
+_SERIES = {
+    "sites": (*PROJECTION_SITES, *BOUNDARY_SITES),
+    "size_key": "bottleneck_size",
+    "sublayer": attach_sublayer,
+    "choices": CHOICES,
+}
 _ADAPTERH = ("mlp.gate", "mlp.up", "mlp.down")
 register(
     AdapterSpec(
@@ -225,6 +232,7 @@ register(
         },
         sliceable=True,
         size_key="bottleneck_size",
+        choices=CHOICES,
     )
 )
 # He et al. (2022): one bottleneck beside a whole sublayer; the MLP is where it pays most (their finding).
@@ -235,5 +243,6 @@ register(
         sites=tuple(SUBLAYERS),
         presets={"attn": ("attn",), "mlp": ("mlp",), "both": ("attn", "mlp"), "best": ("mlp",)},
         size_key="bottleneck_size",
+        choices=CHOICES,
     )
 )

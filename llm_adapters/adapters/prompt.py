@@ -24,6 +24,8 @@ from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_to
 from llm_adapters.beam_cache import cache_key
 from llm_adapters.examples import IGNORE_INDEX
 
+INITS = ("random", "vocab")
+
 
 class PromptEncoder(VirtualTokens):
     """The trainable prompt: one embedding row per virtual token."""
@@ -39,7 +41,7 @@ class PromptEncoder(VirtualTokens):
             with torch.no_grad():
                 self.embedding.weight.copy_(weight[ids.to(weight.device)].float())
         elif init != "random":
-            raise ValueError(f"adapter.init must be 'random' or 'vocab' (got '{init}')")
+            raise ValueError(f"adapter.init must be one of {', '.join(INITS)} (got '{init}')")
         self.tokens = num_virtual_tokens
         self.prepended = 0  # while a forward pass carries the virtual tokens in front: how many real tokens follow
 
@@ -92,4 +94,13 @@ def attach(model: PreTrainedModel, cfg: Mapping) -> None:
 
 
 # Acts on the input embeddings: no placement.
-register(AdapterSpec("prompt", attach=attach, placed=False, size_key="num_virtual_tokens", virtual_tokens=True))
+register(
+    AdapterSpec(
+        "prompt",
+        attach=attach,
+        placed=False,
+        size_key="num_virtual_tokens",
+        virtual_tokens=True,
+        choices={"init": INITS},
+    )
+)

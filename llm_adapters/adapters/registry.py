@@ -43,7 +43,8 @@ class AdapterSpec:
     a slice of a fused q/k/v projection. ``size_key``: the adapter key that sets its size, the axis of the paper's
     configuration study. ``mergeable``: it folds into the frozen weights for evaluation (its modules have
     ``merge()``). ``virtual_tokens``: it puts extra positions in front of the input (in the KV cache).
-    ``export``: writes its PEFT equivalent beside the native checkpoint.
+    ``export``: writes its PEFT equivalent beside the native checkpoint. ``choices``: adapter keys that take one of
+    a fixed set of values, checked before anything loads.
     """
 
     kind: str
@@ -60,6 +61,7 @@ class AdapterSpec:
     mergeable: bool = False
     virtual_tokens: bool = False
     export: Export | None = None
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 REGISTRY: dict[str, AdapterSpec] = {}

@@ -35,7 +35,7 @@ def opening_record(cfg: DictConfig) -> dict[str, Any]:
         **{key: axes[key] for key in AXES},
         "axes": axes,
         "protocol": resolved["protocol"],
-        "config_hash": resume.config_hash(resolved),
+        "config_hash": None,  # once the data files are found: their fingerprint is part of it
         "config": resolved,
         "versions": tracking.versions(),
         "git_commit": tracking.git_commit(),
@@ -62,11 +62,14 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     results = opening_record(cfg)
     try:
         validate(cfg)
-    except ValueError as error:  # ConfigError, or a PlacementError: a combination that has no meaning
+        located = phases.data_files(cfg)
+    except ValueError as error:  # ConfigError, DataError, or a PlacementError: a combination that has no meaning
         if sweep and isinstance(error, PlacementError):
             return _end_early(results, job_dir, "skipped", str(error))
         _end_early(results, job_dir, "failed", f"{type(error).__name__}: {error}")
         raise
+    results["data"] = resume.fingerprint(located)
+    results["config_hash"] = resume.config_hash(results["config"], results["data"])
     resume_from = None
     if cfg.train.resume:
         if (own := resume.completed_here(job_dir, results["config_hash"])) is not None:
@@ -84,7 +87,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     start = time.perf_counter()
     try:
         job = phases.Job(cfg, job_dir, dist.device(resolve_device(cfg.device)), dist)
-        _recipe(job, results, wandb_run, resume_from)
+        _recipe(job, results, wandb_run, resume_from, located)
         results["status"] = "ok"
     except BaseException as error:
         results["status"] = "failed"
@@ -98,7 +101,9 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     return results
 
 
-def _recipe(job: phases.Job, results: dict[str, Any], wandb_run: Any, resume_from: Path | None) -> None:
+def _recipe(
+    job: phases.Job, results: dict[str, Any], wandb_run: Any, resume_from: Path | None, located: dict[str, Path]
+) -> None:
     """The phases in order, each one's result recorded in ``results`` as soon as it exists."""
     cfg, dist = job.cfg, job.dist
     phases.set_seed(cfg.seed)
@@ -108,7 +113,7 @@ def _recipe(job: phases.Job, results: dict[str, Any], wandb_run: Any, resume_fro
             f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches per step cannot be shared "
             f"by {dist.world} processes"
         )
-    data = phases.load_data(cfg)
+    data = phases.load_data(cfg, located)
     results["contamination"] = phases.contamination(data, cfg.dataset.name)
 
     def before_adapter(base: Any, tokenizer: Any) -> None:

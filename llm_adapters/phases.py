@@ -74,19 +74,27 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
 
 
-def load_data(cfg: DictConfig) -> Data:
-    """The training records and each whole evaluation set, all read and validated before any model loads."""
+def data_files(cfg: DictConfig) -> dict[str, Path]:
+    """Where each data file the job reads is, found (or fetched) before anything else: the training file (mode=train
+    on a file dataset, key ``train``) and each evaluation set's file (the synthetic data has none)."""
+    p = cfg.paths
+    wanted = {name: eval_set(name).path for name in cfg.eval.datasets if name in EVAL_SETS}
+    if cfg.dataset.source == "file" and cfg.mode == "train":
+        wanted = {"train": cfg.dataset.path, **wanted}
+    return {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
 
-    def path(relative: str) -> Path:
-        return locate(relative, cfg.paths.data_dir, cfg.paths.data_url, cfg.paths.data_hub, cfg.paths.data_cache)
 
+def load_data(cfg: DictConfig, located: dict[str, Path] | None = None) -> Data:
+    """The training records and each whole evaluation set, all read and validated before any model loads
+    (``located``: ``data_files(cfg)``, when already found)."""
+    located = data_files(cfg) if located is None else located
     held_out: list[Record] = []
     if cfg.dataset.source == "synthetic":
         train_records, held_out = synthetic.generate(
             cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
         )
     elif cfg.mode == "train":
-        train_records = load_records(path(cfg.dataset.path))
+        train_records = load_records(located["train"])
         if cfg.train.max_examples:
             train_records = train_records[: cfg.train.max_examples]
         if cfg.train.val_set_size >= len(train_records):
@@ -99,7 +107,7 @@ def load_data(cfg: DictConfig) -> Data:
     eval_sets = {}
     for name in cfg.eval.datasets:
         spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
-        records = load_records(path(spec.path), spec) if name in EVAL_SETS else held_out
+        records = load_records(located[name], spec) if name in EVAL_SETS else held_out
         eval_sets[name] = (spec, records)
     return Data(train_records, eval_sets)
 

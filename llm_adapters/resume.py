@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,16 @@ from llm_adapters import __version__, adapters, checkpoint, files
 _NOT_THE_EXPERIMENT = ("logger", "paths")
 
 
-def config_hash(resolved: dict[str, Any]) -> str:
-    """A digest of everything that decides a job's numbers (seed included), to recognise a job already done."""
+def fingerprint(located: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of each data file a job reads: what its numbers depend on, wherever the files are."""
+    return {name: {"size": path.stat().st_size, "sha256": files.sha256(path)} for name, path in located.items()}
+
+
+def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None) -> str:
+    """A digest of everything that decides a job's numbers (seed included; ``data``: the fingerprint of the files
+    it reads), to recognise a job already done. The same files elsewhere give the same hash; changed files do not."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
+    kept["data"] = dict(data or {})
     kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
     kind = kept["adapter"]["kind"]
     if not adapters.spec(kind).placed:  # a placement it ignores: a sweep over placements runs it once, not once each

@@ -3,11 +3,12 @@ it is skipped with a warning, and a sweep counts its job as failed."""
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from analysis.collect import load
-from llm_adapters.files import read_results, write_json
+from llm_adapters.files import read_results, sha256, write_json
 from llm_adapters.resume import find_earlier
 from llm_adapters.sweep import summarise
 
@@ -89,3 +90,41 @@ def test_a_sweep_counts_jobs_that_died_before_writing_their_record(tmp_path):
     counts, notes = summarise(tmp_path)
     assert counts == {"failed": 2}
     assert notes == ["  failed: 0_seed=1: no results.json", "  failed: 1_seed=2: still marked running (killed?)"]
+
+
+def test_the_config_hash_holds_the_data_not_its_place(shared_data, tmp_path):
+    """The same files in another directory are the same experiment (skipped, reused); a changed training file is
+    not (it runs again), and results.json records each file's size and SHA-256."""
+    from llm_adapters.experiment import run
+    from tests.conftest import QUICK, make_config
+
+    def data_dir(name: str, answer: str) -> Path:
+        root = tmp_path / name
+        for relative, n in (("ft-training_set/math_data.json", 8), ("dataset/gsm8k/test.json", 2)):
+            records = json.loads((shared_data / relative).read_text())[:n]
+            if relative.startswith("ft"):
+                records[0] = {**records[0], "answer": answer}
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_text(json.dumps(records))
+        return root
+
+    def job(name: str, data: Path) -> dict:
+        overrides = [o for o in QUICK if o != "train.resume=false"]
+        cfg = make_config(
+            *overrides,
+            "dataset=math_data",
+            "eval.datasets=[gsm8k]",
+            f"paths.data_dir={data}",
+            f"paths.resume_search=[{tmp_path / 'jobs'}]",
+            "train.batch_size=4",
+            "train.micro_batch_size=4",
+        )
+        return run(cfg, tmp_path / "jobs" / name)
+
+    first = job("first", data_dir("a", "1"))
+    assert first["status"] == "ok" and set(first["data"]) == {"train", "gsm8k"}
+    assert first["data"]["train"]["sha256"] == sha256(tmp_path / "a" / "ft-training_set" / "math_data.json")
+    moved = job("moved", data_dir("b", "1"))
+    assert moved["status"] == "skipped" and moved["reused_from"] == str(tmp_path / "jobs" / "first")
+    changed = job("changed", data_dir("c", "2"))
+    assert changed["status"] == "ok" and changed["config_hash"] != first["config_hash"]

@@ -28,6 +28,7 @@ def placement_sweep(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_tables_and_figures_from_a_sweep(placement_sweep, tmp_path):
     written = tables([placement_sweep], tmp_path)
     jobs = pd.read_csv(tmp_path / "jobs.csv")
@@ -93,6 +94,7 @@ def test_paper_cells_sit_beside_matching_rows():
     assert np.isnan(numbers.loc[numbers["size"] == 8, "paper Avg"].item())
 
 
+@pytest.mark.slow  # reads a whole sweep run by the module fixture: CI's second pass
 def test_wandb_runs_read_back_like_results_files(placement_sweep):
     """--wandb reads runs through the same row() as results.json: a run's config and summary give the same row."""
     from analysis.collect import results_from_wandb, row
@@ -107,6 +109,7 @@ def test_wandb_runs_read_back_like_results_files(placement_sweep):
         assert from_run == from_file
 
 
+@pytest.mark.slow  # reads a whole sweep run by the module fixture: CI's second pass
 def test_study_notebook_runs_top_to_bottom(placement_sweep, tmp_path):
     import os
     import subprocess

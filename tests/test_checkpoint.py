@@ -62,6 +62,7 @@ def resume(root):
     return json.loads((root / "second" / "results.json").read_text())
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
 def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
     first = interrupt(tmp_path, sig)
@@ -107,6 +108,7 @@ def test_schedule_equals_transformers_linear_warmup():
     assert lrs[0] == lrs[1]
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_rerun_in_the_same_directory_continues_then_is_skipped(tmp_path, uninterrupted):
     """How SLURM requeues a preempted job and how a study is rerun into its fixed directory: the same command in the
     same directory continues from its own checkpoint, and once done, is not run again."""

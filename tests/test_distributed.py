@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -31,6 +32,7 @@ def launch(*command: str) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_two_processes_equal_one(tmp_path):
     launch(
         sys.executable,

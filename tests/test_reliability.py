@@ -36,6 +36,7 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path):
     assert "placement 'attn' has no meaning for adapter 'adapterh'" in out
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_rerunning_a_sweep_skips_completed_jobs(tmp_path):
     args = ["-m", "seed=1,2", *[o for o in FAST if o != "train.resume=false"], f"paths.resume_search=[{tmp_path}]"]
     first = run_py(*args, f"hydra.sweep.dir={tmp_path / 'first'}")

@@ -60,6 +60,7 @@ def expected_trainable(adapter: str, placement: str) -> int:
     return closed_form(adapter, list(spec(adapter).presets[placement]), size, dims, m.num_hidden_layers)
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_six_job_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = run_py(
@@ -88,6 +89,7 @@ def test_six_job_sweep(tmp_path):
     assert len(set(results.values())) == 6
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_two_sweeps_started_together_do_not_collide(tmp_path):
     procs = [run_py("-m", "seed=1", *FAST, cwd=tmp_path) for _ in range(2)]
     for proc in procs:
@@ -98,6 +100,7 @@ def test_two_sweeps_started_together_do_not_collide(tmp_path):
     assert all(len(list(s.glob("*/results.json"))) == 1 for s in sweeps)
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_embedded_default_learns(tmp_path):
     """`python run.py` with no overrides, as the README's first command runs it (W&B offline included)."""
     proc = run_py(cwd=tmp_path)
@@ -114,6 +117,7 @@ def test_embedded_default_learns(tmp_path):
     assert "trainable params" in out and "accuracy" in out
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_submitit_local_launcher_runs_a_sweep(tmp_path):
     """The launcher the SLURM preset builds on, for real: jobs in their own processes, summary at the end."""
     proc = run_py("-m", "hydra/launcher=submitit_local", "seed=1,2", f"hydra.sweep.dir={tmp_path}", *FAST)
@@ -125,6 +129,7 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
     assert list(tmp_path.glob(".submitit/*"))  # submitit's own job folders
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 @pytest.mark.parametrize(
     ("study", "jobs"),
     [("placement", 9), ("configuration", 16), ("math_table", 4), ("commonsense_table", 4), ("family", 10)],

@@ -114,6 +114,8 @@ def _recipe(
             f"by {dist.world} processes"
         )
     data = phases.load_data(cfg, located)
+    if cfg.dataset.decontaminate:
+        data, results["decontaminated"] = phases.decontaminate(data)
     results["contamination"] = phases.contamination(data, cfg.dataset.name)
 
     def before_adapter(base: Any, tokenizer: Any) -> None:

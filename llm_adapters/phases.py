@@ -31,7 +31,7 @@ from llm_adapters.models import (
     pretrained,
 )
 from llm_adapters.placement import Target
-from llm_adapters.records import EVAL_SETS, EvalSet, Record, eval_set, load_records, overlap
+from llm_adapters.records import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, load_records, overlap
 from llm_adapters.training import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,14 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None) -> Data:
         records = load_records(located[name], spec) if name in EVAL_SETS else held_out
         eval_sets[name] = (spec, records)
     return Data(train_records, eval_sets)
+
+
+def decontaminate(data: Data) -> tuple[Data, dict[str, int]]:
+    """``dataset.decontaminate``: the data without the training records whose question is in an evaluated set, and
+    how many each set removed."""
+    kept, dropped = decontaminated(data.train, {name: records for name, (_, records) in data.eval_sets.items()})
+    log.warning("dataset.decontaminate: %d training records dropped (%s)", len(data.train) - len(kept), dropped)
+    return Data(kept, data.eval_sets), dropped
 
 
 def contamination(data: Data, train_name: str) -> dict[str, dict[str, Any]]:

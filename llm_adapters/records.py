@@ -129,6 +129,25 @@ def normalise(instruction: str) -> str:
     return " ".join(instruction.lower().split())
 
 
+def decontaminated(
+    train: Sequence[Record], tests: Mapping[str, Sequence[Mapping[str, str]]]
+) -> tuple[list[Record], dict[str, int]]:
+    """The training records whose question (after ``normalise``) is in none of the test sets, and how many records
+    each set removed (a record in two sets counts for the first)."""
+    owner: dict[str, str] = {}
+    for name, records in tests.items():
+        for record in records:
+            owner.setdefault(normalise(record["instruction"]), name)
+    kept, dropped = [], dict.fromkeys(tests, 0)
+    for record in train:
+        name = owner.get(normalise(record["instruction"]))
+        if name is None:
+            kept.append(record)
+        else:
+            dropped[name] += 1
+    return kept, dropped
+
+
 def overlap(train: Iterable[Mapping[str, str]], test: Sequence[Mapping[str, str]]) -> dict[str, float]:
     """How many test questions appear verbatim (after ``normalise``) in the training data."""
     seen = {normalise(r["instruction"]) for r in train}

@@ -83,3 +83,25 @@ def test_overlap_normalises_case_and_whitespace():
     train = [{"instruction": "Tom has  3 apples.\n"}]
     test = [{"instruction": "tom has 3 apples.\n "}, {"instruction": "Tom has 4 apples."}]
     assert overlap(train, test) == {"overlap": 1, "n": 2, "percent": 50.0}
+
+
+def test_decontamination_drops_every_training_copy_of_a_test_question(shared_data):
+    """math_data.json holds most of the math test sets; with dataset.decontaminate=true none of them is left, and the
+    count dropped per set is at least the questions the contamination report finds."""
+    from llm_adapters.phases import decontaminate, load_data
+    from llm_adapters.records import overlap
+    from tests.conftest import make_config
+
+    cfg = make_config(
+        f"paths.data_dir={shared_data}",
+        "dataset=math_data",
+        "dataset.decontaminate=true",
+        "eval.datasets=[addsub,aqua]",
+    )
+    data = load_data(cfg)
+    before = {name: overlap(data.train, records)["overlap"] for name, (_, records) in data.eval_sets.items()}
+    clean, dropped = decontaminate(data)
+    assert before == {"addsub": 316, "aqua": 203}  # the README's contamination figures
+    assert all(dropped[name] >= before[name] for name in before)
+    assert len(clean.train) == len(data.train) - sum(dropped.values())
+    assert all(overlap(clean.train, records)["overlap"] == 0 for _, records in clean.eval_sets.values())

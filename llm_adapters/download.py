@@ -111,12 +111,15 @@ def from_hub(relative: str, repo_id: str, cache: str) -> Path:
 def locate(relative: str, data_dir: str | None, data_url: str | None, data_hub: str | None, cache: str) -> Path:
     """The local path of a data file: from ``data_dir``; else from the hub dataset ``data_hub`` when one is named;
     else from the cache, downloading it from ``data_url`` first when it is not there yet."""
+    searched = "no paths.data_dir"
     if data_dir:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
             raise DataError(f"data_dir {root} is not a directory")
         if (root / relative).is_file():
             return root / relative
+        searched = f"not in paths.data_dir {root}"
+        log.warning("%s: %s; trying %s", relative, searched, f"hub dataset {data_hub}" if data_hub else "the cache")
     if data_hub:
         return from_hub(relative, data_hub, cache)
     cached = Path(cache).expanduser() / relative
@@ -124,10 +127,13 @@ def locate(relative: str, data_dir: str | None, data_url: str | None, data_hub: 
         _verify(cached, _expected(relative, cached), str(cached))
         return cached
     if not data_url:
-        raise DataError(f"{relative}: not in data_dir ({data_dir}) and no data_url to download it from")
+        raise DataError(f"{relative}: {searched}, not in the cache {cached.parent}, and no data_url to download from")
     url = f"{data_url.rstrip('/')}/{relative}"
     log.info("downloading %s to %s", url, cached)
-    fetch(url, cached, _expected(relative, cached))
+    try:
+        fetch(url, cached, _expected(relative, cached))
+    except DataError as error:
+        raise DataError(f"{relative}: {searched}, not in the cache; {error}") from None
     if relative not in MANIFEST:
         record = cached.with_name(cached.name + ".sha256")
         record.write_text(f"{cached.stat().st_size} {sha256(cached)}\n")

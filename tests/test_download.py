@@ -187,3 +187,18 @@ def test_hub_dataset_source(shared_data, tmp_path):
     assert path.startswith(str(tmp_path / "cache" / "hub"))
     assert Path(path).read_bytes() == (shared_data / GSM8K).read_bytes()
     assert message.startswith("dataset/nope/test.json: not found in hub dataset someone/llm-adapters")
+
+
+def test_a_file_missing_from_data_dir_says_where_it_looked(tmp_path):
+    """The message names the directory searched, the cache, and the download that failed after it."""
+    from llm_adapters.download import locate
+
+    (tmp_path / "data").mkdir()
+    with pytest.raises(
+        DataError,
+        match=r"dataset/gsm8k/test.json: not in paths.data_dir .*data, not in the cache; .*"
+        r"127.0.0.1:9/dataset/gsm8k/test.json: download failed",
+    ):
+        locate("dataset/gsm8k/test.json", str(tmp_path / "data"), "http://127.0.0.1:9", None, str(tmp_path / "c"))
+    with pytest.raises(DataError, match=r"not in paths.data_dir .*, not in the cache .*, and no data_url"):
+        locate("dataset/gsm8k/test.json", str(tmp_path / "data"), None, None, str(tmp_path / "c"))

@@ -118,9 +118,13 @@ def load_records(path: Path, spec: EvalSet | None = None) -> list[Record]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
+        ) from None
     return validate_records(data, str(path), spec)
 
 

@@ -105,3 +105,10 @@ def test_decontamination_drops_every_training_copy_of_a_test_question(shared_dat
     assert all(dropped[name] >= before[name] for name in before)
     assert len(clean.train) == len(data.train) - sum(dropped.values())
     assert all(overlap(clean.train, records)["overlap"] == 0 for _, records in clean.eval_sets.values())
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"instruction": "caf\xe9", "output": "o", "answer": "1"}]'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.json: not UTF-8 text \(byte 0xe9 at offset 21\)"):
+        load_records(path)

@@ -14,11 +14,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import plan
-from llm_adapters.checkpoint import CheckpointError, Preempted
-from llm_adapters.config import CONF_DIR, ConfigError, apply_study, register_resolvers
-from llm_adapters.placement import PlacementError
-from llm_adapters.records import DataError
-from llm_adapters.weights import WeightsError
+from llm_adapters.checkpoint import Preempted
+from llm_adapters.config import CONF_DIR, apply_study, register_resolvers
+from llm_adapters.errors import InputError
 
 register_resolvers()
 log = logging.getLogger("run")
@@ -32,9 +30,6 @@ if int(os.environ.get("RANK", "0")) > 0:
         "hydra/job_logging=disabled",
         "hydra/hydra_logging=disabled",
     ]
-
-# Mistakes in the input: reported as one line, not a traceback.
-BAD_INPUT = (ConfigError, DataError, PlacementError, CheckpointError, WeightsError)
 
 
 def unknown_choice(arguments: list[str]) -> str | None:
@@ -81,7 +76,7 @@ def main(cfg: DictConfig) -> None:
         from llm_adapters import experiment  # training and evaluation only: plan mode starts faster without it
 
         results = experiment.run(cfg, job_dir, group, sweep=sweep)
-    except BAD_INPUT as error:
+    except InputError as error:  # a mistake in the input: one line, not a traceback
         if sweep:  # recorded as failed in results.json; the other jobs go on
             log.error("job failed: %s", error)
             return

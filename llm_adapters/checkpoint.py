@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llm_adapters.adapters import trainable_state_dict
+from llm_adapters.errors import CheckpointError
 
 KEEP = 2  # checkpoints kept: the newest, and the one before it in case the newest cannot be read
 log = logging.getLogger(__name__)
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 
 class Preempted(RuntimeError):
     """SIGTERM (what SLURM sends before preemption) or SIGINT arrived; a checkpoint was saved first."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read back; the message names it."""
 
 
 def save(

@@ -14,14 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import CONF_DIR
 from llm_adapters.adapters import REGISTRY, known_kinds
+from llm_adapters.errors import ConfigError
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
 from llm_adapters.records import EVAL_SETS
 from llm_adapters.scoring import CHOICE_RULES
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key."""
 
 
 def _dirname(text: str) -> str:

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig
 
 from llm_adapters.architectures import PROJECTION_SITES, SITES, SUBLAYER_SITES, architecture_of
-
-
-class PlacementError(ValueError):
-    """A placement that has no meaning for this adapter or this model."""
+from llm_adapters.errors import PlacementError
 
 
 @dataclass(frozen=True)

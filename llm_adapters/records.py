@@ -12,11 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_adapters.errors import DataError
+
 Record = dict[str, str]
-
-
-class DataError(ValueError):
-    """A dataset file or record that cannot be used; the message names the file and the record."""
 
 
 @dataclass(frozen=True)

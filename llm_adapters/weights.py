@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from llm_adapters.errors import WeightsError
 from llm_adapters.files import sha256
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ PINNED: dict[str, tuple[int, str]] = {
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     ),
 }
-
-
-class WeightsError(ValueError):
-    """Pretrained weights that cannot be had or converted; the message names the source."""
 
 
 def resolve(name_or_path: str, cache: str | os.PathLike) -> str:

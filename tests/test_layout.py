@@ -69,3 +69,20 @@ def test_light_commands_do_not_import_wandb(module):
     code = f"import sys, {module}; print('wandb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_one_error_taxonomy_for_bad_input():
+    """Every bad-input error is an InputError (run.py's one line and exit 2), each kind its own class; none of the
+    modules defines a ValueError of its own beside them."""
+    from llm_adapters import errors
+
+    kinds = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, errors.InputError)]
+    assert {k.__name__ for k in kinds} >= {"ConfigError", "DataError", "PlacementError", "AdapterFileError"}
+    own = [
+        f"{path.name}:{node.name}"
+        for path in MODULES
+        if path.name != "errors.py"
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "ValueError" for b in node.bases)
+    ]
+    assert not own

@@ -22,9 +22,9 @@ from transformers import PretrainedConfig
 from llm_adapters.adapters import spec, trainable_state_dict
 from llm_adapters.adapters.registry import PEFT_PREFIX
 from llm_adapters.architectures import architecture_of
+from llm_adapters.errors import AdapterFileError
 from llm_adapters.files import write_json
 from llm_adapters.placement import Target
-from llm_adapters.records import DataError
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
@@ -66,7 +66,7 @@ def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConf
     """A PEFT LoRA checkpoint as our adapter config and targets (sites found through the site registry)."""
     unsupported = [k for k in ("use_dora", "use_rslora") if saved.get(k)]
     if saved.get("peft_type") != "LORA" or unsupported or saved.get("bias", "none") != "none":
-        raise DataError(
+        raise AdapterFileError(
             f"adapter_path {directory}: only plain PEFT LoRA can be imported ({unsupported or saved.get('peft_type')})"
         )
     arch = architecture_of(config)
@@ -76,7 +76,7 @@ def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConf
         layer_text, _, inner = module.removeprefix(arch.layers + ".").partition(".")
         sites = [site for site, name in arch.sites.items() if name == inner]
         if not module.startswith(arch.layers + ".") or not layer_text.isdigit() or not sites:
-            raise DataError(
+            raise AdapterFileError(
                 f"adapter_path {directory}: {module} is not a projection of model type '{config.model_type}'"
             )
         targets.append(Target(sites[0], int(layer_text), module))
@@ -88,12 +88,12 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
     """The saved adapter config and targets, checked against the model they are about to be put on."""
     path = directory / CONFIG
     if not path.is_file() or not (directory / WEIGHTS).is_file():
-        raise DataError(f"adapter_path {directory}: no saved adapter ({CONFIG} and {WEIGHTS}) there")
+        raise AdapterFileError(f"adapter_path {directory}: no saved adapter ({CONFIG} and {WEIGHTS}) there")
     saved = json.loads(path.read_text())
     if "peft_type" in saved:
         return _from_peft(saved, directory, config)
     if saved["model_type"] != config.model_type:
-        raise DataError(
+        raise AdapterFileError(
             f"adapter_path {directory} holds an adapter for model type '{saved['model_type']}', "
             f"not this model's '{config.model_type}'"
         )
@@ -107,11 +107,11 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     params = dict(model.named_parameters())
     trainable = {name for name, p in params.items() if p.requires_grad}
     if set(weights) != trainable:
-        raise DataError(f"adapter_path {directory}: its weights do not match the adapter built from its config")
+        raise AdapterFileError(f"adapter_path {directory}: its weights do not match the adapter built from its config")
     with torch.no_grad():
         for name, value in weights.items():
             if params[name].shape != value.shape:
-                raise DataError(
+                raise AdapterFileError(
                     f"adapter_path {directory}: {name} has shape {tuple(value.shape)}, "
                     f"the model expects {tuple(params[name].shape)}"
                 )

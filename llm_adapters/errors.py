@@ -1,0 +1,33 @@
+"""One taxonomy for bad input: every mistake a user can make in a config, a data file, a saved adapter, a
+checkpoint or a model source is an ``InputError``, which ``run.py`` turns into one line and exit code 2 (a sweep
+records it and goes on). Each kind keeps its own class, so a caller can tell them apart."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Something the user gave that cannot be used; the message names it (key, file, record) in one line."""
+
+
+class ConfigError(InputError):
+    """A config that cannot run; the message names the key."""
+
+
+class DataError(InputError):
+    """A dataset file or record that cannot be used; the message names the file and the record."""
+
+
+class PlacementError(InputError):
+    """A placement that has no meaning for this adapter or this model."""
+
+
+class AdapterFileError(InputError):
+    """A saved adapter (``adapter_path``) that cannot be loaded onto this model."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be read back; the message names it."""
+
+
+class WeightsError(InputError):
+    """Model weights that cannot be fetched, verified or converted; the message names the source."""

@@ -257,6 +257,24 @@ def test_adapter_path_errors_name_the_problem(tmp_path):
         run(make_config(*FAST, "mode=eval"), tmp_path / "c")
 
 
+def test_a_damaged_saved_adapter_is_refused_before_the_base_model_loads(tmp_path, monkeypatch):
+    from llm_adapters import phases
+    from llm_adapters.errors import AdapterFileError
+
+    run(make_config(*FAST), tmp_path / "train")
+    adapter = tmp_path / "train" / "adapter"
+    monkeypatch.setattr(phases, "load_model", lambda *a: pytest.fail("the base model was loaded"))
+    weights = adapter / "adapter_model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:40])  # truncated
+    with pytest.raises(AdapterFileError, match=r"adapter_path .*adapter: cannot be read \(SafetensorError"):
+        run(make_config(*FAST, "mode=eval", f"adapter_path={adapter}"), tmp_path / "d")
+    weights.write_bytes(good)
+    (adapter / "adapter_config.json").write_text("{not json")
+    with pytest.raises(AdapterFileError, match=r"cannot be read \(JSONDecodeError"):
+        run(make_config(*FAST, "mode=eval", f"adapter_path={adapter}"), tmp_path / "e")
+
+
 def test_group_by_length_pads_less_and_keeps_the_epoch():
     from llm_adapters.examples import grouped_by_length
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
@@ -89,9 +90,17 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
     path = directory / CONFIG
     if not path.is_file() or not (directory / WEIGHTS).is_file():
         raise AdapterFileError(f"adapter_path {directory}: no saved adapter ({CONFIG} and {WEIGHTS}) there")
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+        with safe_open(str(directory / WEIGHTS), framework="pt"):  # the header only: a damaged file fails here
+            pass
+    except (ValueError, OSError, SafetensorError) as error:  # before the base model loads: minutes for a 7B
+        raise AdapterFileError(f"adapter_path {directory}: cannot be read ({type(error).__name__}: {error})") from None
     if "peft_type" in saved:
         return _from_peft(saved, directory, config)
+    missing = [key for key in ("adapter", "model_type", "targets") if key not in saved]
+    if missing:
+        raise AdapterFileError(f"adapter_path {directory}: {CONFIG} lacks {', '.join(missing)}")
     if saved["model_type"] != config.model_type:
         raise AdapterFileError(
             f"adapter_path {directory} holds an adapter for model type '{saved['model_type']}', "

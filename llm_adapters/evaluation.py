@@ -21,6 +21,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase,
 
 from llm_adapters import beam_cache
 from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
+from llm_adapters.errors import ConfigError
 from llm_adapters.models import autocast
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EvalSet, Record
@@ -167,3 +168,27 @@ def evaluate_all(
         log.info("%s %s: %s in %.1f s", desc, name, score_text(metrics[name]), metrics[name]["seconds"])
         predictions += rows
     return metrics, predictions
+
+
+def check_context(
+    config: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_sets: Mapping[str, tuple[EvalSet, Sequence[Record]]],
+    cfg: Mapping,
+    virtual_tokens: int = 0,
+) -> None:
+    """Refuse, with its set and record, an evaluation prompt that cannot fit the model's context together with
+    ``max_new_tokens`` and the adapter's virtual tokens: found before training, not as a crash after it."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not limit:
+        return
+    extra = int(cfg["max_new_tokens"]) + virtual_tokens
+    for name, (_, records) in eval_sets.items():
+        subset = records[: cfg["max_samples"]] if cfg["max_samples"] else records
+        ids = tokenizer([evaluation_prompt(r["instruction"]) for r in subset])["input_ids"] if subset else []
+        for index, tokens in enumerate(ids):
+            if len(tokens) + extra > limit:
+                raise ConfigError(
+                    f"{name} record {index}: its prompt ({len(tokens)} tokens) and {extra} more (eval.max_new_tokens, "
+                    f"virtual tokens) exceed the model's context of {limit} tokens"
+                )

@@ -129,6 +129,7 @@ def _recipe(
         results.update({key: results["axes"][key] for key in AXES})
         wandb_run.config.update({"axes": results["axes"]}, allow_val_change=True)
     results.update(phases.place(job, built))
+    phases.check_context(job, built, data)
     results["train"] = phases.fit(job, built, data, wandb_run.log, resume_from)
     if not dist.main:  # evaluation and every file of the job belong to rank 0
         results["eval"] = {}

@@ -20,8 +20,9 @@ from llm_adapters import adapters, distributed, files, synthetic
 from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError
 from llm_adapters.download import locate
+from llm_adapters.evaluation import check_context as check_prompts
 from llm_adapters.evaluation import evaluate_all
-from llm_adapters.examples import tokenize_for_training
+from llm_adapters.examples import IGNORE_INDEX, tokenize_for_training
 from llm_adapters.models import (
     count_parameters,
     load_model,
@@ -178,6 +179,13 @@ def place(job: Job, built: Built) -> dict[str, Any]:
     return {"params": params, "targets": len(built.targets)}
 
 
+def check_context(job: Job, built: Built, data: Data) -> None:
+    """Evaluation prompts too long for the model's context, refused before training (evaluation.check_context)."""
+    if job.dist.main:
+        virtual = int(built.adapter_cfg.get("num_virtual_tokens") or 0)
+        check_prompts(built.model.config, built.tokenizer, data.eval_sets, job.cfg.eval, virtual)
+
+
 def fit(
     job: Job, built: Built, data: Data, on_log: Callable[[dict[str, float], int], None], resume_from: Path | None
 ) -> dict[str, Any]:
@@ -188,6 +196,11 @@ def fit(
     examples = tokenize_for_training(data.train, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
     result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)
     if cfg.mode == "train" and any(p.requires_grad for p in built.model.parameters()):
+        if not any(label != IGNORE_INDEX for example in examples for label in example["labels"]):
+            raise ConfigError(
+                f"train.cutoff_len {cfg.train.cutoff_len} cuts every training example before its response "
+                "(train_on_inputs=false): no token is left to learn from"
+            )
         checkpoints = job.dir / "checkpoints"
         result = train(
             *(built.model, examples, cfg.train, tokenizer.pad_token_id, cfg.seed, job.device),

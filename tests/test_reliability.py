@@ -151,3 +151,18 @@ def test_secrets_never_reach_results_logs_or_config_dumps(tmp_path):
     assert (tmp_path / "job" / ".hydra" / "config.yaml").is_file() and list(tmp_path.rglob("offline-run-*"))
     assert files_mentioning(tmp_path, FAKE_KEY) == [] and files_mentioning(tmp_path, FAKE_TOKEN) == []
     assert FAKE_KEY not in out and FAKE_TOKEN not in out
+
+
+def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, monkeypatch):
+    """Every label masked by a short cutoff, or an evaluation prompt too long for the model's context: one line
+    naming the key or the record, before the first training step."""
+    from llm_adapters import phases
+    from llm_adapters.config import ConfigError
+    from llm_adapters.experiment import run
+    from tests.conftest import make_config
+
+    monkeypatch.setattr(phases, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match=r"train\.cutoff_len 16 cuts every training example before its response"):
+        run(make_config(*FAST, "protocol=fixed", "train.cutoff_len=16"), tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"synthetic_math record 0: its prompt \(\d+ tokens\) and 600 more"):
+        run(make_config(*FAST, "eval.max_new_tokens=600"), tmp_path / "b")

@@ -117,6 +117,7 @@ def test_plan_counts_equal_a_real_jobs(tmp_path):
         assert planned["params"] == trained["params"]
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_plan_sweep_prints_one_table(tmp_path):
     proc = run_py("-m", "mode=plan", "model=llama-7b,gpt-j-6b", "adapter=lora,series", f"hydra.sweep.dir={tmp_path}")
     out, _ = proc.communicate(timeout=300)

@@ -19,6 +19,7 @@ def statuses(sweep_dir):
     return sorted(json.loads(p.read_text())["status"] for p in sweep_dir.glob("*/results.json"))
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = run_py(
         "-m",
@@ -126,6 +127,7 @@ def files_mentioning(root, secret: str) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_unreachable_wandb_does_not_stop_the_job(tmp_path):
     env = {"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": FAKE_KEY, "HF_TOKEN": FAKE_TOKEN}
     proc = run_py(
@@ -143,6 +145,7 @@ def test_unreachable_wandb_does_not_stop_the_job(tmp_path):
     assert files_mentioning(tmp_path, FAKE_KEY) == [] and files_mentioning(tmp_path, FAKE_TOKEN) == []
 
 
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
 def test_secrets_never_reach_results_logs_or_config_dumps(tmp_path):
     env = {"WANDB_API_KEY": FAKE_KEY, "HF_TOKEN": FAKE_TOKEN}
     proc = run_py(*FAST, "logger=wandb", f"hydra.run.dir={tmp_path / 'job'}", env=env)

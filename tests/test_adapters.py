@@ -139,3 +139,21 @@ def test_dora_equals_peft_dora_and_merges_exactly(model_type):
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
     assert merge_adapters(ours) == len(targets)
     torch.testing.assert_close(ours(ids).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lora_on_a_half_precision_base_rounds_once_as_the_fork_did(dtype):
+    """The paper's fork added the fp32 LoRA update into the half-precision output in place: one rounding. Casting the
+    update to half first and adding in half rounds twice, which differs in some elements."""
+    torch.manual_seed(0)
+    base = torch.nn.Linear(64, 48).to(dtype)
+    layer = LoRALinear(base, r=4, alpha=8, dropout=0.0)
+    torch.nn.init.normal_(layer.lora_B.weight)
+    x = torch.randn(8, 64, dtype=dtype)
+    with torch.no_grad():
+        update = layer.lora_B(layer.lora_A(x.float())) * layer.scaling
+        fork = base(x)
+        fork += update  # in place: computed in float32, rounded once to the base's dtype
+        ours, twice = layer(x), base(x) + update.to(dtype)
+    assert ours.dtype == dtype and torch.equal(ours, fork)
+    assert not torch.equal(ours, twice)

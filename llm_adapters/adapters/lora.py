@@ -41,9 +41,13 @@ class LoRALinear(nn.Module):
         nn.init.zeros_(self.lora_B.weight)
 
     def _add(self, out: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+        """The frozen output plus the update, summed at the update's precision and rounded once to the output's, as
+        the paper's fork added its fp32 update into a half-precision output in place (casting the update first
+        would round twice)."""
+        wide = out.to(update.dtype)  # exact: every half-precision value is a float32 one
         if self.rows is None:
-            return out + update.to(out.dtype)
-        return out.index_add(-1, self.rows, update.to(out.dtype))
+            return (wide + update).to(out.dtype)
+        return wide.index_add(-1, self.rows, update).to(out.dtype)
 
     def merge(self) -> None:
         """Fold the update into the frozen weight, W += (alpha / r) · B A, so evaluation costs what the base costs.

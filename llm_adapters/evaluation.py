@@ -151,6 +151,11 @@ def evaluate_set(
     return metrics, rows
 
 
+def evaluated(records: Sequence[Record], cfg: Mapping) -> Sequence[Record]:
+    """The records of a set that are evaluated: the first ``eval.max_samples`` (all when it is null)."""
+    return records[: cfg["max_samples"]] if cfg["max_samples"] else records
+
+
 def evaluate_all(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -159,11 +164,11 @@ def evaluate_all(
     device: torch.device,
     desc: str = "eval",
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Accuracy per evaluation set (the first ``eval.max_samples`` records of each) and every prediction row."""
+    """Accuracy per evaluation set (its ``evaluated`` records) and every prediction row."""
     metrics: dict[str, dict[str, Any]] = {}
     predictions: list[dict[str, Any]] = []
     for name, (spec, records) in eval_sets.items():
-        subset = records[: cfg["eval"]["max_samples"]] if cfg["eval"]["max_samples"] else records
+        subset = evaluated(records, cfg["eval"])
         metrics[name], rows = evaluate_set(model, tokenizer, spec, subset, cfg["eval"], cfg["protocol"], device, desc)
         log.info("%s %s: %s in %.1f s", desc, name, score_text(metrics[name]), metrics[name]["seconds"])
         predictions += rows
@@ -184,7 +189,7 @@ def check_context(
         return
     extra = int(cfg["max_new_tokens"]) + virtual_tokens
     for name, (_, records) in eval_sets.items():
-        subset = records[: cfg["max_samples"]] if cfg["max_samples"] else records
+        subset = evaluated(records, cfg)
         ids = tokenizer([evaluation_prompt(r["instruction"]) for r in subset])["input_ids"] if subset else []
         for index, tokens in enumerate(ids):
             if len(tokens) + extra > limit:

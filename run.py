@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import plan
 from llm_adapters.checkpoint import Preempted
-from llm_adapters.config import CONF_DIR, apply_study, register_resolvers
+from llm_adapters.config import CONF_DIR, apply_study, register_resolvers, yaml_keys
 from llm_adapters.errors import InputError
 
 register_resolvers()
@@ -45,6 +46,31 @@ def unknown_choice(arguments: list[str]) -> str | None:
             if not (CONF_DIR / group / f"{option}.yaml").is_file():
                 available = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
                 return f"{group}={option}: no such {group} (available: {available})"
+    return None
+
+
+def unknown_key(arguments: list[str]) -> str | None:
+    """The first ``group.key=value`` override naming a key the chosen option of that group does not have (Hydra's
+    five-line "Could not override"), said in one line with the closest key. Not checked under ``+sweep`` or
+    ``+experiment``, which may add keys to a group."""
+    if any(a.startswith(("+sweep", "+experiment")) for a in arguments):
+        return None
+    defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+    chosen = {k: v for entry in defaults if isinstance(entry, DictConfig) for k, v in entry.items()}
+    chosen |= {a.partition("=")[0]: a.partition("=")[2].split(",")[0] for a in arguments if "." not in a.split("=")[0]}
+    for argument in arguments:
+        path, _, value = argument.partition("=")
+        group, _, key = path.partition(".")
+        if not value or not key or group not in chosen or not (CONF_DIR / group / f"{chosen[group]}.yaml").is_file():
+            continue
+        keys = yaml_keys(CONF_DIR / group / f"{chosen[group]}.yaml")
+        name = key.split(".")[0]
+        if name not in keys:
+            close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(
+                name, keys, 1
+            )
+            hint = f"did you mean {group}.{close[0]}?" if close else f"it has {', '.join(keys)}"
+            return f"no key {group}.{name} in {group}={chosen[group]} ({hint})"
     return None
 
 
@@ -101,7 +127,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    if problem := unknown_choice(sys.argv[1:]):
+    if problem := unknown_choice(sys.argv[1:]) or unknown_key(sys.argv[1:]):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()

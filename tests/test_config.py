@@ -111,3 +111,24 @@ def test_quantized_loading_needs_pretrained_weights_and_its_backend():
 def test_fixed_choices_are_checked_before_anything_loads(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(make_config(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["adapter.rank=8"], "no key adapter.rank in adapter=lora (did you mean adapter.r?)"),
+        (["train.lrr=1"], "no key train.lrr in train=tiny (did you mean train.lr?)"),
+        (["adapter=series", "adapter.foo=1"], "no key adapter.foo in adapter=series (it has bottleneck_size, "),
+        (["-m", "adapter=series,lora", "adapter.bottleneck_siz=8"], "(did you mean adapter.bottleneck_size?)"),
+        (["adapter.r=8", "model.dtype=float32", "+adapter.x=1", "placement.sites=[attn.q]"], None),
+        (["+sweep=placement", "train.whatever=1"], None),  # a study may add keys: left to Hydra
+    ],
+)
+def test_a_key_the_group_lacks_is_one_line_before_hydra_composes(arguments, message):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_script", CONF.parent / "run.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    found = script.unknown_key(arguments)
+    assert found is None if message is None else message in found

@@ -74,6 +74,22 @@ def unknown_key(arguments: list[str]) -> str | None:
     return None
 
 
+def unusable_directory(arguments: list[str]) -> str | None:
+    """A ``hydra.run.dir``/``hydra.sweep.dir`` that names a file, or lies under a folder this user cannot write:
+    said in one line instead of Hydra's traceback when it tries to create it."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+            continue
+        path = Path(value).expanduser().absolute()
+        existing = next(p for p in [path, *path.parents] if p.exists())
+        if not existing.is_dir():
+            return f"{key}={value}: {existing} is a file, not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{key}={value}: {existing} is not writable"
+    return None
+
+
 def to_log_file(line: str) -> None:
     """Put ``line`` in the job's run.log too (the console already has it once): the log of a job that stopped on bad
     input says why."""
@@ -127,7 +143,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    if problem := unknown_choice(sys.argv[1:]) or unknown_key(sys.argv[1:]):
+    arguments = sys.argv[1:]
+    if problem := unknown_choice(arguments) or unknown_key(arguments) or unusable_directory(arguments):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()

@@ -125,10 +125,25 @@ def test_fixed_choices_are_checked_before_anything_loads(overrides, message):
     ],
 )
 def test_a_key_the_group_lacks_is_one_line_before_hydra_composes(arguments, message):
+    found = run_script().unknown_key(arguments)
+    assert found is None if message is None else message in found
+
+
+def run_script():
+    """run.py as a module (its checks run before Hydra, so they are plain functions)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("run_script", CONF.parent / "run.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    found = script.unknown_key(arguments)
-    assert found is None if message is None else message in found
+    return script
+
+
+def test_a_run_directory_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("")
+    check = run_script().unusable_directory
+    assert check([f"hydra.run.dir={tmp_path / 'taken'}"]) == (
+        f"hydra.run.dir={tmp_path / 'taken'}: {tmp_path / 'taken'} is a file, not a directory"
+    )
+    assert "is a file" in check([f"hydra.sweep.dir={tmp_path / 'taken' / 'below'}"])
+    assert check([f"hydra.run.dir={tmp_path / 'new' / 'job'}"]) is None

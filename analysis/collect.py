@@ -51,7 +51,8 @@ def load(directories: Iterable[Path]) -> pd.DataFrame:
             if results is None:
                 continue
             job = str(path.parent)
-            reused = results.get("reused_from") if results.get("status") == "skipped" else None
+            status = results.get("status")  # a reused or continued job stands for the job that holds its result
+            reused = results.get({"skipped": "reused_from", "superseded": "superseded_by"}.get(status, ""))
             if reused and (original := read_results(Path(reused) / "results.json")) is not None:
                 results, job = original, str(Path(reused))
             rows.setdefault(str(Path(job).resolve()), row(results, job))

@@ -89,6 +89,8 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         job = phases.Job(cfg, job_dir, dist.device(resolve_device(cfg.device)), dist)
         _recipe(job, results, wandb_run, resume_from, located)
         results["status"] = "ok"
+        if resume_from is not None and dist.main:
+            resume.supersede(resume_from, job_dir)
     except BaseException as error:
         results["status"] = "failed"
         results["reason"] = f"{type(error).__name__}: {error}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,15 @@ def completed_here(job_dir: Path, digest: str) -> dict[str, Any] | None:
     path = job_dir / "results.json"
     own = files.read_results(path) if path.is_file() else None
     return own if own is not None and own.get("config_hash") == digest and own.get("status") == "ok" else None
+
+
+def supersede(checkpoint: Path, job_dir: Path) -> None:
+    """Once a job that continued another's checkpoint has ended ``ok``: mark that earlier job ``superseded`` (naming
+    this one) and delete its checkpoints, which can be tens of GB for full fine-tuning."""
+    earlier = checkpoint.parent.parent
+    if earlier.resolve() == job_dir.resolve():
+        return
+    record = files.read_results(earlier / "results.json") if (earlier / "results.json").is_file() else None
+    if record is not None:
+        files.write_json(earlier / "results.json", {**record, "status": "superseded", "superseded_by": str(job_dir)})
+    shutil.rmtree(earlier / "checkpoints", ignore_errors=True)

@@ -24,14 +24,15 @@ log = logging.getLogger(__name__)
 def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
     """Status counts of the jobs Hydra launched under a sweep directory (every job directory, with or without a
     results.json), and one line per job that did not end ``ok``. A job with no final record (it died before
-    writing one, or was killed while ``running``) is failed."""
+    writing one, or was killed while ``running``) is failed; one that another job continued to the end is
+    ``superseded``."""
     counts: Counter = Counter()
     notes = []
     jobs = {p.parent for p in sweep_dir.glob("*/results.json")} | {p.parent for p in sweep_dir.glob("*/.hydra")}
     # Job directories start with the job number: order them by it, not as strings.
     for job in sorted(jobs, key=lambda p: (len(p.name.split("_")[0]), p.name)):
         results = read_results(job / "results.json") if (job / "results.json").is_file() else None
-        if results is None or results.get("status") not in ("ok", "failed", "skipped"):
+        if results is None or results.get("status") not in ("ok", "failed", "skipped", "superseded"):
             why = "no results.json" if not (job / "results.json").is_file() else "no final record"
             if results is not None and results.get("status") == "running":
                 why = "still marked running (killed?)"
@@ -40,7 +41,10 @@ def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
             continue
         counts[results["status"]] += 1
         if results["status"] != "ok":
-            notes.append(f"  {results['status']}: {job.name}: {results['reason']}")
+            why = results.get("reason")
+            if results["status"] == "superseded":
+                why = f"continued to the end by {results.get('superseded_by')}"
+            notes.append(f"  {results['status']}: {job.name}: {why}")
     return counts, notes
 
 

@@ -79,6 +79,9 @@ def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
     mine, theirs = weights(tmp_path / "second"), weights(uninterrupted)
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     assert not (tmp_path / "second" / "checkpoints").exists()  # removed once the final adapter is saved
+    earlier = json.loads((first / "results.json").read_text())  # the killed job: continued to the end by the second
+    assert earlier["status"] == "superseded" and earlier["superseded_by"] == str(tmp_path / "second")
+    assert not (first / "checkpoints").exists()
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):

@@ -128,3 +128,19 @@ def test_the_config_hash_holds_the_data_not_its_place(shared_data, tmp_path):
     assert moved["status"] == "skipped" and moved["reused_from"] == str(tmp_path / "jobs" / "first")
     changed = job("changed", data_dir("c", "2"))
     assert changed["status"] == "ok" and changed["config_hash"] != first["config_hash"]
+
+
+def test_a_superseded_job_stands_for_the_job_that_finished_it(tmp_path):
+    """A killed job continued to the end elsewhere is marked superseded; analysing its sweep finds the result."""
+    (tmp_path / "sweep" / "0").mkdir(parents=True)
+    (tmp_path / "later").mkdir()
+    base = {"model": "m", "adapter": "lora", "placement": "best", "dataset": "d", "seed": 1, "config": {}}
+    write_json(tmp_path / "later" / "results.json", {**base, "status": "ok", "eval": {"s": {"accuracy": 7.0, "n": 9}}})
+    write_json(
+        tmp_path / "sweep" / "0" / "results.json",
+        {**base, "status": "superseded", "superseded_by": str(tmp_path / "later")},
+    )
+    frame = load([tmp_path / "sweep"])
+    assert list(frame["job"]) == [str(tmp_path / "later")] and list(frame["acc/s"]) == [7.0]
+    counts, notes = summarise(tmp_path / "sweep")
+    assert counts == {"superseded": 1} and notes[0].startswith("  superseded: 0:")

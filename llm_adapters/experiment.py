@@ -8,6 +8,7 @@ returns what it made, recorded here as soon as it exists. Whatever happens, the 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -70,14 +71,16 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         raise
     results["data"] = resume.fingerprint(located)
     results["config_hash"] = resume.config_hash(results["config"], results["data"])
-    resume_from = None
+    resume_from = trained = None
     if cfg.train.resume:
         if (own := resume.completed_here(job_dir, results["config_hash"])) is not None:
             log.warning("skipped: already completed in this directory, %s", job_dir)  # its record stays as it is
             return own
-        done, resume_from = resume.find_earlier(results["config_hash"], list(cfg.paths.resume_search), job_dir)
+        roots = list(cfg.paths.resume_search)
+        done, resume_from = resume.find_earlier(results["config_hash"], roots, job_dir)
         if done is not None:
             return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
+        trained = resume.trained_elsewhere(results["config_hash"], roots, job_dir)
     files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
@@ -87,10 +90,10 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     start = time.perf_counter()
     try:
         job = phases.Job(cfg, job_dir, dist.device(resolve_device(cfg.device)), dist)
-        _recipe(job, results, wandb_run, resume_from, located)
+        _recipe(job, results, wandb_run, resume_from, located, trained)
         results["status"] = "ok"
-        if resume_from is not None and dist.main:
-            resume.supersede(resume_from, job_dir)
+        if (earlier := trained or (resume_from.parent.parent if resume_from else None)) is not None and dist.main:
+            resume.supersede(earlier, job_dir)
     except BaseException as error:
         results["status"] = "failed"
         results["reason"] = f"{type(error).__name__}: {error}"
@@ -104,9 +107,15 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
 
 
 def _recipe(
-    job: phases.Job, results: dict[str, Any], wandb_run: Any, resume_from: Path | None, located: dict[str, Path]
+    job: phases.Job,
+    results: dict[str, Any],
+    wandb_run: Any,
+    resume_from: Path | None,
+    located: dict[str, Path],
+    trained: Path | None = None,
 ) -> None:
-    """The phases in order, each one's result recorded in ``results`` as soon as it exists."""
+    """The phases in order, each one's result recorded in ``results`` as soon as it exists. ``trained``: an earlier
+    job of this experiment whose adapter is complete: it is evaluated, with that job's training record."""
     cfg, dist = job.cfg, job.dist
     phases.set_seed(cfg.seed)
     micro_batches = cfg.train.batch_size // cfg.train.micro_batch_size
@@ -124,7 +133,10 @@ def _recipe(
         if cfg.eval.zero_shot and dist.main:
             results["zero_shot"] = phases.zero_shot(job, base, tokenizer, data)
 
-    built = phases.build_model(cfg, on_base=before_adapter)
+    if trained is not None:  # copied first, so this job holds its adapter whatever happens next
+        shutil.copytree(trained / "adapter", job.dir / "adapter", dirs_exist_ok=True)
+    build_cfg = OmegaConf.merge(cfg, {"adapter_path": str(job.dir / "adapter")}) if trained else cfg
+    built = phases.build_model(build_cfg, on_base=before_adapter)
     if cfg.adapter_path:  # placed by what was loaded, not by what the command line's adapter group says
         results["loaded_adapter"] = built.adapter_cfg
         results["axes"] = job_axes(results["config"], built.adapter_cfg)
@@ -132,7 +144,11 @@ def _recipe(
         wandb_run.config.update({"axes": results["axes"]}, allow_val_change=True)
     results.update(phases.place(job, built))
     phases.check_context(job, built, data)
-    results["train"] = phases.fit(job, built, data, wandb_run.log, resume_from)
+    if trained is not None:
+        log.info("evaluating the adapter %s already trained, instead of training again", trained / "adapter")
+        results["train"] = {**files.read_results(trained / "results.json")["train"], "reused_adapter": str(trained)}
+    else:
+        results["train"] = phases.fit(job, built, data, wandb_run.log, resume_from)
     if not dist.main:  # evaluation and every file of the job belong to rank 0
         results["eval"] = {}
         return

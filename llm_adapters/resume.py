@@ -69,10 +69,23 @@ def completed_here(job_dir: Path, digest: str) -> dict[str, Any] | None:
     return own if own is not None and own.get("config_hash") == digest and own.get("status") == "ok" else None
 
 
-def supersede(checkpoint: Path, job_dir: Path) -> None:
-    """Once a job that continued another's checkpoint has ended ``ok``: mark that earlier job ``superseded`` (naming
-    this one) and delete its checkpoints, which can be tens of GB for full fine-tuning."""
-    earlier = checkpoint.parent.parent
+def trained_elsewhere(digest: str, roots: list[str], job_dir: Path) -> Path | None:
+    """An earlier job with this config hash whose adapter was saved complete (training finished) although the job
+    did not end ``ok`` (killed or failed while evaluating): its adapter is evaluated instead of training again."""
+    for root in [*roots, job_dir]:
+        for path in Path(root).rglob("results.json"):
+            earlier = files.read_results(path)
+            if earlier is None or earlier.get("config_hash") != digest or earlier.get("status") == "ok":
+                continue
+            adapter = path.parent / "adapter"
+            if (adapter / "adapter_config.json").is_file() and (earlier.get("train") or {}).get("steps"):
+                return path.parent
+    return None
+
+
+def supersede(earlier: Path, job_dir: Path) -> None:
+    """Once a job that continued another's work (its checkpoint, or its finished adapter) has ended ``ok``: mark that
+    earlier job ``superseded`` (naming this one) and delete its checkpoints, tens of GB for full fine-tuning."""
     if earlier.resolve() == job_dir.resolve():
         return
     record = files.read_results(earlier / "results.json") if (earlier / "results.json").is_file() else None

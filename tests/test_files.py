@@ -144,3 +144,25 @@ def test_a_superseded_job_stands_for_the_job_that_finished_it(tmp_path):
     assert list(frame["job"]) == [str(tmp_path / "later")] and list(frame["acc/s"]) == [7.0]
     counts, notes = summarise(tmp_path / "sweep")
     assert counts == {"superseded": 1} and notes[0].startswith("  superseded: 0:")
+
+
+def test_a_finished_adapter_is_evaluated_not_trained_again(tmp_path, monkeypatch):
+    """A job killed while evaluating left its adapter complete: the rerun evaluates that adapter with the earlier
+    training record, trains nothing, keeps a copy of the adapter, and marks the earlier job superseded."""
+    from llm_adapters import phases
+    from llm_adapters.experiment import run
+    from tests.conftest import QUICK, make_config
+
+    settings = [o for o in QUICK if o != "train.resume=false"]
+    settings += ["dataset.train_size=64", "dataset.test_size=8", "protocol=fixed", f"paths.resume_search=[{tmp_path}]"]
+    first = run(make_config(*settings), tmp_path / "first")
+    record = json.loads((tmp_path / "first" / "results.json").read_text())
+    del record["eval"]
+    write_json(tmp_path / "first" / "results.json", {**record, "status": "failed", "reason": "Preempted: SIGTERM"})
+    monkeypatch.setattr(phases, "train", lambda *a, **k: pytest.fail("trained again"))
+    again = run(make_config(*settings), tmp_path / "again")
+    assert again["status"] == "ok" and again["train"]["reused_adapter"] == str(tmp_path / "first")
+    assert again["train"]["loss_history"] == first["train"]["loss_history"]
+    assert again["eval"]["synthetic_math"]["correct"] == first["eval"]["synthetic_math"]["correct"]
+    assert (tmp_path / "again" / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((tmp_path / "first" / "results.json").read_text())["status"] == "superseded"

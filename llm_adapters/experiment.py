@@ -77,12 +77,15 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
             log.warning("skipped: already completed in this directory, %s", job_dir)  # its record stays as it is
             return own
         roots = list(cfg.paths.resume_search)
+        if (busy := resume.running_elsewhere(results["config_hash"], roots, job_dir)) is not None:
+            return _end_early(results, job_dir, "skipped", f"the same experiment is running now in {busy}")
         done, resume_from = resume.find_earlier(results["config_hash"], roots, job_dir)
         if done is not None:
             return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
         trained = resume.trained_elsewhere(results["config_hash"], roots, job_dir)
     files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
+    running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
     tags = [f"{key}:{results['axes'][key]}" for key in AXES[:-1]]
     # The axes as a block of their own, so a W&B workspace groups and filters by them directly.
@@ -101,6 +104,8 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     finally:
         results["seconds"] = time.perf_counter() - start
         files.write_json(job_dir / "results.json", results)
+        if running is not None:
+            running.unlink(missing_ok=True)
         wandb_run.summary.update(tracking.wandb_summary(results))
         wandb_run.finish(exit_code=0 if results["status"] == "ok" else 1)
     return results

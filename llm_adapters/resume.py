@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,8 +47,9 @@ def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None)
 
 def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | None, Path | None]:
     """Earlier jobs with this config hash: the directory of another one that ended ``ok``, and the newest checkpoint
-    left by one that did not finish (killed, preempted or failed) — this job's own directory included, so a job
-    rerun in place (a requeued SLURM job, a study rerun into its fixed sweep directory) continues where it stopped."""
+    left by one that did not finish (killed, preempted or failed; not one still running) — this job's own directory
+    included, so a job rerun in place (a requeued SLURM job, a study rerun into its fixed sweep directory) continues
+    where it stopped."""
     done, newest, newest_step = None, None, -1
     for root in [*roots, job_dir]:
         for path in Path(root).rglob("results.json"):
@@ -55,11 +58,52 @@ def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | N
                 continue
             if earlier.get("status") == "ok" and path.parent.resolve() != job_dir.resolve():
                 done = path.parent
-            elif (found := checkpoint.latest(path.parent / "checkpoints")) is not None:
+            elif not live(path.parent) and (found := checkpoint.latest(path.parent / "checkpoints")) is not None:
                 step = int(found.name.removeprefix("step-"))
                 if step > newest_step:
                     newest, newest_step = found, step
     return done, newest
+
+
+LOCK = ".running"  # beside a live job's results.json: its host and process id
+
+
+def lock(job_dir: Path) -> Path:
+    """Mark ``job_dir`` as the directory of a live job (removed when the job ends; stale once its process is gone)."""
+    path = job_dir / LOCK
+    path.write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    return path
+
+
+def live(job_dir: Path) -> bool:
+    """Whether a job is running in ``job_dir`` now: its lock names a process that still exists (on this host; a lock
+    from another host counts as live, as it cannot be checked from here)."""
+    path = job_dir / LOCK
+    try:
+        host, pid = path.read_text().split()
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_elsewhere(digest: str, roots: list[str], job_dir: Path) -> Path | None:
+    """Another live job with this config hash: never resumed from or duplicated while it runs."""
+    for root in roots:
+        for path in Path(root).rglob("results.json"):
+            earlier = files.read_results(path)
+            if earlier is None or earlier.get("config_hash") != digest or earlier.get("status") != "running":
+                continue
+            if path.parent.resolve() != job_dir.resolve() and live(path.parent):
+                return path.parent
+    return None
 
 
 def completed_here(job_dir: Path, digest: str) -> dict[str, Any] | None:

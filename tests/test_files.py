@@ -166,3 +166,28 @@ def test_a_finished_adapter_is_evaluated_not_trained_again(tmp_path, monkeypatch
     assert again["eval"]["synthetic_math"]["correct"] == first["eval"]["synthetic_math"]["correct"]
     assert (tmp_path / "again" / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((tmp_path / "first" / "results.json").read_text())["status"] == "superseded"
+
+
+def test_a_live_identical_job_is_neither_duplicated_nor_resumed_from(tmp_path):
+    """While a job of the same experiment runs (its lock names a live process), a second one says so and stops; once
+    that process is gone the lock is stale and the second one goes ahead."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from llm_adapters.experiment import run
+    from tests.conftest import QUICK, make_config
+
+    settings = [o for o in QUICK if o != "train.resume=false"]
+    settings += ["dataset.train_size=64", "dataset.test_size=8", f"paths.resume_search=[{tmp_path}]"]
+    run(make_config(*settings), tmp_path / "first")
+    assert not (tmp_path / "first" / ".running").exists()  # released when the job ended
+    record = json.loads((tmp_path / "first" / "results.json").read_text())
+    write_json(tmp_path / "first" / "results.json", {**record, "status": "running"})
+    (tmp_path / "first" / ".running").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    second = run(make_config(*settings), tmp_path / "second")
+    assert second["status"] == "skipped" and second["reason"].endswith(f"running now in {tmp_path / 'first'}")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "first" / ".running").write_text(f"{socket.gethostname()} {gone.stdout.strip()}\n")
+    assert run(make_config(*settings), tmp_path / "third")["status"] == "ok"

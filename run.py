@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import logging
 import os
 import sys
@@ -128,6 +129,13 @@ def main(cfg: DictConfig) -> None:
     except Preempted as error:  # an expected stop, recorded and checkpointed: one line, and a sweep stops too
         log.error("stopped: %s", error)
         print(f"stopped: {error}; the same command continues from it", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        line = f"error: no space left on the device of {error.filename or job_dir}; earlier checkpoints are kept"
+        log.error("%s", line)  # a sweep stops too: the next job would meet the same full disk
+        print(line, file=sys.stderr)
         sys.exit(1)
     except Exception:
         if sweep:

@@ -103,7 +103,10 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         raise
     finally:
         results["seconds"] = time.perf_counter() - start
-        files.write_json(job_dir / "results.json", results)
+        try:
+            files.write_json(job_dir / "results.json", results)
+        except OSError as error:  # a full disk: the failure it is reporting matters more than this record
+            log.error("results.json could not be written: %s", error)
         if running is not None:
             running.unlink(missing_ok=True)
         wandb_run.summary.update(tracking.wandb_summary(results))

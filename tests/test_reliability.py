@@ -2,6 +2,9 @@
 line, a non-finite loss stops at once."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,7 +14,7 @@ from llm_adapters.experiment import run
 from llm_adapters.phases import build_model
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
-from tests.conftest import FAST, make_config
+from tests.conftest import FAST, ROOT, make_config
 from tests.test_sweep import run_py
 
 
@@ -169,3 +172,27 @@ def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, m
         run(make_config(*FAST, "protocol=fixed", "train.cutoff_len=16"), tmp_path / "a")
     with pytest.raises(ConfigError, match=r"synthetic_math record 0: its prompt \(\d+ tokens\) and 600 more"):
         run(make_config(*FAST, "eval.max_new_tokens=600"), tmp_path / "b")
+
+
+def test_a_full_disk_is_one_line_and_the_failure_is_recorded(tmp_path):
+    """The disk fills while the adapter is saved: one line naming the path, exit 1, and results.json says failed."""
+    script = (
+        "import errno, runpy, sys\n"
+        "from llm_adapters.adapters import saving\n"
+        "def full(*args):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device', str(args[-1]))\n"
+        "saving.save = full\n"
+        f"sys.argv = ['run.py', *{[*FAST, f'hydra.run.dir={tmp_path}']!r}]\n"
+        "runpy.run_path('run.py', run_name='__main__')\n"
+    )
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: no space left on the device of {tmp_path / 'adapter'}; earlier checkpoints are kept"
+    )
+    assert "Traceback" not in proc.stderr
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["status"] == "failed" and "No space left on device" in record["reason"]

@@ -12,6 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +101,19 @@ def load(path: Path, model: torch.nn.Module) -> dict[str, Any]:
         for name, value in weights.items():
             params[name].copy_(value)
     return state
+
+
+@contextmanager
+def stop_signals(active: bool) -> Iterator[list[int]]:
+    """While active: SIGTERM (what SLURM sends before preemption) and SIGINT (Ctrl-C) are noted, not obeyed, so the
+    run ends at the next step boundary after a checkpoint instead of mid-step with a traceback."""
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+    if active and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

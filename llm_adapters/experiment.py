@@ -127,10 +127,10 @@ def _recipe(
     cfg, dist = job.cfg, job.dist
     phases.set_seed(cfg.seed)
     micro_batches = cfg.train.batch_size // cfg.train.micro_batch_size
-    if micro_batches % dist.world:
+    if (micro_batches >= dist.world and micro_batches % dist.world) or cfg.train.micro_batch_size < dist.world:
         raise ConfigError(
-            f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches per step cannot be shared "
-            f"by {dist.world} processes"
+            f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches of "
+            f"{cfg.train.micro_batch_size} per step cannot be shared by {dist.world} processes"
         )
     data = phases.load_data(cfg, located)
     if cfg.dataset.decontaminate:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from llm_adapters import checkpoint, validation
-from llm_adapters.checkpoint import Preempted
+from llm_adapters.checkpoint import Preempted, stop_signals
 from llm_adapters.distributed import Distributed
 from llm_adapters.examples import IGNORE_INDEX, collate, grouped_by_length
 from llm_adapters.models import autocast
@@ -108,20 +107,13 @@ class TrainState:
         return mean
 
 
-@contextmanager
-def stop_signals(active: bool) -> Iterator[list[int]]:
-    """While active: SIGTERM (what SLURM sends before preemption) and SIGINT (Ctrl-C) are noted, not obeyed, so the
-    run ends at the next step boundary after a checkpoint instead of mid-step with a traceback."""
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-    if active and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def shares(ids: list[int], micro: int, dist: Distributed) -> tuple[list[list[int]], bool]:
+    """This process's micro-batches of one step: whole micro-batches dealt out across processes, or, when there
+    are fewer micro-batches than processes, a slice of every one (then True: the loss is weighted to stay the same)."""
+    batches = [ids[i : i + micro] for i in range(0, len(ids), micro)]
+    if len(batches) >= dist.world:
+        return batches[dist.rank :: dist.world], False
+    return [batch[dist.rank :: dist.world] for batch in batches], True
 
 
 def accumulate(
@@ -129,16 +121,22 @@ def accumulate(
     micro_batches: Sequence[Mapping[str, torch.Tensor]],
     scaler: torch.amp.GradScaler,
     precision: str | None,
-    world: int,
+    dist: Distributed,
+    split: bool = False,
 ) -> tuple[float, int]:
     """Gradients of one step's micro-batches (averaged across processes once, on the last); its loss and the
-    non-padding tokens processed."""
-    loss_sum, tokens = 0.0, 0
+    non-padding tokens processed. A micro-batch split across processes weighs each slice's mean loss by its share
+    of the micro-batch's labelled tokens, so the averaged gradient is the whole micro-batch's, as on one process."""
+    loss_sum, tokens, world = 0.0, 0, dist.world
     for index, batch in enumerate(micro_batches):
         last = index == len(micro_batches) - 1
+        weight = 1.0
+        if split:
+            mine = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            weight = mine * world / max(1, dist.total(mine))
         with nullcontext() if last or world == 1 else forward.no_sync():
             with autocast(batch["input_ids"].device, precision):
-                loss = causal_lm_loss(forward, batch) / len(micro_batches)
+                loss = causal_lm_loss(forward, batch) * weight / len(micro_batches)
             scaler.scale(loss).backward()
         loss_sum += loss.item()
         tokens += int(batch["attention_mask"].sum())
@@ -183,9 +181,9 @@ def train(
     with stop_signals(checkpoint_dir is not None) as received, bar:
         while state.steps < total:
             ids = state.next_step(examples, cfg, opt.order_rng)
-            shares = [ids[i : i + micro] for i in range(0, len(ids), micro)][dist.rank :: dist.world]
-            batches = [{k: v.to(device) for k, v in collate([examples[i] for i in s], pad_id).items()} for s in shares]
-            loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist.world)
+            mine, split = shares(ids, micro, dist)
+            batches = [{k: v.to(device) for k, v in collate([examples[i] for i in s], pad_id).items()} for s in mine]
+            loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist, split)
             if not math.isfinite(loss := dist.mean(loss)):
                 raise FloatingPointError(f"non-finite training loss {loss} at step {state.steps + 1}")
             opt.step(cfg["max_grad_norm"])

@@ -17,7 +17,6 @@ ARGS = [
     "logger=none",
     "adapter.dropout=0",
     "train.max_steps=8",
-    "train.micro_batch_size=8",
     "train.log_every=2",
     "dataset.train_size=128",
     "eval.max_samples=4",
@@ -33,7 +32,8 @@ def launch(*command: str) -> None:
 
 
 @pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
-def test_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("micro", [8, 16], ids=["two micro-batches dealt out", "one micro-batch split"])
+def test_two_processes_equal_one(tmp_path, micro):
     launch(
         sys.executable,
         "-m",
@@ -41,9 +41,10 @@ def test_two_processes_equal_one(tmp_path):
         "--nproc_per_node=2",
         "run.py",
         *ARGS,
+        f"train.micro_batch_size={micro}",
         f"hydra.run.dir={tmp_path / 'ddp'}",
     )
-    launch(sys.executable, "run.py", *ARGS, f"hydra.run.dir={tmp_path / 'single'}")
+    launch(sys.executable, "run.py", *ARGS, f"train.micro_batch_size={micro}", f"hydra.run.dir={tmp_path / 'single'}")
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
     single = json.loads((tmp_path / "single" / "results.json").read_text())
     assert ddp["train"]["processes"] == 2 and single["train"]["processes"] == 1

@@ -8,6 +8,8 @@ same global batch. Only rank 0 writes: results, predictions, adapter weights, ch
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +51,15 @@ class Distributed:
     def any(self, flag: bool) -> bool:
         """Whether any process raised the flag (so all of them act on it together)."""
         return self.total(int(flag)) > 0
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (it builds a shared cache), the others after it (they read that cache)."""
+        if self.world > 1 and not self.main:
+            dist.barrier()
+        yield
+        if self.world > 1 and self.main:
+            dist.barrier()
 
 
 def _collective_device() -> torch.device:

@@ -4,43 +4,121 @@ Each record becomes the training prompt with its output, truncated to ``cutoff_l
 there is room; labels are the input ids (loss on the prompt too, as the paper trained) unless ``train_on_inputs``
 is off, which masks the tokens of the prompt without its output. Batches are padded on the left to a multiple of
 8, as the paper's DataCollatorForSeq2Seq did.
+
+The tokenized examples live in an Arrow table (``Examples``), not in Python lists: a 170k-record training set is
+read row by row from a memory-mapped file (``tokenized.py`` caches it), so no job holds the whole corpus as objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from llm_adapters.prompts import training_prompt
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+
 IGNORE_INDEX = -100
+COLUMNS = ("input_ids", "labels")
 
 
-def tokenize_for_training(
-    records: Sequence[Mapping[str, str]],
-    tokenizer: PreTrainedTokenizerBase,
-    cutoff_len: int,
-    train_on_inputs: bool,
-) -> list[dict[str, list[int]]]:
-    """``input_ids`` and ``labels`` per record."""
+def tokenize_batch(
+    batch: Mapping[str, Sequence[str]], tokenizer: PreTrainedTokenizerBase, cutoff_len: int, train_on_inputs: bool
+) -> dict[str, list[Any]]:
+    """``input_ids``, ``labels`` and ``length`` of a batch of records (``Dataset.map(batched=True)``); the same ids
+    as tokenizing each record alone, since nothing is padded."""
     eos = tokenizer.eos_token_id
-    examples = []
-    for record in records:
-        ids = tokenizer(
-            training_prompt(record["instruction"], record["output"]), truncation=True, max_length=cutoff_len
-        )["input_ids"]
-        if ids[-1] != eos and len(ids) < cutoff_len:
+    texts = [training_prompt(i, o) for i, o in zip(batch["instruction"], batch["output"], strict=True)]
+    all_ids = tokenizer(texts, truncation=True, max_length=cutoff_len)["input_ids"]
+    if not train_on_inputs:
+        prompts = [training_prompt(i) for i in batch["instruction"]]
+        prompt_lens = [len(p) for p in tokenizer(prompts, truncation=True, max_length=cutoff_len)["input_ids"]]
+    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "length": []}
+    for index, ids in enumerate(all_ids):
+        if ids and ids[-1] != eos and len(ids) < cutoff_len:
             ids.append(eos)
         labels = list(ids)
         if not train_on_inputs:
-            prompt_len = len(
-                tokenizer(training_prompt(record["instruction"]), truncation=True, max_length=cutoff_len)["input_ids"]
-            )
-            labels[:prompt_len] = [IGNORE_INDEX] * min(prompt_len, len(labels))
-        examples.append({"input_ids": ids, "labels": labels})
-    return examples
+            masked = min(prompt_lens[index], len(labels))
+            labels[:masked] = [IGNORE_INDEX] * masked
+        out["input_ids"].append(ids)
+        out["labels"].append(labels)
+        out["length"].append(len(ids))
+    return out
+
+
+class Examples(Sequence[dict[str, list[int]]]):
+    """Tokenized examples, one row each (``input_ids``, ``labels``), read on demand from an Arrow table; a subset is
+    a view of the same table (``select``), never a copy."""
+
+    def __init__(self, table: Dataset) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, list[int]]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, list[int]]]: ...
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.rows(range(len(self))[index])
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        row = self.table[int(index) % len(self)]
+        return {key: row[key] for key in COLUMNS}
+
+    def rows(self, indices: Sequence[int]) -> list[dict[str, list[int]]]:
+        """Several examples in one read of the table (a micro-batch)."""
+        if not len(indices):
+            return []
+        columns = self.table[[int(i) for i in indices]]
+        return [dict(zip(COLUMNS, pair, strict=True)) for pair in zip(*(columns[k] for k in COLUMNS), strict=True)]
+
+    def lengths(self) -> list[int]:
+        """Each example's token count (one small column read; no example is decoded)."""
+        return self.table.with_format("numpy")["length"].tolist()
+
+    def select(self, indices: Sequence[int]) -> Examples:
+        return Examples(self.table.select(indices))
+
+
+def tokenize_for_training(
+    records: Sequence[Mapping[str, str]] | Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    cutoff_len: int,
+    train_on_inputs: bool,
+) -> Examples:
+    """The tokenized examples of ``records``, in memory (a job's training set goes through ``tokenized.cached``,
+    which runs the same map into a cache shared by the jobs of a sweep)."""
+    from datasets import Dataset
+
+    table = records if isinstance(records, Dataset) else Dataset.from_list([dict(r) for r in records])
+    return Examples(map_tokens(table, tokenizer, cutoff_len, train_on_inputs, keep_in_memory=True))
+
+
+def map_tokens(
+    table: Dataset, tokenizer: PreTrainedTokenizerBase, cutoff_len: int, train_on_inputs: bool, **options: Any
+) -> Dataset:
+    """``tokenize_batch`` over a table of records with ``Dataset.map``: a table of ``input_ids``, ``labels`` and
+    ``length``."""
+    from datasets import Features, Sequence, Value
+
+    return table.map(
+        tokenize_batch,
+        batched=True,
+        batch_size=1000,
+        remove_columns=table.column_names,
+        features=Features({**{key: Sequence(Value("int32")) for key in COLUMNS}, "length": Value("int32")}),
+        fn_kwargs={"tokenizer": tokenizer, "cutoff_len": cutoff_len, "train_on_inputs": train_on_inputs},
+        desc="tokenize",
+        **options,
+    )
 
 
 def collate(batch: Sequence[Mapping[str, list[int]]], pad_id: int, multiple_of: int = 8) -> dict[str, torch.Tensor]:

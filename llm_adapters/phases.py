@@ -7,22 +7,22 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import adapters, distributed, files, synthetic
+from llm_adapters import adapters, corpus, distributed, files, synthetic
 from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError
 from llm_adapters.download import locate
 from llm_adapters.evaluation import check_context as check_prompts
 from llm_adapters.evaluation import evaluate_all
-from llm_adapters.examples import IGNORE_INDEX, tokenize_for_training
+from llm_adapters.examples import IGNORE_INDEX
 from llm_adapters.models import (
     count_parameters,
     load_model,
@@ -32,8 +32,12 @@ from llm_adapters.models import (
     pretrained,
 )
 from llm_adapters.placement import Target
-from llm_adapters.records import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, load_records, overlap
+from llm_adapters.records import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, overlap
+from llm_adapters.resume import Fingerprint, fingerprint
 from llm_adapters.training import TrainResult, train
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +46,23 @@ EvalSets = dict[str, tuple[EvalSet, list[Record]]]
 
 @dataclass
 class Data:
-    """The training records and each whole evaluation set."""
+    """The training records (an Arrow table; None when the job trains on nothing), what identifies exactly those
+    records (the file's SHA-256 or the generator's settings, and every selection made from them: the tokenized
+    cache's key), and each whole evaluation set."""
 
-    train: list[Record]
+    train: Dataset | None
+    train_id: str
     eval_sets: EvalSets
+
+    def questions(self) -> list[str]:
+        """The training records' instructions (the contamination report and decontamination compare these)."""
+        return [] if self.train is None else self.train.with_format("arrow")["instruction"].to_pylist()
+
+    def select(self, indices: Sequence[int], why: str) -> Data:
+        """The data with only these training records (a view of the same table), identified as such."""
+        assert self.train is not None
+        kept = self.train.select(indices)
+        return Data(kept, corpus.digest(self.train_id, why, list(map(int, indices))), self.eval_sets)
 
 
 @dataclass
@@ -85,45 +102,57 @@ def data_files(cfg: DictConfig) -> dict[str, Path]:
     return {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
 
 
-def load_data(cfg: DictConfig, located: dict[str, Path] | None = None) -> Data:
-    """The training records and each whole evaluation set, all read and validated before any model loads
-    (``located``: ``data_files(cfg)``, when already found)."""
+def data_cache(cfg: DictConfig) -> Path:
+    """Where the Arrow tables of the data files and the tokenized training sets are kept."""
+    return Path(cfg.paths.data_cache).expanduser() / "arrow"
+
+
+def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: Fingerprint | None = None) -> Data:
+    """The training records and each whole evaluation set, all read (through ``datasets``) and validated before any
+    model loads (``located``: ``data_files(cfg)``, ``digests``: ``resume.fingerprint`` of them, when already known)."""
+    from datasets import Dataset
+
     located = data_files(cfg) if located is None else located
-    held_out: list[Record] = []
+    digests = fingerprint(located) if digests is None else digests
+    cache, held_out = data_cache(cfg), []
+    data = Data(None, "", {})
     if cfg.dataset.source == "synthetic":
-        train_records, held_out = synthetic.generate(
-            cfg.dataset.train_size, cfg.dataset.test_size, cfg.dataset.seed, cfg.dataset.two_step_fraction
-        )
-    elif cfg.mode == "train":
-        train_records = load_records(located["train"])
-        if cfg.train.max_examples:
-            train_records = train_records[: cfg.train.max_examples]
-        if cfg.train.val_set_size >= len(train_records):
+        d = cfg.dataset
+        records, held_out = synthetic.generate(d.train_size, d.test_size, d.seed, d.two_step_fraction)
+        data.train = Dataset.from_list(records)
+        data.train_id = corpus.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
+    elif cfg.mode == "train":  # evaluating a saved adapter needs no training file
+        data.train = corpus.read(located["train"], digests["train"]["sha256"], None, cache)
+        data.train_id = digests["train"]["sha256"]
+        if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
+            data = data.select(range(cfg.train.max_examples), "first")
+        if cfg.train.val_set_size >= data.train.num_rows:
             raise ConfigError(
                 f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
-                f"({len(train_records)} records in {cfg.dataset.path})"
+                f"({data.train.num_rows} records in {cfg.dataset.path})"
             )
-    else:  # evaluating a saved adapter needs no training file
-        train_records = []
-    eval_sets = {}
     for name in cfg.eval.datasets:
         spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
-        records = load_records(located[name], spec) if name in EVAL_SETS else held_out
-        eval_sets[name] = (spec, records)
-    return Data(train_records, eval_sets)
+        if name in EVAL_SETS:
+            records = corpus.read(located[name], digests[name]["sha256"], spec, cache).to_list()
+        else:
+            records = held_out
+        data.eval_sets[name] = (spec, records)
+    return data
 
 
 def decontaminate(data: Data) -> tuple[Data, dict[str, int]]:
     """``dataset.decontaminate``: the data without the training records whose question is in an evaluated set, and
     how many each set removed."""
-    kept, dropped = decontaminated(data.train, {name: records for name, (_, records) in data.eval_sets.items()})
-    log.warning("dataset.decontaminate: %d training records dropped (%s)", len(data.train) - len(kept), dropped)
-    return Data(kept, data.eval_sets), dropped
+    kept, dropped = decontaminated(data.questions(), {name: records for name, (_, records) in data.eval_sets.items()})
+    log.warning("dataset.decontaminate: %d training records dropped (%s)", sum(dropped.values()), dropped)
+    return data.select(kept, "decontaminated"), dropped
 
 
 def contamination(data: Data, train_name: str) -> dict[str, dict[str, Any]]:
     """Per evaluation set, how many of its questions are also in the training set (a warning above 1%)."""
-    found = {name: overlap(data.train, records) for name, (_, records) in data.eval_sets.items() if data.train}
+    questions = data.questions()
+    found = {name: overlap(questions, records) for name, (_, records) in data.eval_sets.items() if questions}
     for name, counts in found.items():
         if counts["percent"] > 1.0:
             log.warning(
@@ -193,9 +222,10 @@ def fit(
 
     The checkpoints are deleted only once the saved adapter is in place: it is the final word."""
     cfg, tokenizer, dist = job.cfg, built.tokenizer, job.dist
-    examples = tokenize_for_training(data.train, tokenizer, cfg.train.cutoff_len, cfg.train.train_on_inputs)
     result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)
-    if cfg.mode == "train" and any(p.requires_grad for p in built.model.parameters()):
+    if cfg.mode == "train" and data.train is not None and any(p.requires_grad for p in built.model.parameters()):
+        with dist.main_first():  # rank 0 tokenizes into the cache; the other ranks read it
+            examples = corpus.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, data_cache(cfg))
         if not any(label != IGNORE_INDEX for example in examples for label in example["labels"]):
             raise ConfigError(
                 f"train.cutoff_len {cfg.train.cutoff_len} cuts every training example before its response "
@@ -214,7 +244,7 @@ def fit(
             shutil.rmtree(checkpoints, ignore_errors=True)
     return {
         "steps": result.steps,
-        "examples": len(examples),
+        "examples": 0 if data.train is None else data.train.num_rows,
         "loss_history": result.loss_history,
         "seconds": result.seconds,
         "tokens_per_second": result.tokens_per_second,

@@ -132,26 +132,26 @@ def normalise(instruction: str) -> str:
 
 
 def decontaminated(
-    train: Sequence[Record], tests: Mapping[str, Sequence[Mapping[str, str]]]
-) -> tuple[list[Record], dict[str, int]]:
-    """The training records whose question (after ``normalise``) is in none of the test sets, and how many records
-    each set removed (a record in two sets counts for the first)."""
+    questions: Sequence[str], tests: Mapping[str, Sequence[Mapping[str, str]]]
+) -> tuple[list[int], dict[str, int]]:
+    """The indices of the training questions (instructions) that, after ``normalise``, are in none of the test sets,
+    and how many records each set removed (a record in two sets counts for the first)."""
     owner: dict[str, str] = {}
     for name, records in tests.items():
         for record in records:
             owner.setdefault(normalise(record["instruction"]), name)
     kept, dropped = [], dict.fromkeys(tests, 0)
-    for record in train:
-        name = owner.get(normalise(record["instruction"]))
+    for index, question in enumerate(questions):
+        name = owner.get(normalise(question))
         if name is None:
-            kept.append(record)
+            kept.append(index)
         else:
             dropped[name] += 1
     return kept, dropped
 
 
-def overlap(train: Iterable[Mapping[str, str]], test: Sequence[Mapping[str, str]]) -> dict[str, float]:
-    """How many test questions appear verbatim (after ``normalise``) in the training data."""
-    seen = {normalise(r["instruction"]) for r in train}
+def overlap(questions: Iterable[str], test: Sequence[Mapping[str, str]]) -> dict[str, float]:
+    """How many test questions appear verbatim (after ``normalise``) among the training questions (instructions)."""
+    seen = {normalise(q) for q in questions}
     shared = sum(normalise(r["instruction"]) in seen for r in test)
     return {"overlap": shared, "n": len(test), "percent": 100.0 * shared / len(test) if test else 0.0}

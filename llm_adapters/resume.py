@@ -24,7 +24,10 @@ from llm_adapters import __version__, adapters, checkpoint, files
 _NOT_THE_EXPERIMENT = ("logger", "paths")
 
 
-def fingerprint(located: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
+Fingerprint = dict[str, dict[str, Any]]  # per data file: {"size": bytes, "sha256": hex digest}
+
+
+def fingerprint(located: Mapping[str, Path]) -> Fingerprint:
     """Size and SHA-256 of each data file a job reads: what its numbers depend on, wherever the files are."""
     return {name: {"size": path.stat().st_size, "sha256": files.sha256(path)} for name, path in located.items()}
 

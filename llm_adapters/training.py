@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from llm_adapters import checkpoint, validation
 from llm_adapters.checkpoint import Preempted, stop_signals
 from llm_adapters.distributed import Distributed
-from llm_adapters.examples import IGNORE_INDEX, collate, grouped_by_length
+from llm_adapters.examples import IGNORE_INDEX, Examples, collate, grouped_by_length
 from llm_adapters.models import autocast
 from llm_adapters.optimization import Optimization, optimizer_steps
 
@@ -82,13 +82,13 @@ class TrainState:
     val_history: list[list[float]] = field(default_factory=list)
     best: list[float] | None = None  # [step, validation loss] of the lowest so far
 
-    def next_step(self, examples: Sequence[Mapping[str, list[int]]], cfg: Mapping, rng: torch.Generator) -> list[int]:
+    def next_step(self, examples: Examples, cfg: Mapping, rng: torch.Generator) -> list[int]:
         """The example indices of the next optimizer step; a new epoch's order is drawn when this one is used up."""
         batch_size = int(cfg["batch_size"])
         if self.cursor >= len(self.order):
             order = torch.randperm(len(examples), generator=rng).tolist()
             if cfg["group_by_length"]:
-                order = grouped_by_length(order, [len(e["input_ids"]) for e in examples], batch_size)
+                order = grouped_by_length(order, examples.lengths(), batch_size)
             self.order, self.cursor = order, 0
         self.cursor += batch_size
         return self.order[self.cursor - batch_size : self.cursor]
@@ -145,7 +145,7 @@ def accumulate(
 
 def train(
     model: torch.nn.Module,
-    examples: Sequence[Mapping[str, list[int]]],
+    examples: Examples,
     cfg: Mapping,
     pad_id: int,
     seed: int,
@@ -182,7 +182,7 @@ def train(
         while state.steps < total:
             ids = state.next_step(examples, cfg, opt.order_rng)
             mine, split = shares(ids, micro, dist)
-            batches = [{k: v.to(device) for k, v in collate([examples[i] for i in s], pad_id).items()} for s in mine]
+            batches = [{k: v.to(device) for k, v in collate(examples.rows(s), pad_id).items()} for s in mine]
             loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist, split)
             if not math.isfinite(loss := dist.mean(loss)):
                 raise FloatingPointError(f"non-finite training loss {loss} at step {state.steps + 1}")
@@ -214,7 +214,7 @@ def _keep(model: torch.nn.Module, keep: str, state: TrainState, best: dict[str, 
 
 def _validate(
     model: torch.nn.Module,
-    held_out: Sequence[Mapping[str, list[int]]],
+    held_out: Examples,
     cfg: Mapping,
     pad_id: int,
     device: torch.device,

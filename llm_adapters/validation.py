@@ -10,32 +10,32 @@ indices for validation — whatever the job's seed. Every ``train.eval_every`` o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-from llm_adapters.examples import collate
+from llm_adapters.examples import Examples, collate
 from llm_adapters.models import autocast
 
 PAPER_SPLIT_SEED = 42  # finetune.py's train_test_split seed, fixed whatever the run's seed
 
 
-def split(examples: Sequence[Any], size: int) -> tuple[list[Any], list[Any]]:
-    """(training, validation) as finetune.py split them; all for training when ``size`` is 0."""
+def split(examples: Examples, size: int) -> tuple[Examples, Examples]:
+    """(training, validation) as finetune.py split them (views of the same table); all for training when ``size``
+    is 0."""
     if not size:
-        return list(examples), []
+        return examples, examples.select([])
     if size >= len(examples):
         raise ValueError(f"train.val_set_size {size} leaves nothing to train on ({len(examples)} records)")
     permutation = np.random.default_rng(PAPER_SPLIT_SEED).permutation(len(examples))
-    return [examples[i] for i in permutation[size:]], [examples[i] for i in permutation[:size]]
+    return examples.select(permutation[size:]), examples.select(permutation[:size])
 
 
 @torch.no_grad()
 def loss(
     model: torch.nn.Module,
-    examples: Sequence[Mapping[str, list[int]]],
+    examples: Examples,
     batch_size: int,
     pad_id: int,
     device: torch.device,

@@ -76,20 +76,20 @@ def test_math_data_contamination_matches_the_reference(shared_data):
     train = json.loads((shared_data / "ft-training_set" / "math_data.json").read_text())
     for name, expected in LEAKED.items():
         test = load_records(shared_data / EVAL_SETS[name].path, EVAL_SETS[name])
-        assert overlap(train, test)["overlap"] == expected, name
+        assert overlap([r["instruction"] for r in train], test)["overlap"] == expected, name
 
 
 def test_overlap_normalises_case_and_whitespace():
-    train = [{"instruction": "Tom has  3 apples.\n"}]
+    train = ["Tom has  3 apples.\n"]
     test = [{"instruction": "tom has 3 apples.\n "}, {"instruction": "Tom has 4 apples."}]
     assert overlap(train, test) == {"overlap": 1, "n": 2, "percent": 50.0}
 
 
 def test_decontamination_drops_every_training_copy_of_a_test_question(shared_data):
     """math_data.json holds most of the math test sets; with dataset.decontaminate=true none of them is left, and the
-    count dropped per set is at least the questions the contamination report finds."""
+    training records removed are exactly those holding a question the contamination report counts."""
     from llm_adapters.phases import decontaminate, load_data
-    from llm_adapters.records import overlap
+    from llm_adapters.records import normalise, overlap
     from tests.conftest import make_config
 
     cfg = make_config(
@@ -99,12 +99,18 @@ def test_decontamination_drops_every_training_copy_of_a_test_question(shared_dat
         "eval.datasets=[addsub,aqua]",
     )
     data = load_data(cfg)
-    before = {name: overlap(data.train, records)["overlap"] for name, (_, records) in data.eval_sets.items()}
+    questions = data.questions()
+    before = {name: overlap(questions, records)["overlap"] for name, (_, records) in data.eval_sets.items()}
     clean, dropped = decontaminate(data)
     assert before == {"addsub": 316, "aqua": 203}  # the README's contamination figures
-    assert all(dropped[name] >= before[name] for name in before)
-    assert len(clean.train) == len(data.train) - sum(dropped.values())
-    assert all(overlap(clean.train, records)["overlap"] == 0 for _, records in clean.eval_sets.values())
+    tested = {normalise(r["instruction"]) for _, records in data.eval_sets.values() for r in records}
+    leaked = [q for q in questions if normalise(q) in tested]
+    assert sum(dropped.values()) == len(leaked) == len(questions) - len(clean.train)
+    # the distinct questions removed are the report's overlaps, set by set (none of these two sets share one)
+    assert len({normalise(q) for q in leaked}) == before["addsub"] + before["aqua"]
+    assert sorted(clean.questions()) == sorted(q for q in questions if normalise(q) not in tested)
+    assert all(overlap(clean.questions(), records)["overlap"] == 0 for _, records in clean.eval_sets.values())
+    assert clean.train_id != data.train_id  # the tokenized cache cannot mistake one for the other
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path):

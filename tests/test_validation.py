@@ -10,7 +10,7 @@ from datasets import Dataset
 
 from llm_adapters import validation
 from llm_adapters.config import ConfigError, validate
-from llm_adapters.examples import tokenize_for_training
+from llm_adapters.examples import Examples, tokenize_for_training
 from llm_adapters.models import load_tokenizer
 from llm_adapters.phases import build_model, set_seed
 from llm_adapters.synthetic import generate
@@ -26,11 +26,13 @@ SETTINGS = [  # 24 records to train on, 16 held out: lr 0.1 overfits, and the va
 
 def test_the_split_is_finetune_pys():
     records = [{"i": i} for i in range(300)]
-    kept, held_out = validation.split(records, 120)
+    examples = Examples(Dataset.from_list([{"input_ids": [i], "labels": [i], "length": 1} for i in range(300)]))
+    kept, held_out = validation.split(examples, 120)
     reference = Dataset.from_list(records).train_test_split(test_size=120, shuffle=True, seed=42)
-    assert [r["i"] for r in held_out] == reference["test"]["i"]
-    assert [r["i"] for r in kept] == reference["train"]["i"]
-    assert validation.split(records, 0) == (records, [])
+    assert [r["input_ids"][0] for r in held_out] == list(reference["test"]["i"])
+    assert [r["input_ids"][0] for r in kept] == list(reference["train"]["i"])
+    everything, none = validation.split(examples, 0)
+    assert everything is examples and len(none) == 0
 
 
 def fitted(*overrides, **kwargs):

@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import plan
-from llm_adapters.checkpoint import Preempted
+from llm_adapters.checkpoint import Preempted, requeue_under_submitit
 from llm_adapters.config import CONF_DIR, apply_study, register_resolvers, yaml_keys
 from llm_adapters.errors import InputError
 
@@ -129,6 +129,7 @@ def main(cfg: DictConfig) -> None:
     except Preempted as error:  # an expected stop, recorded and checkpointed: one line, and a sweep stops too
         log.error("stopped: %s", error)
         print(f"stopped: {error}; the same command continues from it", file=sys.stderr)
+        requeue_under_submitit()  # under submitit: requeued now, and the rerun continues from the checkpoint
         sys.exit(1)
     except OSError as error:
         if error.errno != errno.ENOSPC:

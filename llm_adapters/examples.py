@@ -82,7 +82,7 @@ class Examples(Sequence[dict[str, list[int]]]):
 
     def lengths(self) -> list[int]:
         """Each example's token count (one small column read; no example is decoded)."""
-        return self.table.with_format("numpy")["length"].tolist()
+        return self.table.select_columns(["length"]).with_format("numpy")[:]["length"].tolist()
 
     def select(self, indices: Sequence[int]) -> Examples:
         return Examples(self.table.select(indices))

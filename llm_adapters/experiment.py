@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import distributed, files, phases, resume, tracking
+from llm_adapters import distributed, files, job_data, phases, resume, tracking
 from llm_adapters.axes import job_axes
 from llm_adapters.config import ConfigError, apply_study, validate
 from llm_adapters.models import resolve_device
@@ -63,7 +63,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     results = opening_record(cfg)
     try:
         validate(cfg)
-        located = phases.data_files(cfg)
+        located = job_data.data_files(cfg)
     except ValueError as error:  # ConfigError, DataError, or a PlacementError: a combination that has no meaning
         if sweep and isinstance(error, PlacementError):
             return _end_early(results, job_dir, "skipped", str(error))
@@ -132,10 +132,10 @@ def _recipe(
             f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches of "
             f"{cfg.train.micro_batch_size} per step cannot be shared by {dist.world} processes"
         )
-    data = phases.load_data(cfg, located)
+    data = job_data.load_data(cfg, located, results["data"])
     if cfg.dataset.decontaminate:
-        data, results["decontaminated"] = phases.decontaminate(data)
-    results["contamination"] = phases.contamination(data, cfg.dataset.name)
+        data, results["decontaminated"] = job_data.decontaminate(data)
+    results["contamination"] = job_data.contamination(data, cfg.dataset.name)
 
     def before_adapter(base: Any, tokenizer: Any) -> None:
         if cfg.eval.zero_shot and dist.main:

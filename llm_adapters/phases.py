@@ -1,5 +1,5 @@
-"""The phases of one job, each a function that returns what it made: the data, the model with its adapter, the
-trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each result as soon as
+"""The phases of one job, each a function that returns what it made: the data (``job_data``), the model with its
+adapter, the trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each result as soon as
 it exists, so a later failure keeps what came before."""
 
 from __future__ import annotations
@@ -7,22 +7,22 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import adapters, corpus, distributed, files, synthetic
+from llm_adapters import adapters, corpus, distributed, files
 from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError
-from llm_adapters.download import locate
 from llm_adapters.evaluation import check_context as check_prompts
 from llm_adapters.evaluation import evaluate_all
 from llm_adapters.examples import IGNORE_INDEX
+from llm_adapters.job_data import Data, cache
 from llm_adapters.models import (
     count_parameters,
     load_model,
@@ -32,37 +32,9 @@ from llm_adapters.models import (
     pretrained,
 )
 from llm_adapters.placement import Target
-from llm_adapters.records import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, overlap
-from llm_adapters.resume import Fingerprint, fingerprint
 from llm_adapters.training import TrainResult, train
 
-if TYPE_CHECKING:
-    from datasets import Dataset
-
 log = logging.getLogger(__name__)
-
-EvalSets = dict[str, tuple[EvalSet, list[Record]]]
-
-
-@dataclass
-class Data:
-    """The training records (an Arrow table; None when the job trains on nothing), what identifies exactly those
-    records (the file's SHA-256 or the generator's settings, and every selection made from them: the tokenized
-    cache's key), and each whole evaluation set."""
-
-    train: Dataset | None
-    train_id: str
-    eval_sets: EvalSets
-
-    def questions(self) -> list[str]:
-        """The training records' instructions (the contamination report and decontamination compare these)."""
-        return [] if self.train is None else self.train.with_format("arrow")["instruction"].to_pylist()
-
-    def select(self, indices: Sequence[int], why: str) -> Data:
-        """The data with only these training records (a view of the same table), identified as such."""
-        assert self.train is not None
-        kept = self.train.select(indices)
-        return Data(kept, corpus.digest(self.train_id, why, list(map(int, indices))), self.eval_sets)
 
 
 @dataclass
@@ -90,76 +62,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
-
-
-def data_files(cfg: DictConfig) -> dict[str, Path]:
-    """Where each data file the job reads is, found (or fetched) before anything else: the training file (mode=train
-    on a file dataset, key ``train``) and each evaluation set's file (the synthetic data has none)."""
-    p = cfg.paths
-    wanted = {name: eval_set(name).path for name in cfg.eval.datasets if name in EVAL_SETS}
-    if cfg.dataset.source == "file" and cfg.mode == "train":
-        wanted = {"train": cfg.dataset.path, **wanted}
-    return {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
-
-
-def data_cache(cfg: DictConfig) -> Path:
-    """Where the Arrow tables of the data files and the tokenized training sets are kept."""
-    return Path(cfg.paths.data_cache).expanduser() / "arrow"
-
-
-def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: Fingerprint | None = None) -> Data:
-    """The training records and each whole evaluation set, all read (through ``datasets``) and validated before any
-    model loads (``located``: ``data_files(cfg)``, ``digests``: ``resume.fingerprint`` of them, when already known)."""
-    from datasets import Dataset
-
-    located = data_files(cfg) if located is None else located
-    digests = fingerprint(located) if digests is None else digests
-    cache, held_out = data_cache(cfg), []
-    data = Data(None, "", {})
-    if cfg.dataset.source == "synthetic":
-        d = cfg.dataset
-        records, held_out = synthetic.generate(d.train_size, d.test_size, d.seed, d.two_step_fraction)
-        data.train = Dataset.from_list(records)
-        data.train_id = corpus.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
-    elif cfg.mode == "train":  # evaluating a saved adapter needs no training file
-        data.train = corpus.read(located["train"], digests["train"]["sha256"], None, cache)
-        data.train_id = digests["train"]["sha256"]
-        if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
-            data = data.select(range(cfg.train.max_examples), "first")
-        if cfg.train.val_set_size >= data.train.num_rows:
-            raise ConfigError(
-                f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
-                f"({data.train.num_rows} records in {cfg.dataset.path})"
-            )
-    for name in cfg.eval.datasets:
-        spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
-        if name in EVAL_SETS:
-            records = corpus.read(located[name], digests[name]["sha256"], spec, cache).to_list()
-        else:
-            records = held_out
-        data.eval_sets[name] = (spec, records)
-    return data
-
-
-def decontaminate(data: Data) -> tuple[Data, dict[str, int]]:
-    """``dataset.decontaminate``: the data without the training records whose question is in an evaluated set, and
-    how many each set removed."""
-    kept, dropped = decontaminated(data.questions(), {name: records for name, (_, records) in data.eval_sets.items()})
-    log.warning("dataset.decontaminate: %d training records dropped (%s)", sum(dropped.values()), dropped)
-    return data.select(kept, "decontaminated"), dropped
-
-
-def contamination(data: Data, train_name: str) -> dict[str, dict[str, Any]]:
-    """Per evaluation set, how many of its questions are also in the training set (a warning above 1%)."""
-    questions = data.questions()
-    found = {name: overlap(questions, records) for name, (_, records) in data.eval_sets.items() if questions}
-    for name, counts in found.items():
-        if counts["percent"] > 1.0:
-            log.warning(
-                "%s: %d of %d test questions (%.1f%%) also appear in the training set %s",
-                *(name, counts["overlap"], counts["n"], counts["percent"], train_name),
-            )
-    return found
 
 
 def build_model(cfg: DictConfig, on_base: Callable[[Any, Any], None] | None = None) -> Built:
@@ -225,7 +127,7 @@ def fit(
     result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)
     if cfg.mode == "train" and data.train is not None and any(p.requires_grad for p in built.model.parameters()):
         with dist.main_first():  # rank 0 tokenizes into the cache; the other ranks read it
-            examples = corpus.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, data_cache(cfg))
+            examples = corpus.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, cache(cfg))
         if not any(label != IGNORE_INDEX for example in examples for label in example["labels"]):
             raise ConfigError(
                 f"train.cutoff_len {cfg.train.cutoff_len} cuts every training example before its response "

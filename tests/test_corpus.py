@@ -111,10 +111,13 @@ def test_a_file_is_validated_once_per_content_with_the_one_line_errors(tmp_path,
     path.write_text(json.dumps([{"instruction": "q", "output": "o", "answer": "1"}]))
     sha = files.sha256(path)
     assert corpus.read(path, sha, None, tmp_path).num_rows == 1
-    monkeypatch.setattr(corpus, "load_records", lambda *a: pytest.fail("validated twice"))
+    def validated_again(*args):
+        raise RuntimeError("validated again")
+
+    monkeypatch.setattr(corpus, "load_records", validated_again)
     assert corpus.read(path, sha, None, tmp_path).num_rows == 1  # the same contents: the verdict stands
     spec = EVAL_SETS["gsm8k"]
-    with pytest.raises(AssertionError, match="validated twice"):  # as an evaluation set it is checked on its own
+    with pytest.raises(RuntimeError, match="validated again"):  # as an evaluation set it is checked on its own
         corpus.read(path, sha, spec, tmp_path)
 
 

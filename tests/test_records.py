@@ -88,7 +88,7 @@ def test_overlap_normalises_case_and_whitespace():
 def test_decontamination_drops_every_training_copy_of_a_test_question(shared_data):
     """math_data.json holds most of the math test sets; with dataset.decontaminate=true none of them is left, and the
     training records removed are exactly those holding a question the contamination report counts."""
-    from llm_adapters.phases import decontaminate, load_data
+    from llm_adapters.job_data import decontaminate, load_data
     from llm_adapters.records import normalise, overlap
     from tests.conftest import make_config
 

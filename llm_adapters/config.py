@@ -221,8 +221,10 @@ def validate(cfg: DictConfig) -> None:
     batch, micro = cfg.train.batch_size, cfg.train.micro_batch_size
     if batch % micro:
         raise ConfigError(f"train.micro_batch_size {micro} does not divide train.batch_size {batch}")
-    if cfg.dataset.source not in ("synthetic", "file"):
-        raise ConfigError(f"dataset.source must be 'synthetic' or 'file' (got '{cfg.dataset.source}')")
+    if cfg.dataset.source not in ("synthetic", "file", "hub"):
+        raise ConfigError(f"dataset.source must be 'synthetic', 'file' or 'hub' (got '{cfg.dataset.source}')")
+    if cfg.dataset.source == "hub" and not cfg.dataset.get("hub"):
+        raise ConfigError("dataset.hub: name the hub dataset (or a local dataset directory) to train on")
     held_out = [cfg.dataset.name] if cfg.dataset.source == "synthetic" else []
     unknown = [name for name in cfg.eval.datasets if name not in EVAL_SETS and name not in held_out]
     if unknown:

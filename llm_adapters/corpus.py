@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_adapters import files
+from llm_adapters.errors import DataError
 from llm_adapters.examples import Examples, map_tokens
 from llm_adapters.prompts import training_prompt
-from llm_adapters.records import EvalSet, load_records
+from llm_adapters.records import EvalSet, load_records, validate_records
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -97,6 +98,33 @@ def read(path: Path, sha256: str, spec: EvalSet | None, cache: Path) -> Dataset:
         log.warning("%s: the cached table in %s does not match its record; rebuilding it", path, where)
         known = None
     raise RuntimeError(f"{path}: datasets built a table of {table.num_rows} records, the file holds {rows}")
+
+
+def from_hub(dataset: Mapping[str, Any], cache: Path) -> Path:
+    """``dataset.source: hub``: a training set by hub name (or a local dataset directory, which ``load_dataset`` reads
+    the same way), each LLM-Adapters field taken from the column ``dataset.columns`` names. Validated record by
+    record, then written once as a JSON file in the LLM-Adapters format under the cache: from there it is a data
+    file like any other (its SHA-256 in the config hash, its Arrow table, its tokenized cache)."""
+    from datasets import load_dataset
+
+    name, subset, split, columns = dataset["hub"], dataset.get("subset"), dataset["split"], dict(dataset["columns"])
+    where = f"dataset.hub {name} (split {split})"
+    try:
+        table = load_dataset(name, subset, split=split, cache_dir=str(cache / "hub"))
+    except Exception as error:  # not found, unreachable, no such split: one line whatever the cause
+        raise DataError(f"{where} cannot be loaded: {str(error).splitlines()[0]}") from None
+    missing = [column for column in columns.values() if column not in table.column_names]
+    if missing:
+        raise DataError(f"{where} has no column {missing[0]!r} (dataset.columns; it has {table.column_names})")
+    export = cache / "hub" / f"{digest(name, subset, split, columns, [f['filename'] for f in table.cache_files])}.json"
+    if not export.is_file():
+        picked = table.select_columns(sorted(set(columns.values())))
+        records = [{field: row[column] for field, column in columns.items()} for row in picked]
+        validate_records(records, where)
+        partial = export.with_name(f".{export.name}.{os.getpid()}")
+        partial.write_text(json.dumps(records, ensure_ascii=False))
+        os.replace(partial, export)
+    return export
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -53,7 +53,10 @@ def data_files(cfg: DictConfig) -> dict[str, Path]:
     wanted = {name: eval_set(name).path for name in cfg.eval.datasets if name in EVAL_SETS}
     if cfg.dataset.source == "file" and cfg.mode == "train":
         wanted = {"train": cfg.dataset.path, **wanted}
-    return {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
+    located = {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
+    if cfg.dataset.source == "hub" and cfg.mode == "train":
+        located = {"train": corpus.from_hub(cfg.dataset, cache(cfg)), **located}
+    return located
 
 
 def cache(cfg: DictConfig) -> Path:
@@ -83,7 +86,7 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
         if cfg.train.val_set_size >= data.train.num_rows:
             raise ConfigError(
                 f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
-                f"({data.train.num_rows} records in {cfg.dataset.path})"
+                f"({data.train.num_rows} records in {located['train']})"
             )
     for name in cfg.eval.datasets:
         spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)

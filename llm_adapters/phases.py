@@ -1,6 +1,6 @@
 """The phases of one job, each a function that returns what it made: the data (``job_data``), the model with its
-adapter, the trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each result as soon as
-it exists, so a later failure keeps what came before."""
+adapter, the trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each
+result as soon as it exists, so a later failure keeps what came before."""
 
 from __future__ import annotations
 

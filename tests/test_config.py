@@ -16,9 +16,15 @@ def test_groups_are_the_experiment_axes():
 
 # Options that only make sense together with another choice.
 # File datasets have no held-out split, so the default eval=synthetic has no meaning with them.
-NEEDS = {("eval", "math_mawps"): ["protocol=fixed"]} | {
-    ("dataset", option): ["eval=math"] for group, option in OPTIONS if group == "dataset" and option != "synthetic_math"
-}
+NEEDS = (
+    {("eval", "math_mawps"): ["protocol=fixed"]}
+    | {
+        ("dataset", option): ["eval=math"]
+        for group, option in OPTIONS
+        if group == "dataset" and option != "synthetic_math"
+    }
+    | {("dataset", "hub"): ["eval=math", "dataset.hub=org/name"]}
+)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

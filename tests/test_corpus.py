@@ -17,7 +17,7 @@ from llm_adapters.examples import Examples, collate, tokenize_for_training
 from llm_adapters.experiment import run
 from llm_adapters.records import EVAL_SETS, load_records
 from llm_adapters.tokenizer import build_tokenizer
-from tests.conftest import FAST, make_config
+from tests.conftest import FAST, QUICK, make_config
 
 SAMPLE = 120  # records of each file compared example by example
 SETTINGS = [(True, 256), (False, 64)]  # (train_on_inputs, cutoff_len): the paper's, and one that truncates
@@ -111,6 +111,7 @@ def test_a_file_is_validated_once_per_content_with_the_one_line_errors(tmp_path,
     path.write_text(json.dumps([{"instruction": "q", "output": "o", "answer": "1"}]))
     sha = files.sha256(path)
     assert corpus.read(path, sha, None, tmp_path).num_rows == 1
+
     def validated_again(*args):
         raise RuntimeError("validated again")
 
@@ -146,3 +147,51 @@ def test_examples_read_rows_and_views_of_one_table():
     assert examples[1:3] == [examples[1], examples[2]]
     with pytest.raises(IndexError):
         view[3]
+
+
+def _hub_copy(tmp_path: Path, rows: list[dict]) -> Path:
+    """A dataset directory ``load_dataset`` reads exactly as it reads a hub dataset by name (no hub here)."""
+    folder = tmp_path / "hub-copy"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+MAPPING = "dataset.columns={instruction: question, output: solution, answer: label}"
+
+
+def test_a_hub_dataset_by_name_trains_through_its_column_mapping(tmp_path, shared_data):
+    rows = [
+        {"question": f"What is {i} plus 2?", "solution": f"The answer is {i + 2}.", "label": str(i + 2)}
+        for i in range(64)
+    ]
+    folder = _hub_copy(tmp_path, rows)
+    common = [*QUICK, "dataset=hub", f"dataset.hub={folder}", MAPPING, f"paths.data_cache={tmp_path / 'cache'}"]
+    common += [f"paths.data_dir={shared_data}", "eval.datasets=[addsub]", "eval.max_samples=2"]
+    first = run(make_config(*common), tmp_path / "a")
+    assert first["status"] == "ok" and first["train"]["examples"] == 64
+    (export,) = (tmp_path / "cache" / "arrow" / "hub").glob("*.json")
+    expected = [{"instruction": r["question"], "output": r["solution"], "answer": r["label"]} for r in rows]
+    assert json.loads(export.read_text()) == expected
+    assert first["data"]["train"]["sha256"] == files.sha256(export)  # the data the config hash names
+    written = export.stat().st_mtime_ns
+    second = run(make_config(*common, "seed=7"), tmp_path / "b")
+    assert second["status"] == "ok" and export.stat().st_mtime_ns == written  # written once
+    assert second["data"] == first["data"]
+
+
+def test_a_hub_dataset_that_does_not_fit_is_one_line(tmp_path):
+    rows = [{"question": "q", "solution": "s", "label": 1}, {"question": "q2", "solution": "s", "label": 2}]
+    folder = _hub_copy(tmp_path, rows)
+    dataset = {
+        "hub": str(folder),
+        "split": "train",
+        "columns": {"instruction": "prompt", "output": "solution", "answer": "label"},
+    }
+    with pytest.raises(DataError, match=r"has no column 'prompt' \(dataset.columns; it has \['question', "):
+        corpus.from_hub(dataset, tmp_path / "cache")
+    dataset["columns"]["instruction"] = "question"
+    with pytest.raises(DataError, match=r"hub-copy \(split train\): record 0: 'answer' must be a string, found int"):
+        corpus.from_hub(dataset, tmp_path / "cache")
+    with pytest.raises(DataError, match=r"hub-copy \(split test\) cannot be loaded: "):
+        corpus.from_hub({**dataset, "split": "test"}, tmp_path / "cache")

@@ -132,7 +132,8 @@ def _recipe(
             f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches of "
             f"{cfg.train.micro_batch_size} per step cannot be shared by {dist.world} processes"
         )
-    data = job_data.load_data(cfg, located, results["data"])
+    with dist.main_first():  # rank 0 builds the Arrow tables of files seen for the first time; the others read them
+        data = job_data.load_data(cfg, located, results["data"])
     if cfg.dataset.decontaminate:
         data, results["decontaminated"] = job_data.decontaminate(data)
     results["contamination"] = job_data.contamination(data, cfg.dataset.name)

@@ -19,7 +19,7 @@ from llm_adapters.records import EVAL_SETS, load_records
 from llm_adapters.tokenizer import build_tokenizer
 from tests.conftest import FAST, QUICK, make_config
 
-SAMPLE = 120  # records of each file compared example by example
+SAMPLE = 64  # records of each file compared example by example
 SETTINGS = [(True, 256), (False, 64)]  # (train_on_inputs, cutoff_len): the paper's, and one that truncates
 
 

@@ -68,8 +68,14 @@ def test_resume_matches_on_the_whole_config(tmp_path):
 @pytest.mark.parametrize(
     ("override", "line"),
     [
-        ("train.lr=0", "error: train.lr must be a positive number (got 0)"),
-        ("train.micro_batch_size=5", "error: train.micro_batch_size 5 does not divide train.batch_size 16"),
+        # In the quick suite, the checks made before Hydra composes; the rest are checked in process by test_config
+        # and test_placement, and here, as a whole command, in the slow pass.
+        pytest.param("train.lr=0", "error: train.lr must be a positive number (got 0)", marks=pytest.mark.slow),
+        pytest.param(
+            "train.micro_batch_size=5",
+            "error: train.micro_batch_size 5 does not divide train.batch_size 16",
+            marks=pytest.mark.slow,
+        ),
         (
             "placement.sites=[attn.z]",
             "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, attn.v, attn.o, mlp.gate, "
@@ -87,17 +93,22 @@ def test_resume_matches_on_the_whole_config(tmp_path):
             "opt-6.7b, pythia-6.9b, smollm2-135m, tiny-llama)",
         ),
         ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
-        ("placement.layers=[7]", "error: placement.layers [7] out of range: the model has 4 layers"),
-        (
+        pytest.param(
+            "placement.layers=[7]",
+            "error: placement.layers [7] out of range: the model has 4 layers",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             "eval.datasets=[gsm9k]",
             "error: eval.datasets: unknown evaluation set(s) ['gsm9k'] (known: synthetic_math, "
             "gsm8k, svamp, addsub, multiarith, singleeq, mawps, aqua, mathqa, boolq, piqa, siqa, hellaswag, "
             "winogrande, arc_e, arc_c, obqa)",
+            marks=pytest.mark.slow,
         ),
         (
             "dataset=math_9k",
             "error: dataset=math_9k: no such dataset (available: arc_c, arc_e, boolq, commonsense_15k, "
-            "commonsense_170k, hellaswag, math_10k, math_14k, math_50k, math_7k, math_data, obqa, piqa, siqa, "
+            "commonsense_170k, hellaswag, hub, math_10k, math_14k, math_50k, math_7k, math_data, obqa, piqa, siqa, "
             "synthetic_math, winogrande)",
         ),
     ],

@@ -6,7 +6,7 @@ is off, which masks the tokens of the prompt without its output. Batches are pad
 8, as the paper's DataCollatorForSeq2Seq did.
 
 The tokenized examples live in an Arrow table (``Examples``), not in Python lists: a 170k-record training set is
-read row by row from a memory-mapped file (``tokenized.py`` caches it), so no job holds the whole corpus as objects.
+read row by row from a memory-mapped file (``corpus.tokenized`` caches it), so no job holds the whole corpus as objects.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def tokenize_for_training(
     cutoff_len: int,
     train_on_inputs: bool,
 ) -> Examples:
-    """The tokenized examples of ``records``, in memory (a job's training set goes through ``tokenized.cached``,
+    """The tokenized examples of ``records``, in memory (a job's training set goes through ``corpus.tokenized``,
     which runs the same map into a cache shared by the jobs of a sweep)."""
     from datasets import Dataset
 
@@ -107,14 +107,15 @@ def map_tokens(
 ) -> Dataset:
     """``tokenize_batch`` over a table of records with ``Dataset.map``: a table of ``input_ids``, ``labels`` and
     ``length``."""
-    from datasets import Features, Sequence, Value
+    from datasets import Features, Value
+    from datasets import Sequence as ListOf
 
     return table.map(
         tokenize_batch,
         batched=True,
         batch_size=1000,
         remove_columns=table.column_names,
-        features=Features({**{key: Sequence(Value("int32")) for key in COLUMNS}, "length": Value("int32")}),
+        features=Features({**{key: ListOf(Value("int32")) for key in COLUMNS}, "length": Value("int32")}),
         fn_kwargs={"tokenizer": tokenizer, "cutoff_len": cutoff_len, "train_on_inputs": train_on_inputs},
         desc="tokenize",
         **options,

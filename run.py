@@ -15,9 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import plan
+from llm_adapters import CONF_DIR, plan
 from llm_adapters.checkpoint import Preempted, requeue_under_submitit
-from llm_adapters.config import CONF_DIR, apply_study, register_resolvers, yaml_keys
+from llm_adapters.composition import apply_study, register_resolvers, yaml_keys
 from llm_adapters.errors import InputError
 
 register_resolvers()

@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llm_adapters import SHARED_DATA, adapters, weights
-from llm_adapters.config import CONF_DIR
+from llm_adapters import CONF_DIR, SHARED_DATA, adapters, weights
+from llm_adapters.composition import compose
 from llm_adapters.tokenizer import build_tokenizer
 
 SHARED = SHARED_DATA  # the LLM-Adapters files, when beside the repo
@@ -29,7 +31,8 @@ BENCH_MODEL = {
 }
 
 
-def arguments(description: str) -> argparse.Namespace:
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every model benchmark shares; a benchmark adds its own before parsing."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--model", help="a model YAML's name (smollm2-135m), hub id, local path or GGUF instead of the built model"
@@ -38,17 +41,36 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=BENCH_MODEL["hidden_size"], help="width of the built model")
     parser.add_argument("--layers", type=int, default=BENCH_MODEL["num_hidden_layers"], help="its depth")
-    parser.add_argument("--step-only", action="store_true", help="train_throughput: step ratios only, no pipeline")
-    return parser.parse_args()
+    return parser
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on, for every JSON line: the CPU's model and the flags that decide which
+    matrix kernels run (bf16 units), the threads torch uses, torch's CPU capability, and the GPU if one is used."""
+    info = {"cpu": platform.processor() or platform.machine(), "cpu_flags": [], "threads": torch.get_num_threads()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        fields: dict[str, str] = {}
+        for line in cpuinfo.read_text().splitlines():  # the first processor's lines: all cores are alike here
+            key, colon, value = line.partition(":")
+            if colon:
+                fields.setdefault(key.strip(), value.strip())
+        info["cpu"] = fields.get("model name", info["cpu"])
+        flags = fields.get("flags", "").split()
+        info["cpu_flags"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    info["torch"] = torch.__version__
+    info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
 
 
 def pretrained(name: str) -> str:
     """What transformers loads for ``name``: the ``name_or_path`` of conf/model/<name>.yaml when there is one, else
     ``name`` itself; GGUF sources are converted once into the job's model cache, as a job would."""
-    yaml = CONF_DIR / "model" / f"{name}.yaml"
-    source = OmegaConf.load(yaml).name_or_path if yaml.is_file() else name
-    cache = OmegaConf.load(CONF_DIR / "paths" / "default.yaml").model_cache
-    return weights.resolve(str(source), cache)
+    named = (CONF_DIR / "model" / f"{name}.yaml").is_file()
+    cfg = compose(f"model={name}") if named else compose()
+    return weights.resolve(str(cfg.model.name_or_path if named else name), cfg.paths.model_cache)
 
 
 def tokenizer_for(name: str | None):
@@ -60,9 +82,11 @@ def tokenizer_for(name: str | None):
     return load_tokenizer({"tokenizer": None, "name_or_path": pretrained(name), "trust_remote_code": False})
 
 
-def base_model(name: str | None, device: str, seed: int = 0, hidden: int | None = None, layers: int | None = None):
+def base_model(
+    name: str | None, device: str, seed: int = 0, hidden: int | None = None, layers: int | None = None, tokenizer=None
+):
     """The benchmark's frozen base: built from BENCH_MODEL (optionally ``hidden`` wide, with LLaMA's MLP ratio of
-    2.6875, and ``layers`` deep), or loaded from ``name``."""
+    2.6875, ``layers`` deep, and the vocabulary and special tokens of ``tokenizer``), or loaded from ``name``."""
     torch.manual_seed(seed)
     if name:
         return AutoModelForCausalLM.from_pretrained(pretrained(name), dtype=torch.float32).to(device)
@@ -71,19 +95,28 @@ def base_model(name: str | None, device: str, seed: int = 0, hidden: int | None 
         numbers.update(hidden_size=hidden, intermediate_size=int(hidden * 2.6875))
     if layers:
         numbers.update(num_hidden_layers=layers)
+    if tokenizer is not None:
+        numbers.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        numbers.update(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
     return AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", **numbers)).to(device)
 
 
+def job_config(kind: str, placement: str = "best", *overrides: str):
+    """A job's whole config for ``adapter=<kind> placement=<placement>``, composed by Hydra as ``python run.py``
+    composes it (with ``conf/base`` inheritance), so a benchmark measures exactly what a job would run."""
+    return compose(f"adapter={kind}", f"placement={placement}", *overrides)
+
+
 def adapter_config(kind: str) -> dict:
-    """The adapter YAML of the project (conf/adapter/<kind>.yaml) as a plain dict."""
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "adapter" / f"{kind}.yaml"))
+    """The resolved ``adapter`` section of a job with this kind, as a plain dict."""
+    return OmegaConf.to_container(job_config(kind).adapter, resolve=True)
 
 
 def with_adapter(model: torch.nn.Module, kind: str, placement: str = "best") -> torch.nn.Module:
     """Put an adapter of the project on the model, as a job would."""
-    cfg = adapter_config(kind)
-    placement_cfg = OmegaConf.load(CONF_DIR / "placement" / f"{placement}.yaml")
-    adapters.prepare(model, cfg, adapters.targets_for(model.config, cfg, placement_cfg))
+    cfg = job_config(kind, placement)
+    adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
+    adapters.prepare(model, adapter_cfg, adapters.targets_for(model.config, adapter_cfg, cfg.placement))
     return model
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import SHARED
+from benchmarks.common import SHARED, machine
 
 SOURCES = ["boolq", "ARC-Easy", "ARC-Challenge", "openbookqa"]
 
@@ -51,13 +51,13 @@ def per_record(
 
 
 def _tokenizer(model: str | None) -> Any:
+    from llm_adapters.composition import compose
     from llm_adapters.models import load_tokenizer, pretrained
     from llm_adapters.tokenizer import build_tokenizer
-    from tests.conftest import make_config
 
     if not model:
         return build_tokenizer()
-    cfg = make_config(f"model={model}")
+    cfg = compose(f"model={model}")
     return load_tokenizer(pretrained(cfg.model, cfg.paths.model_cache))
 
 
@@ -130,6 +130,17 @@ def main() -> None:
     print(f"  importing datasets: {rows[-1]['import_datasets_seconds']:.2f} s (once per process)")
     print(f"  later job / per-record: {later / before:.3f}   first job / per-record: {first / before:.2f}")
     print(f"  first job with workers / one process: {first / alone:.2f}")
+    figures = {
+        "later_vs_per_record": later / before,
+        "first_vs_per_record": first / before,
+        "workers_vs_one_process": first / alone,
+        "records": args.records,
+        "json_mb": size_mb,
+        "tokenizer": args.model or "built-in",
+        "variants": rows,
+        "machine": machine(),
+    }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

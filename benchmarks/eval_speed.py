@@ -5,18 +5,17 @@ the same predictions. Also: ours against transformers' own beam search on the sa
 once per beam, the cache grown by concatenation and reordered whole every token), and greedy against beam search.
 
     python -m benchmarks.eval_speed [--model smollm2-135m] [--device cuda] [--prompts 16] [--new-tokens 32]
+                                    [--batch-size 16] [--hidden 512] [--layers 8]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
-from benchmarks.common import BENCH_MODEL, SHARED, pretrained, tokenizer_for, with_adapter
+from benchmarks.common import SHARED, base_model, machine, parser, tokenizer_for, with_adapter
 from llm_adapters import evaluation
 from llm_adapters.adapters import merge_adapters
 from llm_adapters.evaluation import generate
@@ -53,27 +52,14 @@ def paper_protocol(model, tokenizer, texts: list[str], beams: int, new_tokens: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--model", help="a model YAML's name (smollm2-135m), hub id or path instead of the built model")
-    args = parser.parse_args()
+    options = parser(__doc__.split("\n\n")[0])
+    options.add_argument("--prompts", type=int, default=16)
+    options.add_argument("--new-tokens", type=int, default=32)
+    options.add_argument("--batch-size", type=int, default=16)
+    args = options.parse_args()
     device = torch.device(args.device)
     tokenizer = tokenizer_for(args.model)
-    torch.manual_seed(0)
-    if args.model:
-        base = AutoModelForCausalLM.from_pretrained(pretrained(args.model), dtype=torch.float32)
-    else:
-        config = AutoConfig.for_model(
-            "llama",
-            **{**BENCH_MODEL, "vocab_size": len(tokenizer)},
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-        )
-        base = AutoModelForCausalLM.from_config(config)
+    base = base_model(args.model, "cpu", hidden=args.hidden, layers=args.layers, tokenizer=tokenizer)
     model = with_adapter(base, "lora").to(device).eval()
     with torch.no_grad():  # a trained-looking adapter: B away from zero
         for name, p in model.named_parameters():
@@ -118,7 +104,8 @@ def main() -> None:
         "source": source,
         "new_tokens": args.new_tokens,
         "device": args.device,
-        "model": args.model or "built (hidden 512, 8 layers)",
+        "model": args.model or f"built (hidden {args.hidden}, {args.layers} layers)",
+        "machine": machine(),
     }
     print(
         f"eval_speedup {figures['eval_speedup']:.1f}x, predictions identical: {figures['predictions_identical']}"

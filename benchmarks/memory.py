@@ -18,7 +18,7 @@ import json
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import arguments, base_model, with_adapter
+from benchmarks.common import base_model, machine, parser, with_adapter
 from llm_adapters.adapters import adapter_kinds
 
 BATCH, LENGTH = 4, 128
@@ -72,7 +72,7 @@ def step_memory(model: torch.nn.Module, ids: torch.Tensor) -> dict[str, int]:
 
 
 def main() -> None:
-    args = arguments(__doc__.split("\n\n")[0])
+    args = parser(__doc__.split("\n\n")[0]).parse_args()
     base = base_model(args.model, args.device, hidden=args.hidden, layers=args.layers)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     memory = {}
@@ -87,6 +87,7 @@ def main() -> None:
         "model_parameters": sum(p.numel() for p in base.parameters()),
         "batch": [BATCH, LENGTH],
         "device": args.device,
+        "machine": machine(),
     }
     for kind in KINDS:
         print(f"{kind + '_mem_vs_full':>28}  {figures[kind + '_mem_vs_full']:.3f}")

@@ -13,18 +13,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from llm_adapters.config import CONF_DIR, register_resolvers
+from benchmarks.common import machine
+from llm_adapters import CONF_DIR
+from llm_adapters.composition import compose
 from llm_adapters.plan import plan
 
 ROOT = CONF_DIR.parent
 
 
 def main() -> None:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["mode=plan", "model=llama-7b", "train=paper"])
+    cfg = compose("mode=plan", "model=llama-7b", "train=paper")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = plan(cfg, Path(tmp))
@@ -42,6 +40,7 @@ def main() -> None:
         "plan_command_seconds": command,
         "trainable": result["params"]["trainable"],
         "total": result["params"]["total"],
+        "machine": machine(),
     }
     print(f"plan on llama-7b: {in_process:.2f} s in process, {command:.2f} s as a command")
     print(json.dumps(figures))

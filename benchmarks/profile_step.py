@@ -13,13 +13,13 @@ import json
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import arguments, base_model, with_adapter
+from benchmarks.common import base_model, machine, parser, with_adapter
 from benchmarks.train_throughput import BATCH, LENGTH, floor_step, train_step
 from llm_adapters.adapters import set_adapter_dropout
 
 
 def main() -> None:
-    args = arguments(__doc__.split("\n\n")[0])
+    args = parser(__doc__.split("\n\n")[0]).parse_args()
     base = base_model(args.model, args.device, hidden=args.hidden, layers=args.layers)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     no_dropout = with_adapter(copy.deepcopy(base), "lora")
@@ -48,7 +48,7 @@ def main() -> None:
         }
         print(f"== {name}")
         print(table.table(sort_by="self_cpu_time_total", row_limit=8, max_name_column_width=40))
-    print(json.dumps(totals))
+    print(json.dumps({**totals, "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ from tqdm import tqdm
 from benchmarks.common import (
     SHARED,
     adapter_config,
-    arguments,
     base_model,
+    job_config,
+    machine,
     median_seconds,
+    parser,
     tokenizer_for,
     with_adapter,
 )
@@ -68,25 +70,20 @@ def pipeline_tokens_per_second(base: torch.nn.Module, tokenizer, device: str, gr
     path = SHARED / "ft-training_set" / "math_data.json"
     records = load_records(path)[:320] if path.is_file() else synthetic(320, 0, seed=0)[0]
     examples = tokenize_for_training(records, tokenizer, cutoff_len=256, train_on_inputs=True)
-    cfg = {
-        "batch_size": 16,
-        "micro_batch_size": 4,
-        "epochs": 1,
-        "max_steps": None,
-        "lr": 1e-4,
-        "weight_decay": 0.0,
-        "warmup_steps": 2,
-        "max_grad_norm": 1.0,
-        "log_every": 100,
-        "save_every": None,
-        "group_by_length": group_by_length,
-    }
+    cfg = job_config(
+        "lora",
+        "best",
+        *("train=paper", "train.epochs=1", "train.lr=1e-4", "train.warmup_steps=2", "train.log_every=100"),
+        *("train.save_every=null", f"train.group_by_length={group_by_length}"),
+    ).train
     model = with_adapter(copy.deepcopy(base), "lora")
     return train(model, examples, cfg, tokenizer.pad_token_id, seed=0, device=torch.device(device)).tokens_per_second
 
 
 def main() -> None:
-    args = arguments(__doc__.split("\n\n")[0])
+    options = parser(__doc__.split("\n\n")[0])
+    options.add_argument("--step-only", action="store_true", help="step ratios only, no training pipeline")
+    args = options.parse_args()
     base = base_model(args.model, args.device, hidden=args.hidden, layers=args.layers)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     time = {"floor": median_seconds(floor_step(copy.deepcopy(base), ids), args.repeats)}
@@ -119,6 +116,7 @@ def main() -> None:
         "model_parameters": sum(p.numel() for p in base.parameters()),
         "batch": [BATCH, LENGTH],
         "device": args.device,
+        "machine": machine(),
     }
     for name, value in figures.items():
         if name.endswith(("_vs_peft", "_vs_floor", "_vs_paper")):

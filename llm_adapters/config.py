@@ -1,64 +1,22 @@
-"""Config-time helpers: the resolvers the Hydra configs use, and checks that run before any model is loaded."""
+"""The checks a composed config passes before any model is loaded: one line naming the key for each problem."""
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
 import math
-import re
-import secrets
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import CONF_DIR
 from llm_adapters.adapters import REGISTRY, known_kinds
+from llm_adapters.composition import yaml_keys
 from llm_adapters.errors import ConfigError
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
 from llm_adapters.records import EVAL_SETS
 from llm_adapters.scoring import CHOICE_RULES
-
-
-def _dirname(text: str) -> str:
-    """A job directory name from Hydra's override string: no path separators, at most 200 characters."""
-    return re.sub(r"[/\\\s]+", "_", text)[:200]
-
-
-def register_resolvers() -> None:
-    """``${uid:}`` is a short random id, fixed for the process (so every job of a sweep shares it) and different for
-    two sweeps started in the same second; ``${dirname:...}`` makes an override string safe as a directory name."""
-    if not OmegaConf.has_resolver("uid"):
-        OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
-    if not OmegaConf.has_resolver("dirname"):
-        OmegaConf.register_new_resolver("dirname", _dirname)
-
-
-def apply_study(cfg: DictConfig) -> DictConfig:
-    """The per-adapter and per-run settings a study file gives (sweeps/), merged in for this job:
-    ``per_adapter.<kind>`` patches the whole config (e.g. prefix tuning's own schedule), ``per_run."<model>/<kind>"``
-    patches it for one model's row (e.g. the 8-bit base and the validation split its command used), and
-    ``grid.<kind>[grid_point]`` patches the adapter (e.g. the configuration study's sizes)."""
-    kind = cfg.adapter.kind
-    patches = []
-    if cfg.get("per_adapter") and kind in cfg.per_adapter:
-        patches.append(cfg.per_adapter[kind])
-    for key in cfg.get("per_run") or {}:
-        model, _, adapter = str(key).partition("/")
-        if not (CONF_DIR / "model" / f"{model}.yaml").is_file() or adapter not in known_kinds():
-            raise ConfigError(f"per_run.{key}: not a <model>/<adapter kind> of this project (e.g. llama-7b/lora)")
-    if cfg.get("per_run") and f"{cfg.model.name}/{kind}" in cfg.per_run:
-        patches.append(cfg.per_run[f"{cfg.model.name}/{kind}"])
-    if cfg.get("grid_point") is not None:
-        if not cfg.get("grid") or kind not in cfg.grid:
-            raise ConfigError(f"grid_point is set but the study has no grid for adapter '{kind}'")
-        row = cfg.grid[kind]
-        if not 0 <= cfg.grid_point < len(row):
-            raise ConfigError(f"grid_point {cfg.grid_point} is outside grid.{kind} ({len(row)} points)")
-        patches.append({"adapter": row[cfg.grid_point]})
-    return OmegaConf.merge(cfg, *patches) if patches else cfg
-
 
 # Keys whose values count things: integers (a boolean is not one), checked before anything loads.
 INTEGER_KEYS = (
@@ -142,18 +100,6 @@ def _adapter_choices(adapter: DictConfig) -> None:
                 if len(allowed) > 8:  # the activations
                     raise ConfigError(f"adapter.{key} '{adapter[key]}' is not a transformers activation (e.g. tanh)")
                 raise ConfigError(f"adapter.{key} must be one of {', '.join(allowed)} (got '{adapter[key]}')")
-
-
-def yaml_keys(path: Path) -> list[str]:
-    """The keys a group config file defines, those of the configs its defaults list builds on included (an entry
-    ``/base/x@_here_`` is conf/base/x.yaml; a plain one is a sibling file)."""
-    content = OmegaConf.load(path)
-    keys: list[str] = []
-    for entry in content.get("defaults", []):
-        name = str(entry).split("@")[0]
-        if name != "_self_":
-            keys += yaml_keys(CONF_DIR / f"{name[1:]}.yaml" if name.startswith("/") else path.parent / f"{name}.yaml")
-    return [*keys, *(str(k) for k in content if k != "defaults" and k not in keys)]
 
 
 def _no_unknown_adapter_keys(adapter: DictConfig) -> None:

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import distributed, files, job_data, phases, resume, tracking
 from llm_adapters.axes import job_axes
-from llm_adapters.config import ConfigError, apply_study, validate
+from llm_adapters.composition import apply_study
+from llm_adapters.config import ConfigError, validate
 from llm_adapters.models import resolve_device
 from llm_adapters.placement import PlacementError
 

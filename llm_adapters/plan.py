@@ -19,7 +19,8 @@ from transformers import AutoModelForCausalLM
 
 from llm_adapters import adapters
 from llm_adapters.axes import job_axes
-from llm_adapters.config import apply_study, validate
+from llm_adapters.composition import apply_study
+from llm_adapters.config import validate
 from llm_adapters.files import write_json
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
 

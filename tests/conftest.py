@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from llm_adapters import SHARED_DATA, weights
-from llm_adapters.config import register_resolvers
+from llm_adapters.composition import compose
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -31,13 +30,10 @@ QUICK = [
 ]
 FAST = [*QUICK, "dataset.train_size=64", "dataset.test_size=8"]
 
-register_resolvers()
-
 
 def make_config(*overrides: str) -> DictConfig:
     """The project's config as ``python run.py`` would compose it, with overrides."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(*overrides)
 
 
 @pytest.fixture

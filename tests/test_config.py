@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from llm_adapters.config import ConfigError, apply_study, validate
+from llm_adapters.composition import apply_study
+from llm_adapters.config import ConfigError, validate
 from tests.conftest import CONF, make_config
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "base")  # base: what groups build on

@@ -19,7 +19,8 @@ from llm_adapters.adapters import (
 )
 from llm_adapters.adapters.registry import register
 from llm_adapters.axes import job_axes
-from llm_adapters.config import validate, yaml_keys
+from llm_adapters.composition import yaml_keys
+from llm_adapters.config import validate
 from llm_adapters.placement import PlacementError
 from tests.conftest import CONF, make_config, tiny_model
 

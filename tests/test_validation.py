@@ -18,7 +18,8 @@ from llm_adapters.training import train
 from tests.conftest import make_config
 
 CPU = torch.device("cpu")
-SETTINGS = [  # 24 records to train on, 16 held out: lr 0.1 overfits, and the validation loss rises again
+REAL_LOSS = validation.loss  # what the loop computes, before a test scripts what it sees
+SETTINGS = [  # 24 records to train on, 16 held out, 15 validations
     *("train.val_set_size=16", "train.eval_every=4", "train.log_every=4", "train.batch_size=8"),
     *("train.micro_batch_size=8", "train.max_steps=60", "train.lr=0.1", "train.warmup_steps=0"),
 ]
@@ -42,18 +43,48 @@ def fitted(*overrides, **kwargs):
     examples = tokenize_for_training(generate(40, 0, seed=0)[0], load_tokenizer(cfg.model), 64, False)
     fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=CPU, **kwargs)
     _, held_out = validation.split(examples, 16)
-    return fit, model, validation.loss(model, held_out, 8, tokenizer.pad_token_id, CPU, None)
+    return fit, model, REAL_LOSS(model, held_out, 8, tokenizer.pad_token_id, CPU, None)
 
 
-def test_keep_best_puts_back_the_weights_of_the_lowest_validation_loss():
-    fit, _, final = fitted("train.keep=best")
-    steps, losses = zip(*fit.val_history, strict=True)
-    assert list(steps) == list(range(4, 61, 4)) and fit.val_examples == 16
-    best = min(range(len(losses)), key=losses.__getitem__)
-    assert fit.best_step == steps[best] != 60  # a loss that rose again: the kept step is not the last
-    assert final == pytest.approx(losses[best], abs=1e-6)
-    last, _, final_last = fitted("train.keep=last")
-    assert last.best_step is None and final_last == pytest.approx(losses[-1], abs=1e-6)
+def scripted_validation(monkeypatch, script: dict[int, float]) -> tuple[dict, dict]:
+    """Make the loop see the validation loss ``script[step]`` at each evaluated step, whatever the CPU's rounding
+    makes of the real one, so a loss that rises again is constructed rather than hoped for. The real loss and a copy
+    of the trainable weights at each evaluated step are kept, to check what was put back."""
+    weights, true_loss, steps = {}, {}, iter(sorted(script))
+
+    def loss(model, *args):
+        step = next(steps)
+        weights[step], true_loss[step] = validation.trainable_copy(model), REAL_LOSS(model, *args)
+        return script[step]
+
+    monkeypatch.setattr(validation, "loss", loss)
+    return weights, true_loss
+
+
+def trainable_equal(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+    now = validation.trainable_copy(model)
+    return now.keys() == weights.keys() and all(torch.equal(now[name], weights[name]) for name in weights)
+
+
+# Lowest at steps 20 and 40 (the first of equal losses is kept, as the Trainer does), higher after.
+SCRIPT = {step: 1.0 if step in (20, 40) else 2.0 + abs(step - 20) / 10 for step in range(4, 61, 4)}
+
+
+def test_keep_best_puts_back_the_weights_of_the_lowest_validation_loss(monkeypatch):
+    weights, true_loss = scripted_validation(monkeypatch, SCRIPT)
+    fit, model, final = fitted("train.keep=best")
+    assert fit.val_history == [[step, value] for step, value in SCRIPT.items()] and fit.val_examples == 16
+    assert fit.best_step == 20
+    assert not trainable_equal(model, weights[60])  # training moved the weights after step 20 ...
+    assert trainable_equal(model, weights[20])  # ... and step 20's were put back
+    assert final == pytest.approx(true_loss[20], abs=1e-6)
+
+
+def test_keep_last_leaves_the_last_weights(monkeypatch):
+    weights, true_loss = scripted_validation(monkeypatch, SCRIPT)
+    fit, model, final = fitted("train.keep=last")
+    assert fit.best_step is None and trainable_equal(model, weights[60])
+    assert final == pytest.approx(true_loss[60], abs=1e-6)
 
 
 def test_a_resumed_run_keeps_the_same_best(tmp_path):

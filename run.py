@@ -6,6 +6,7 @@ import difflib
 import errno
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -76,19 +77,52 @@ def unknown_key(arguments: list[str]) -> str | None:
 
 
 def unusable_directory(arguments: list[str]) -> str | None:
-    """A ``hydra.run.dir``/``hydra.sweep.dir`` that names a file, or lies under a folder this user cannot write:
-    said in one line instead of Hydra's traceback when it tries to create it."""
+    """A ``hydra.run.dir``/``hydra.sweep.dir`` that is empty, names a file, or cannot be created (a folder this user
+    cannot write, ``/proc``, a name too long for the file system): said in one line instead of Hydra's traceback
+    when it tries to create it. The directory is created here, as Hydra would create it next."""
     for argument in arguments:
         key, _, value = argument.partition("=")
-        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "${" in value:
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
             continue
+        if not value.strip():
+            return f"{key} is empty: name a directory (an empty one would write the job into the current directory)"
         path = Path(value).expanduser().absolute()
-        existing = next(p for p in [path, *path.parents] if p.exists())
-        if not existing.is_dir():
-            return f"{key}={value}: {existing} is a file, not a directory"
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return f"{key}={value}: {existing} is not writable"
+        try:
+            existing = next(p for p in [path, *path.parents] if p.exists())
+            if not existing.is_dir():
+                return f"{key}={value}: {existing} is a file, not a directory"
+            if not os.access(existing, os.W_OK | os.X_OK):
+                return f"{key}={value}: {existing} is not writable"
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return f"{key}={value[:80]}{'...' if len(value) > 80 else ''}: cannot create it ({error.strerror})"
     return None
+
+
+def misused_override(arguments: list[str]) -> str | None:
+    """Two override mistakes Hydra reports over several lines: several values without ``-m`` (a sweep run as one
+    job), and ``+key=value`` for a key the config already has (``+seed=1``)."""
+    sweep = any(a in ("-m", "--multirun") for a in sys.argv)
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if not equals or key.startswith(("hydra", "-")):
+            continue
+        if not sweep and re.search(r",(?![^\[{(]*[\]})])", value) and not value.startswith(("'", '"')):
+            return f"{argument} lists several values, a sweep: add -m (python run.py -m {argument} ...)"
+        if key.startswith("+") and not key.startswith("++") and already_set(key[1:]):
+            return f"{argument}: {key[1:]} is already in the config: write {key[1:]}={value} (without +)"
+    return None
+
+
+def already_set(key: str) -> bool:
+    """Whether the composed default config already has ``key`` (top level, or a key of a group's default option)."""
+    defaults = OmegaConf.load(CONF_DIR / "config.yaml")
+    chosen = {k: v for entry in defaults.defaults if isinstance(entry, DictConfig) for k, v in entry.items()}
+    group, _, name = key.partition(".")
+    if not name:
+        return group in defaults and group not in ("defaults", "hydra")
+    option = CONF_DIR / group / f"{chosen.get(group)}.yaml"
+    return group in chosen and option.is_file() and name.split(".")[0] in yaml_keys(option)
 
 
 def to_log_file(line: str) -> None:
@@ -131,6 +165,12 @@ def main(cfg: DictConfig) -> None:
         print(f"stopped: {error}; the same command continues from it", file=sys.stderr)
         requeue_under_submitit()  # under submitit: requeued now, and the rerun continues from the checkpoint
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C outside training (which checkpoints and stops as Preempted): no traceback
+        print(
+            f"interrupted: the job in {job_dir} stopped; its record says so, and the same command reruns it",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -153,7 +193,8 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    if problem := unknown_choice(arguments) or unknown_key(arguments) or unusable_directory(arguments):
+    checks = (unknown_choice, misused_override, unknown_key, unusable_directory)
+    if problem := next((found for check in checks if (found := check(arguments))), None):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()

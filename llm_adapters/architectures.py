@@ -145,6 +145,35 @@ def architecture_of(config: PretrainedConfig) -> Architecture:
     return ARCHITECTURES[model_type]
 
 
+def site_dims(config: PretrainedConfig) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each projection site of a block from the config's numbers alone (no weights): what
+    closed-form parameter counts are computed from. A fused q/k/v site is its own slice's; ``target_dims`` gives a
+    whole fused projection's."""
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    inner = next((v for k in ("intermediate_size", "ffn_dim", "n_inner") if (v := getattr(config, k, None))), None)
+    inner = inner or 4 * hidden
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv = head_dim * (getattr(config, "num_key_value_heads", None) or heads)
+    return {
+        "attn.q": (hidden, heads * head_dim),
+        "attn.k": (hidden, kv),
+        "attn.v": (hidden, kv),
+        "attn.o": (heads * head_dim, hidden),
+        "mlp.gate": (hidden, inner),
+        "mlp.up": (hidden, inner),
+        "mlp.down": (inner, hidden),
+    }
+
+
+def target_dims(config: PretrainedConfig, site: str, sliced: bool) -> tuple[int, int]:
+    """(in, out) of the projection an adapter at ``site`` adapts: the whole fused q/k/v projection (3 × hidden
+    outputs) unless the adapter takes only the site's slice of it."""
+    d_in, d_out = site_dims(config)[site]
+    if site in architecture_of(config).fused and not sliced:
+        return d_in, 3 * config.hidden_size
+    return d_in, d_out
+
+
 Projection = nn.Linear | Conv1D
 
 

@@ -50,6 +50,7 @@ def save(
     if best is not None:
         save_file(best, str(tmp / "best.safetensors"))
     torch.save(training_state, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)  # a leftover of the same step (a run started over): replaced whole
     os.replace(tmp, final)
     for older in newest_first(directory)[KEEP:]:
         shutil.rmtree(older, ignore_errors=True)

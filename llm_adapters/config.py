@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import CONF_DIR
 from llm_adapters.adapters import REGISTRY, known_kinds
+from llm_adapters.adapters.registry import KEY_RULES
 from llm_adapters.composition import yaml_keys
 from llm_adapters.errors import ConfigError
 from llm_adapters.models import DTYPES
@@ -21,9 +22,6 @@ from llm_adapters.scoring import CHOICE_RULES
 # Keys whose values count things: integers (a boolean is not one), checked before anything loads.
 INTEGER_KEYS = (
     "seed",
-    "adapter.r",
-    "adapter.bottleneck_size",
-    "adapter.num_virtual_tokens",
     "train.batch_size",
     "train.micro_batch_size",
     "train.epochs",
@@ -80,19 +78,21 @@ def _numbers_in_range(cfg: DictConfig) -> None:
         value = _number(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be positive, or null to turn it off (got {value!r})")
-    for key in ("adapter.dropout", "adapter.lora_dropout"):
-        value = _number(cfg, key)
-        if value is not None and not 0 <= value < 1:
-            raise ConfigError(f"{key} must be a probability in [0, 1) (got {value!r})")
     if cfg.model.dtype not in DTYPES:
         raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)} (got '{cfg.model.dtype}')")
+    if cfg.device != "auto":
+        try:
+            torch.device(str(cfg.device))
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"device={cfg.device} is not a torch device (auto, cpu, cuda, cuda:1, mps ...)") from None
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but this machine has no CUDA GPU (device=auto picks what there is)")
 
 
-def _adapter_choices(adapter: DictConfig) -> None:
-    """Keys with a fixed set of values (``adapter.init``, ``adapter.non_linearity``) checked against the kind's
-    record (and its parts'), before anything loads."""
+def _adapter_values(cfg: DictConfig) -> None:
+    """The adapter keys the kind's record (and its parts') gives a rule: fixed choices (``adapter.init``,
+    ``adapter.non_linearity``) and numeric rules (``KEY_RULES``: a count, a positive number, a probability)."""
+    adapter = cfg.adapter
     record = REGISTRY[adapter.kind]
     for part in [record, *(REGISTRY[p] for p in record.parts)]:
         for key, allowed in part.choices.items():
@@ -100,6 +100,38 @@ def _adapter_choices(adapter: DictConfig) -> None:
                 if len(allowed) > 8:  # the activations
                     raise ConfigError(f"adapter.{key} '{adapter[key]}' is not a transformers activation (e.g. tanh)")
                 raise ConfigError(f"adapter.{key} must be one of {', '.join(allowed)} (got '{adapter[key]}')")
+        for key, rule in part.keys.items():
+            value = _number(cfg, f"adapter.{key}", integer=rule == "count")
+            if value is None:
+                continue
+            if (rule == "probability" and not 0 <= value < 1) or (rule != "probability" and value <= 0):
+                raise ConfigError(f"adapter.{key} must be {KEY_RULES[rule]} (got {value!r})")
+
+
+STUDY_KEYS = ("per_adapter", "per_run", "grid", "grid_point")  # what a study file (conf/sweep/) adds at the top
+
+
+def _close(name: str, keys: list[str], prefix: str = "") -> str:
+    """ " (did you mean <prefix><closest key>?)", or nothing when no key is close."""
+    close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(name, keys, 1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _no_unknown_keys(cfg: DictConfig) -> None:
+    """A key nothing reads (``+eval.num_beam=1`` for ``num_beams``, ``+foo=bar``) would be saved in the config and
+    ignored: refused, naming the closest key. A group's keys are those any of its options defines (what a study
+    may set); the adapter's are its kind's (``_no_unknown_adapter_keys``)."""
+    groups = [p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("base", "hydra", "sweep")]
+    top = [str(k) for k in OmegaConf.load(CONF_DIR / "config.yaml") if k not in ("defaults", "hydra")]
+    known_top = [*top, *groups, *STUDY_KEYS]
+    for key in (str(k) for k in cfg):
+        if key not in known_top:
+            raise ConfigError(f"{key}: the config has no such key{_close(key, known_top)}; nothing would read it")
+    for group in (g for g in groups if g not in ("adapter", "experiment") and isinstance(cfg.get(g), DictConfig)):
+        known = sorted({k for option in (CONF_DIR / group).glob("*.yaml") for k in yaml_keys(option)})
+        for key in (str(k) for k in cfg[group]):
+            if key not in known:
+                raise ConfigError(f"{group}.{key}: no {group} option reads such a key{_close(key, known, group + '.')}")
 
 
 def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
@@ -112,10 +144,7 @@ def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
     unknown = [key for key in adapter if key not in known]
     if unknown:
         name, keys = str(unknown[0]), [str(k) for k in known]
-        close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(
-            name, keys, 1
-        )
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = _close(name, keys)
         raise ConfigError(
             f"adapter.{name}: adapter '{adapter.kind}' reads no such key{hint}; it reads {', '.join(keys)}"
         )
@@ -123,10 +152,6 @@ def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
 
 # Keys that must be positive where set (null turns the optional ones off).
 POSITIVE_KEYS = (
-    "adapter.num_virtual_tokens",
-    "adapter.r",
-    "adapter.alpha",
-    "adapter.bottleneck_size",
     "train.batch_size",
     "train.micro_batch_size",
     "train.epochs",
@@ -143,30 +168,21 @@ POSITIVE_KEYS = (
 )
 
 
-def validate(cfg: DictConfig) -> None:
-    """Reject a config that cannot run, in milliseconds, with one message naming the key."""
-    if cfg.mode not in ("train", "eval", "plan"):
-        raise ConfigError(f"mode must be 'train', 'eval' or 'plan' (got '{cfg.mode}')")
-    if cfg.mode == "eval" and not cfg.adapter_path and cfg.adapter.kind != "none":
-        raise ConfigError(
-            "mode=eval needs adapter_path=DIR, the adapter/ directory of a finished job (or adapter=none)"
-        )
-    _numbers_in_range(cfg)
-    kind = cfg.adapter.kind
-    if kind not in known_kinds():
-        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
-    _no_unknown_adapter_keys(cfg.adapter)
-    _adapter_choices(cfg.adapter)
-    layers = cfg.placement.get("layers")
+def _placement(cfg: DictConfig) -> None:
+    """Layers and sites that name something, and a placement the kind has a meaning at."""
+    kind, layers = cfg.adapter.kind, cfg.placement.get("layers")
+    if layers is not None and not len(layers):
+        raise ConfigError("placement.layers=[] names no layer: list layer indices, or null for every layer")
+    if cfg.placement.get("sites") is not None and not len(cfg.placement.sites):
+        raise ConfigError("placement.sites=[] names no site: list the sites, or null for the preset's")
     if layers is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in layers):
         raise ConfigError(f"placement.layers must be layer indices, integers (got {list(layers)})")
     if REGISTRY[kind].placed:
         placement_sites(cfg.placement, kind, REGISTRY[kind].presets)
-    for key in POSITIVE_KEYS:
-        _positive(cfg, key)
-    batch, micro = cfg.train.batch_size, cfg.train.micro_batch_size
-    if batch % micro:
-        raise ConfigError(f"train.micro_batch_size {micro} does not divide train.batch_size {batch}")
+
+
+def _data(cfg: DictConfig) -> None:
+    """A training source that exists, and evaluation sets this harness can read and score."""
     if cfg.dataset.source not in ("synthetic", "file", "hub"):
         raise ConfigError(f"dataset.source must be 'synthetic', 'file' or 'hub' (got '{cfg.dataset.source}')")
     if cfg.dataset.source == "hub" and not cfg.dataset.get("hub"):
@@ -182,6 +198,30 @@ def validate(cfg: DictConfig) -> None:
             "eval.datasets has mawps, which the paper's evaluate.py cannot score: "
             "use protocol=fixed or protocol.score_mawps=true"
         )
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject a config that cannot run, in milliseconds, with one message naming the key."""
+    if cfg.mode not in ("train", "eval", "plan"):
+        raise ConfigError(f"mode must be 'train', 'eval' or 'plan' (got '{cfg.mode}')")
+    if cfg.mode == "eval" and not cfg.adapter_path and cfg.adapter.kind != "none":
+        raise ConfigError(
+            "mode=eval needs adapter_path=DIR, the adapter/ directory of a finished job (or adapter=none)"
+        )
+    _numbers_in_range(cfg)
+    kind = cfg.adapter.kind
+    if kind not in known_kinds():
+        raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
+    _no_unknown_keys(cfg)
+    _no_unknown_adapter_keys(cfg.adapter)
+    _adapter_values(cfg)
+    _placement(cfg)
+    for key in POSITIVE_KEYS:
+        _positive(cfg, key)
+    batch, micro = cfg.train.batch_size, cfg.train.micro_batch_size
+    if batch % micro:
+        raise ConfigError(f"train.micro_batch_size {micro} does not divide train.batch_size {batch}")
+    _data(cfg)
     if cfg.model.load_in_8bit or cfg.model.load_in_4bit:
         if not cfg.model.name_or_path:
             raise ConfigError("model.load_in_8bit/load_in_4bit quantize pretrained weights: set model.name_or_path")

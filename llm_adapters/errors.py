@@ -31,3 +31,7 @@ class CheckpointError(InputError):
 
 class WeightsError(InputError):
     """Model weights that cannot be fetched, verified or converted; the message names the source."""
+
+
+class DivergedError(InputError, FloatingPointError):
+    """Training reached a non-finite loss: the settings (most often ``train.lr``) or the data cannot be trained on."""

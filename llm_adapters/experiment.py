@@ -45,12 +45,35 @@ def opening_record(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str, **extra: Any) -> dict[str, Any]:
-    """Record a job that stops before any work: ``skipped`` (nothing to do) or ``failed`` (bad input)."""
+    """Record a job that stops before any work: ``skipped`` (nothing to do) or ``failed`` (bad input); never over
+    a directory's earlier work (a finished record, checkpoints, an adapter), which stays as it was."""
     results.update(status=status, reason=reason, **extra)
-    files.write_json(job_dir / "results.json", results)
+    if resume.holds_work(job_dir) is None:
+        files.write_json(job_dir / "results.json", results)
     if status == "skipped":
         log.warning("skipped: %s", reason)
     return results
+
+
+def _earlier_work(cfg: DictConfig, results: dict[str, Any], job_dir: Path) -> tuple[dict | None, resume.Earlier]:
+    """What earlier jobs of this experiment decide (``train.resume``): the record to return when there is nothing
+    to do (done here or elsewhere, or running now elsewhere), and what this job continues from."""
+    digest = results["config_hash"]
+    if cfg.train.resume and (own := resume.completed_here(job_dir, digest)) is not None:
+        log.warning("skipped: already completed in this directory, %s", job_dir)  # its record stays as it is
+        return own, resume.Earlier()
+    resume.claim(job_dir, digest, cfg.train.resume)  # before anything is written here
+    if not cfg.train.resume:
+        return None, resume.Earlier()
+    earlier = resume.earlier_work(digest, resume.roots_of(cfg.paths.resume_search), job_dir)
+    if earlier.running is not None:
+        return _end_early(
+            results, job_dir, "skipped", f"the same experiment is running now in {earlier.running}"
+        ), earlier
+    if earlier.done is not None:
+        reason = f"already completed in {earlier.done}"
+        return _end_early(results, job_dir, "skipped", reason, reused_from=str(earlier.done)), earlier
+    return None, earlier
 
 
 def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = False) -> dict[str, Any]:
@@ -72,18 +95,12 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         raise
     results["data"] = resume.fingerprint(located)
     results["config_hash"] = resume.config_hash(results["config"], results["data"])
-    resume_from = trained = None
-    if cfg.train.resume:
-        if (own := resume.completed_here(job_dir, results["config_hash"])) is not None:
-            log.warning("skipped: already completed in this directory, %s", job_dir)  # its record stays as it is
-            return own
-        roots = list(cfg.paths.resume_search)
-        if (busy := resume.running_elsewhere(results["config_hash"], roots, job_dir)) is not None:
-            return _end_early(results, job_dir, "skipped", f"the same experiment is running now in {busy}")
-        done, resume_from = resume.find_earlier(results["config_hash"], roots, job_dir)
-        if done is not None:
-            return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=str(done))
-        trained = resume.trained_elsewhere(results["config_hash"], roots, job_dir)
+    ended, earlier = _earlier_work(cfg, results, job_dir)
+    if ended is not None:
+        return ended
+    trained, resume_from, trained_record = earlier.trained, earlier.checkpoint, None
+    if trained is not None:  # read now: when it is this directory, the record written below replaces it
+        trained_record = {**files.read_results(trained / "results.json")["train"], "reused_adapter": str(trained)}
     files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
     running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
@@ -94,7 +111,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     start = time.perf_counter()
     try:
         job = phases.Job(cfg, job_dir, dist.device(resolve_device(cfg.device)), dist)
-        _recipe(job, results, wandb_run, resume_from, located, trained)
+        _recipe(job, results, wandb_run, resume_from, located, trained, trained_record)
         results["status"] = "ok"
         if (earlier := trained or (resume_from.parent.parent if resume_from else None)) is not None and dist.main:
             resume.supersede(earlier, job_dir)
@@ -122,6 +139,7 @@ def _recipe(
     resume_from: Path | None,
     located: dict[str, Path],
     trained: Path | None = None,
+    trained_record: dict[str, Any] | None = None,
 ) -> None:
     """The phases in order, each one's result recorded in ``results`` as soon as it exists. ``trained``: an earlier
     job of this experiment whose adapter is complete: it is evaluated, with that job's training record."""
@@ -139,28 +157,29 @@ def _recipe(
         data, results["decontaminated"] = job_data.decontaminate(data)
     results["contamination"] = job_data.contamination(data, cfg.dataset.name)
 
-    def before_adapter(base: Any, tokenizer: Any) -> None:
-        if cfg.eval.zero_shot and dist.main:
-            results["zero_shot"] = phases.zero_shot(job, base, tokenizer, data)
-
-    if trained is not None:  # copied first, so this job holds its adapter whatever happens next
+    if trained is not None and trained.resolve() != job.dir.resolve():  # copied first: this job holds its adapter
         shutil.copytree(trained / "adapter", job.dir / "adapter", dirs_exist_ok=True)
     build_cfg = OmegaConf.merge(cfg, {"adapter_path": str(job.dir / "adapter")}) if trained else cfg
-    built = phases.build_model(build_cfg, on_base=before_adapter)
+    built = phases.build_base(build_cfg)  # setup in order: the base, what checks it, what sees it bare, the adapter
+    phases.check_context(job, built, data)
+    if cfg.eval.zero_shot and dist.main:
+        results["zero_shot"] = phases.zero_shot(job, built.model, built.tokenizer, data)
+    phases.attach(build_cfg, built)
     if cfg.adapter_path:  # placed by what was loaded, not by what the command line's adapter group says
         results["loaded_adapter"] = built.adapter_cfg
         results["axes"] = job_axes(results["config"], built.adapter_cfg)
         results.update({key: results["axes"][key] for key in AXES})
         wandb_run.config.update({"axes": results["axes"]}, allow_val_change=True)
     results.update(phases.place(job, built))
-    phases.check_context(job, built, data)
     if trained is not None:
         log.info("evaluating the adapter %s already trained, instead of training again", trained / "adapter")
-        results["train"] = {**files.read_results(trained / "results.json")["train"], "reused_adapter": str(trained)}
+        results["train"] = trained_record
     else:
         results["train"] = phases.fit(job, built, data, wandb_run.log, resume_from)
     if not dist.main:  # evaluation and every file of the job belong to rank 0
         results["eval"] = {}
         return
+    files.write_json(job.dir / "results.json", results)  # the adapter is saved: a job killed while evaluating
+    # leaves its rerun this record, whose adapter it evaluates instead of training again
     results["eval"], predictions = phases.evaluate(job, built, data)
     tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))

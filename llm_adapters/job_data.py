@@ -83,11 +83,13 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
         data.train_id = digests["train"]["sha256"]
         if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
             data = data.select(range(cfg.train.max_examples), "first")
-        if cfg.train.val_set_size >= data.train.num_rows:
-            raise ConfigError(
-                f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
-                f"({data.train.num_rows} records in {located['train']})"
-            )
+    if data.train is not None and cfg.train.val_set_size >= data.train.num_rows:
+        synthetic_split = cfg.dataset.source == "synthetic"
+        source = "the synthetic training split (dataset.train_size)" if synthetic_split else located["train"]
+        raise ConfigError(
+            f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
+            f"({data.train.num_rows} records in {source})"
+        )
     for name in cfg.eval.datasets:
         spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
         if name in EVAL_SETS:

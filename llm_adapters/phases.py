@@ -64,13 +64,13 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
 
 
-def build_model(cfg: DictConfig, on_base: Callable[[Any, Any], None] | None = None) -> Built:
-    """The tokenizer, then the model with its adapter.
+def build_base(cfg: DictConfig) -> Built:
+    """The tokenizer and the pretrained model, with where its adapter will go settled but nothing attached yet.
 
     The adapter comes from ``cfg.adapter`` and the placement, or, with ``adapter_path``, from a saved adapter (its
-    config, its targets, its weights). Either way the targets are settled from the model's config first, so a bad
-    placement or a foreign adapter fails before any weights load. ``on_base(model, tokenizer)`` sees the pretrained
-    model before any adapter touches it (the zero-shot evaluation).
+    config, its targets). Either way the targets are settled from the model's config first, so a bad placement or a
+    foreign adapter fails before any weights load. What sees the base as it is (the context check, the zero-shot
+    evaluation) runs between this and ``attach``.
     """
     model_cfg = pretrained(cfg.model, cfg.paths.model_cache)
     tokenizer = load_tokenizer(model_cfg)
@@ -82,13 +82,21 @@ def build_model(cfg: DictConfig, on_base: Callable[[Any, Any], None] | None = No
     else:
         adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
         targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
-    model = load_model(model_cfg, config)
-    if on_base is not None:
-        on_base(model, tokenizer)
-    adapters.prepare(model, adapter_cfg, targets)
+    return Built(load_model(model_cfg, config), tokenizer, adapter_cfg, targets)
+
+
+def attach(cfg: DictConfig, built: Built) -> None:
+    """Freeze the base and put its adapter on it (with ``adapter_path``, the saved weights too)."""
+    adapters.prepare(built.model, built.adapter_cfg, built.targets)
     if cfg.adapter_path:
-        saving.load_weights(model, Path(cfg.adapter_path))
-    return Built(model, tokenizer, adapter_cfg, targets)
+        saving.load_weights(built.model, Path(cfg.adapter_path))
+
+
+def build_model(cfg: DictConfig) -> Built:
+    """The tokenizer, then the model with its adapter: ``build_base`` and ``attach`` with nothing between."""
+    built = build_base(cfg)
+    attach(cfg, built)
+    return built
 
 
 def quantized(cfg: DictConfig) -> bool:
@@ -128,10 +136,11 @@ def fit(
     if cfg.mode == "train" and data.train is not None and any(p.requires_grad for p in built.model.parameters()):
         with dist.main_first():  # rank 0 tokenizes into the cache; the other ranks read it
             examples = corpus.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, cache(cfg))
-        if not any(label != IGNORE_INDEX for example in examples for label in example["labels"]):
+        if not any(label != IGNORE_INDEX for example in examples for label in example["labels"][1:]):  # 1st: no target
+            cut = "to one token" if cfg.train.train_on_inputs else "before its response (train_on_inputs=false)"
             raise ConfigError(
-                f"train.cutoff_len {cfg.train.cutoff_len} cuts every training example before its response "
-                "(train_on_inputs=false): no token is left to learn from"
+                f"train.cutoff_len {cfg.train.cutoff_len} cuts every training example {cut}: no token is left to "
+                "learn from"
             )
         checkpoints = job.dir / "checkpoints"
         result = train(

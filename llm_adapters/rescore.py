@@ -27,17 +27,30 @@ PROTOCOL_DIR = CONF_DIR / "protocol"
 def read_predictions(path: Path) -> list[dict]:
     """JSON lines, or a single JSON list; each record must have ``output`` or ``generation``, and ``answer``."""
     text = path.read_text()
-    try:
-        records = (
-            json.loads(text)
-            if text.lstrip().startswith("[")
-            else [json.loads(line) for line in text.splitlines() if line.strip()]
-        )
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):  # a JSON line's own number, not its offset in it
+            try:
+                records += [json.loads(line)] if line.strip() else []
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}: not valid JSON ({error.msg} at line {number})") from None
+    if not records:
+        raise DataError(f"{path}: no records to score (the file is empty)")
     for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: record {index}: a JSON object is needed, not {json.dumps(record)[:40]}")
         if "answer" not in record or not ({"output", "generation"} & record.keys()):
             raise DataError(f"{path}: record {index}: needs 'answer' and 'output' or 'generation'")
+        text_key = "generation" if "generation" in record else "output"
+        if not isinstance(record[text_key], str):
+            raise DataError(f"{path}: record {index}: '{text_key}' must be a string (got {record[text_key]!r})")
+        if isinstance(record["answer"], bool) or not isinstance(record["answer"], str | int | float):
+            raise DataError(f"{path}: record {index}: 'answer' must be a string or a number (got {record['answer']!r})")
     return records
 
 

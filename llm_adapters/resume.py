@@ -14,10 +14,12 @@ import os
 import shutil
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llm_adapters import __version__, adapters, checkpoint, files
+from llm_adapters.errors import ConfigError
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
 # same experiment.
@@ -48,24 +50,41 @@ def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def find_earlier(digest: str, roots: list[str], job_dir: Path) -> tuple[Path | None, Path | None]:
-    """Earlier jobs with this config hash: the directory of another one that ended ``ok``, and the newest checkpoint
-    left by one that did not finish (killed, preempted or failed; not one still running) — this job's own directory
-    included, so a job rerun in place (a requeued SLURM job, a study rerun into its fixed sweep directory) continues
-    where it stopped."""
-    done, newest, newest_step = None, None, -1
-    for root in [*roots, job_dir]:
+@dataclass
+class Earlier:
+    """What earlier jobs of one config hash left, from one scan of the resume roots and the job's own directory:
+    another that ended ``ok``; another running now (never resumed from or duplicated while it lives); the newest
+    checkpoint of one that stopped early (killed, preempted, failed); one whose adapter was saved complete although
+    it did not end ``ok`` (killed or failed while evaluating: its adapter is evaluated instead of training again)."""
+
+    done: Path | None = None
+    running: Path | None = None
+    checkpoint: Path | None = None
+    trained: Path | None = None
+
+
+def earlier_work(digest: str, roots: list[str], job_dir: Path) -> Earlier:
+    """Earlier jobs with this config hash (see ``Earlier``); the job's own directory is scanned too, so a job rerun
+    in place (a requeued SLURM job, a study rerun into its fixed sweep directory) continues where it stopped."""
+    found, newest_step, here = Earlier(), -1, job_dir.resolve()
+    for root in dict.fromkeys([*roots, str(job_dir)]):
         for path in Path(root).rglob("results.json"):
             earlier = files.read_results(path)
             if earlier is None or earlier.get("config_hash") != digest:
                 continue
-            if earlier.get("status") == "ok" and path.parent.resolve() != job_dir.resolve():
-                done = path.parent
-            elif not live(path.parent) and (found := checkpoint.latest(path.parent / "checkpoints")) is not None:
-                step = int(found.name.removeprefix("step-"))
-                if step > newest_step:
-                    newest, newest_step = found, step
-    return done, newest
+            status, elsewhere, alive = earlier.get("status"), path.parent.resolve() != here, live(path.parent)
+            if status == "ok":
+                found.done = path.parent if elsewhere else found.done
+                continue
+            if status == "running" and elsewhere and alive:
+                found.running = path.parent
+            saved = (path.parent / "adapter" / "adapter_config.json").is_file()
+            if saved and (earlier.get("train") or {}).get("steps"):
+                found.trained = path.parent
+            latest = None if alive else checkpoint.latest(path.parent / "checkpoints")
+            if latest is not None and (step := int(latest.name.removeprefix("step-"))) > newest_step:
+                found.checkpoint, newest_step = latest, step
+    return found
 
 
 LOCK = ".running"  # beside a live job's results.json: its host and process id
@@ -97,16 +116,42 @@ def live(job_dir: Path) -> bool:
     return True
 
 
-def running_elsewhere(digest: str, roots: list[str], job_dir: Path) -> Path | None:
-    """Another live job with this config hash: never resumed from or duplicated while it runs."""
-    for root in roots:
-        for path in Path(root).rglob("results.json"):
-            earlier = files.read_results(path)
-            if earlier is None or earlier.get("config_hash") != digest or earlier.get("status") != "running":
-                continue
-            if path.parent.resolve() != job_dir.resolve() and live(path.parent):
-                return path.parent
-    return None
+def roots_of(value: Any) -> list[str]:
+    """``paths.resume_search`` as a list of directories: a single path given as a string is one root (not its
+    characters)."""
+    return [value] if isinstance(value, str | Path) else [str(root) for root in value]
+
+
+def holds_work(job_dir: Path) -> dict[str, Any] | None:
+    """The record of ``job_dir`` when the directory holds work worth keeping (a finished job, checkpoints, a saved
+    adapter), else None: a record that a job about to start there must not overwrite."""
+    path = job_dir / "results.json"
+    record = files.read_results(path) if path.is_file() else None
+    work = (record or {}).get("status") == "ok" or checkpoint.latest(job_dir / "checkpoints") is not None
+    work = work or (job_dir / "adapter" / "adapter_config.json").is_file()
+    return (record or {"status": "unknown", "config_hash": None}) if work else None
+
+
+def claim(job_dir: Path, digest: str, resume: bool) -> None:
+    """Check that a job of config hash ``digest`` may work in ``job_dir``, before it writes anything there.
+
+    Refused, in one line: a directory where a job is running now, and one holding the work of another configuration
+    (its finished record, its checkpoints or its adapter), which would be overwritten or, worse, resumed as this
+    job's. With ``train.resume=false`` the job starts over: this configuration's own checkpoints there are removed.
+    """
+    if live(job_dir):
+        raise ConfigError(
+            f"a job is running in {job_dir} now ({(job_dir / LOCK).read_text().strip()}): choose another "
+            f"hydra.run.dir, or remove {job_dir / LOCK} if no job runs there"
+        )
+    earlier = holds_work(job_dir)
+    if earlier is not None and earlier.get("config_hash") != digest:
+        raise ConfigError(
+            f"{job_dir} holds the work of another configuration (config hash {earlier.get('config_hash')}, status "
+            f"{earlier.get('status')}), which this job would overwrite: choose another hydra.run.dir"
+        )
+    if not resume:
+        shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)
 
 
 def completed_here(job_dir: Path, digest: str) -> dict[str, Any] | None:
@@ -114,20 +159,6 @@ def completed_here(job_dir: Path, digest: str) -> dict[str, Any] | None:
     path = job_dir / "results.json"
     own = files.read_results(path) if path.is_file() else None
     return own if own is not None and own.get("config_hash") == digest and own.get("status") == "ok" else None
-
-
-def trained_elsewhere(digest: str, roots: list[str], job_dir: Path) -> Path | None:
-    """An earlier job with this config hash whose adapter was saved complete (training finished) although the job
-    did not end ``ok`` (killed or failed while evaluating): its adapter is evaluated instead of training again."""
-    for root in [*roots, job_dir]:
-        for path in Path(root).rglob("results.json"):
-            earlier = files.read_results(path)
-            if earlier is None or earlier.get("config_hash") != digest or earlier.get("status") == "ok":
-                continue
-            adapter = path.parent / "adapter"
-            if (adapter / "adapter_config.json").is_file() and (earlier.get("train") or {}).get("steps"):
-                return path.parent
-    return None
 
 
 def supersede(earlier: Path, job_dir: Path) -> None:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from llm_adapters import checkpoint, validation
 from llm_adapters.checkpoint import Preempted, stop_signals
 from llm_adapters.distributed import Distributed
+from llm_adapters.errors import DivergedError
 from llm_adapters.examples import IGNORE_INDEX, Examples, collate, grouped_by_length
 from llm_adapters.models import autocast
 from llm_adapters.optimization import Optimization, optimizer_steps
@@ -81,6 +82,7 @@ class TrainState:
     history: list[list[float]] = field(default_factory=list)
     val_history: list[list[float]] = field(default_factory=list)
     best: list[float] | None = None  # [step, validation loss] of the lowest so far
+    seconds: float = 0.0  # training time before the last save, so a resumed run's time covers all its steps
 
     def next_step(self, examples: Examples, cfg: Mapping, rng: torch.Generator) -> list[int]:
         """The example indices of the next optimizer step; a new epoch's order is drawn when this one is used up."""
@@ -174,7 +176,7 @@ def train(
         log.info("resumed from %s at step %d", used, state.steps)
     forward = _forward(model, cfg, dist, device)
     save_every = int(cfg["save_every"] or 0)
-    start = time.perf_counter()
+    start, before = time.perf_counter(), state.seconds  # before: the time of the steps a resumed run skips
     bar = tqdm(
         total=total, initial=state.steps, desc="train", unit="step", dynamic_ncols=True, disable=not dist.main or None
     )
@@ -184,8 +186,7 @@ def train(
             mine, split = shares(ids, micro, dist)
             batches = [{k: v.to(device) for k, v in collate(examples.rows(s), pad_id).items()} for s in mine]
             loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist, split)
-            if not math.isfinite(loss := dist.mean(loss)):
-                raise FloatingPointError(f"non-finite training loss {loss} at step {state.steps + 1}")
+            _finite(loss := dist.mean(loss), state.steps + 1, cfg)
             opt.step(cfg["max_grad_norm"])
             mean = state.finish_step(loss, dist.total(tokens), int(cfg["log_every"]), total)
             bar.update()
@@ -195,12 +196,20 @@ def train(
                 best_weights = _validate(model, held_out, cfg, pad_id, device, state, on_log) or best_weights
             stop = dist.any(bool(received))  # every process stops at the same step
             if checkpoint_dir is not None and (stop or (save_every and state.steps % save_every == 0)) and dist.main:
+                state.seconds = before + time.perf_counter() - start
                 checkpoint.save(checkpoint_dir, state.steps, model, opt.state(asdict(state), device), best_weights)
             if stop:
                 name = signal.Signals(received[0]).name if received else "a stop signal"  # another rank's
                 raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {checkpoint_dir}")
-    kept, seconds = _keep(model, cfg["keep"], state, best_weights), time.perf_counter() - start
+    kept, seconds = _keep(model, cfg["keep"], state, best_weights), before + time.perf_counter() - start
     return TrainResult(state.steps, seconds, state.tokens, state.history, state.val_history, kept, len(held_out), used)
+
+
+def _finite(loss: float, step: int, cfg: Mapping) -> None:
+    """Stop at the first non-finite loss: every later step would be wasted, and the settings are what to change."""
+    if not math.isfinite(loss):
+        hint = f"(train.lr {cfg['lr']}): a smaller train.lr, or train.max_grad_norm, may train"
+        raise DivergedError(f"non-finite training loss {loss} at step {step} {hint}")
 
 
 def _keep(model: torch.nn.Module, keep: str, state: TrainState, best: dict[str, torch.Tensor] | None) -> int | None:

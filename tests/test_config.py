@@ -43,7 +43,7 @@ def test_every_option_composes(group, option):
         ("train.micro_batch_size=3", "train.micro_batch_size 3 does not divide train.batch_size 16"),
         ("train.lr=0", r"train.lr must be a positive number \(got 0\)"),
         ("train.epochs=-1", r"train.epochs must be a positive number \(got -1\)"),
-        ("adapter.r=0", r"adapter.r must be a positive number \(got 0\)"),
+        ("adapter.r=0", r"adapter.r must be a positive integer \(got 0\)"),
         ("eval.datasets=[gsm9k]", r"eval.datasets: unknown evaluation set\(s\) \['gsm9k'\]"),
         ("eval=math_mawps", "eval.datasets has mawps, which the paper's evaluate.py cannot score"),
         ("dataset=math_10k", r"unknown evaluation set\(s\) \['synthetic_math'\]"),
@@ -68,6 +68,12 @@ def test_every_option_composes(group, option):
             r"adapter.rank: adapter 'lora' reads no such key \(did you mean r\?\); it reads kind, r, alpha",
         ),
         ("model.dtype=float8", r"model.dtype must be one of float32, bfloat16, float16 \(got 'float8'\)"),
+        ("placement.layers=[]", r"placement.layers=\[\] names no layer: list layer indices, or null for every layer"),
+        ("placement.sites=[]", r"placement.sites=\[\] names no site: list the sites, or null for the preset's"),
+        ("device=foo", r"device=foo is not a torch device"),
+        ("+eval.num_beam=1", r"eval.num_beam: no eval option reads such a key \(did you mean eval.num_beams\?\)"),
+        ("+train.lrr=1", r"train.lrr: no train option reads such a key \(did you mean train.lr\?\)"),
+        ("+foo=bar", r"foo: the config has no such key; nothing would read it"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -106,6 +112,10 @@ def test_quantized_loading_needs_pretrained_weights_and_its_backend():
     ("overrides", "message"),
     [
         (["adapter=series", "adapter.init=foo"], r"adapter.init must be one of bert, lora \(got 'foo'\)"),
+        (["adapter=series", "adapter.bottleneck_size=-3"], r"adapter.bottleneck_size must be a positive integer"),
+        (["adapter=prefix", "adapter.num_virtual_tokens=0"], r"adapter.num_virtual_tokens must be a positive integer"),
+        (["adapter=lora", "adapter.alpha=0"], r"adapter.alpha must be a positive number \(got 0\)"),
+        (["adapter=mam", "adapter.bottleneck_size=0"], r"adapter.bottleneck_size must be a positive integer"),
         (
             ["adapter=series", "adapter.non_linearity=foo"],
             "adapter.non_linearity 'foo' is not a transformers activation",
@@ -154,3 +164,28 @@ def test_a_run_directory_that_is_a_file_is_one_line(tmp_path):
     )
     assert "is a file" in check([f"hydra.sweep.dir={tmp_path / 'taken' / 'below'}"])
     assert check([f"hydra.run.dir={tmp_path / 'new' / 'job'}"]) is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["adapter=series,lora"], "adapter=series,lora lists several values, a sweep: add -m"),
+        (["+seed=1"], "+seed=1: seed is already in the config: write seed=1 (without +)"),
+        (["+train.lr=1"], "+train.lr=1: train.lr is already in the config: write train.lr=1 (without +)"),
+        (["placement.sites=[attn.q,attn.v]", "+per_adapter={lora:{train:{lr:0.03}}}", "++seed=3"], None),
+        (["+grid_point=1", "eval.datasets=[boolq,piqa]", "model.name_or_path='a,b'"], None),
+    ],
+)
+def test_override_mistakes_are_one_line_before_hydra_composes(arguments, message):
+    found = run_script().misused_override(arguments)
+    assert found is None if message is None else found.startswith(message)
+
+
+def test_unusable_job_directories_are_one_line(tmp_path):
+    check = run_script().unusable_directory
+    assert check(["hydra.run.dir="]).startswith("hydra.run.dir is empty: name a directory")
+    assert check(["hydra.run.dir=/proc/llm-adapters"]).endswith("cannot create it (No such file or directory)")
+    assert check([f"hydra.run.dir={tmp_path / ('a' * 300)}"]).endswith("cannot create it (File name too long)")
+    (tmp_path / "file").write_text("")
+    assert check([f"hydra.sweep.dir={tmp_path / 'file' / 'x'}"]).endswith("is a file, not a directory")
+    assert check([f"hydra.run.dir={tmp_path / 'new' / 'job'}"]) is None and (tmp_path / "new" / "job").is_dir()

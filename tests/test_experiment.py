@@ -255,6 +255,11 @@ def test_adapter_path_errors_name_the_problem(tmp_path):
         run(make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "b")
     with pytest.raises(ValueError, match="mode=eval needs adapter_path=DIR"):
         run(make_config(*FAST, "mode=eval"), tmp_path / "c")
+    config.write_text(config.read_text().replace('"model_type": "gptj"', '"model_type": "llama"'))
+    deeper = run(make_config(*FAST, "model.config.num_hidden_layers=6"), tmp_path / "deeper")  # the tiny model has 4
+    with pytest.raises(ValueError, match=r"adapts layer\(s\) \[4, 5\], but this model has 4 layers"):
+        run(make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'deeper' / 'adapter'}"), tmp_path / "d")
+    assert deeper["status"] == "ok"
 
 
 def test_a_damaged_saved_adapter_is_refused_before_the_base_model_loads(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.collect import load
 from llm_adapters.files import read_results, sha256, write_json
-from llm_adapters.resume import find_earlier
+from llm_adapters.resume import earlier_work
 from llm_adapters.sweep import summarise
 
 STRAYS = {"empty": "", "list": "[]", "truncated": '{"status": "ok", "config_ha', "number": "3"}
@@ -33,8 +33,8 @@ def test_read_results_warns_and_returns_none_for_strays(root, caplog):
 
 
 def test_resume_scan_analysis_and_summary_survive_strays(root, tmp_path_factory):
-    done, newest = find_earlier("abc", [str(root)], tmp_path_factory.mktemp("job"))
-    assert done == root / "good" and newest is None
+    earlier = earlier_work("abc", [str(root)], tmp_path_factory.mktemp("job"))
+    assert earlier.done == root / "good" and earlier.checkpoint is None and earlier.trained is None
     assert list(load([root])["job"]) == [str(root / "good")]
     counts, notes = summarise(root)
     assert counts == {"ok": 1, "failed": len(STRAYS)}

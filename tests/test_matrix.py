@@ -1,6 +1,7 @@
 """Every adapter × every preset placement × every architecture family: it builds (or is refused with a clear error
 where the combination has no meaning), only adapter parameters train, one optimizer step changes only them, the
-trainable count equals the closed form computed from the config's numbers, and save → load reproduces the logits."""
+trainable count equals the closed form the kind's record computes from the config's numbers (so a new kind brings
+its own), and save → load reproduces the logits."""
 
 import copy
 from functools import cache
@@ -8,11 +9,9 @@ from functools import cache
 import pytest
 import torch
 
-from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_for
-from llm_adapters.adapters.bottleneck import INPUT_SIDE_SITES
-from llm_adapters.architectures import PROJECTION_SITES, architecture_of
+from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_for, trainable_count
 from llm_adapters.placement import PlacementError
-from tests.conftest import llama_site_dims, make_config, tiny_model
+from tests.conftest import make_config, tiny_model
 
 ARCHITECTURES = ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"]
 PLACEMENTS = ("attn", "mlp", "both", "best")
@@ -20,48 +19,12 @@ KINDS = adapter_kinds()  # every registered kind, so a new one is in the matrix 
 SMALL = {"r": 4, "bottleneck_size": 8, "num_virtual_tokens": 3, "projection_hidden": 16}  # where a kind has them
 
 
-def site_dims(config) -> dict[str, tuple[int, int]]:
-    """(in, out) of each projection site from the config's numbers alone."""
-    hidden, heads = config.hidden_size, config.num_attention_heads
-    inner = next(
-        (v for k in ("intermediate_size", "ffn_dim", "n_inner") if (v := getattr(config, k, None))), 4 * hidden
+def expected_count(kind: str, adapter: dict, targets, config, base_total: int) -> int:
+    """What the kind's record says it trains (its closed form from the config's numbers), or a baseline's."""
+    trains = spec(kind).trains
+    return (
+        trainable_count(adapter, targets, config) if trains == "adapter" else {"all": base_total, "nothing": 0}[trains]
     )
-    return llama_site_dims(hidden, inner, heads, getattr(config, "num_key_value_heads", None) or heads)
-
-
-def closed_form(kind: str, adapter: dict, targets, config, base_total: int) -> int:
-    """The trainable-parameter count each adapter's definition gives."""
-    hidden, layers = config.hidden_size, config.num_hidden_layers
-    dims, fused = site_dims(config), architecture_of(config).fused
-    kv = dims["attn.k"][1]
-    if kind == "full":
-        return base_total
-    if kind == "prompt":
-        return adapter["num_virtual_tokens"] * hidden
-    total = 0
-    if kind in ("prefix", "mam"):
-        vt, width = adapter["num_virtual_tokens"], layers * 2 * kv
-        if adapter["prefix_projection"]:
-            mlp = adapter["projection_hidden"]
-            total += vt * hidden + (hidden * mlp + mlp) + (mlp * width + width)
-        else:
-            total += vt * width
-    for t in targets:
-        if t.site not in PROJECTION_SITES:  # a square bottleneck on the hidden stream
-            total += 2 * hidden * adapter["bottleneck_size"]
-            continue
-        d_in, d_out = dims[t.site]
-        if t.site in fused and not t.sliced:
-            d_out = 3 * hidden  # the whole fused projection
-        if kind in ("lora", "dora"):
-            total += adapter["r"] * (d_in + d_out) + (d_out if kind == "dora" else 0)
-        elif kind == "parallel":
-            total += adapter["bottleneck_size"] * (d_in + d_out)
-        elif kind in ("series", "adapterh"):
-            total += 2 * adapter["bottleneck_size"] * (d_in if t.site in INPUT_SIDE_SITES else d_out)
-        elif kind == "ia3":
-            total += d_in if t.site == "mlp.down" else d_out
-    return total
 
 
 @cache
@@ -96,7 +59,7 @@ def test_adapter_at_every_preset(kind, arch, tmp_path):
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         count = sum(p.numel() for p in trainable.values())
         frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        assert count == closed_form(kind, adapter, targets, base.config, base_total), placement
+        assert count == expected_count(kind, adapter, targets, base.config, base_total), placement
         assert frozen == (0 if kind == "full" else base_total), placement  # the base model, untouched and frozen
         if kind == "none":
             assert count == 0

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from llm_adapters.errors import DivergedError
 from llm_adapters.examples import tokenize_for_training
 from llm_adapters.experiment import run
 from llm_adapters.phases import build_model
@@ -129,7 +130,7 @@ def test_non_finite_loss_stops_at_the_step():
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(float("nan"))
     examples = tokenize_for_training(generate(32, 0, seed=0)[0], tokenizer, 256, True)
-    with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 1"):
+    with pytest.raises(DivergedError, match=r"non-finite training loss nan at step 1 \(train.lr 0.003\): a smaller"):
         train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=torch.device("cpu"))
 
 
@@ -183,6 +184,11 @@ def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, m
         run(make_config(*FAST, "protocol=fixed", "train.cutoff_len=16"), tmp_path / "a")
     with pytest.raises(ConfigError, match=r"synthetic_math record 0: its prompt \(\d+ tokens\) and 600 more"):
         run(make_config(*FAST, "eval.max_new_tokens=600"), tmp_path / "b")
+    with pytest.raises(ConfigError, match=r"train\.cutoff_len 1 cuts every training example to one token"):
+        run(make_config(*FAST, "protocol=paper", "train.cutoff_len=1"), tmp_path / "c")
+    monkeypatch.setattr(phases, "build_model", lambda *a, **k: pytest.fail("the model was built"))
+    with pytest.raises(ConfigError, match=r"val_set_size 64 leaves nothing to train on \(64 records in the synth"):
+        run(make_config(*FAST, "train.val_set_size=64"), tmp_path / "d")
 
 
 def test_a_full_disk_is_one_line_and_the_failure_is_recorded(tmp_path):

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -44,6 +46,27 @@ def test_bad_predictions_file_is_one_line_on_stderr(tmp_path):
     result = score_cli("--dataset", "gsm8k", "--predictions", str(predictions))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {predictions}: record 0: needs 'answer' and 'output' or 'generation'"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "no records to score (the file is empty)"),
+        ("[1, 2]", "record 0: a JSON object is needed, not 1"),
+        ('{"generation": null, "answer": "8"}\n', "record 0: 'generation' must be a string (got None)"),
+        ('{"output": "8", "answer": null}\n', "record 0: 'answer' must be a string or a number (got None)"),
+        (
+            '{"output": "8", "answer": "8"}\n{"output": "8", answer}\n',
+            "not valid JSON (Expecting property name enclosed in double quotes at line 2)",
+        ),
+    ],
+)
+def test_unusable_predictions_are_one_line_naming_the_record(tmp_path, content, message):
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text(content)
+    result = score_cli("--dataset", "gsm8k", "--predictions", str(predictions))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {predictions}: {message}"
 
 
 def test_the_default_runs_own_predictions_rescore(tmp_path):

@@ -34,6 +34,7 @@ __all__ = [
     "prepare",
     "spec",
     "targets_for",
+    "trainable_count",
 ]
 
 
@@ -73,6 +74,14 @@ def prepare(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -
         inject(model, {**adapter_cfg, "kind": part.kind}, targets)
     for part in (p for p in parts if p.attach is not None):
         part.attach(model, adapter_cfg)
+
+
+def trainable_count(adapter_cfg: Mapping, targets: Sequence[Target], config: PretrainedConfig) -> int:
+    """The trainable parameters an adapter's definition gives on ``targets``, from the config's numbers alone (a
+    composite's: its parts' sum). Only for kinds that add adapters (a baseline trains all or nothing)."""
+    record = spec(adapter_cfg["kind"])
+    parts = [REGISTRY[part] for part in record.parts] or [record]
+    return sum(part.count({**adapter_cfg, "kind": part.kind}, targets, config) for part in parts)
 
 
 def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -> None:

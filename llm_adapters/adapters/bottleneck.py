@@ -1,27 +1,23 @@
 """Bottleneck adapters: the paper code's (its peft fork, tuners/bottleneck.py), and He et al.'s at sublayer level.
 
-One bottleneck is h ↦ s · up(f(down(dropout(h)))) with no biases. The paper's code attached it to a single linear
-projection in one of three ways:
-
-- series, input side  — y = W (x + adapter(x)): the code's "mh_adapter", used on the first MLP projections;
-- series, output side — o = W x; y = o + adapter(o): the code's "output_adapter" (AdapterP after the MLP);
-- parallel            — y = W x + adapter(x), the adapter mapping in_features → out_features.
-
-For series, the side follows from the site exactly as the code's per-family map did: sites that read the
-sublayer's input (q/k/v, MLP gate/up) take the input side, sites that write the residual stream (attention output,
-MLP down) the output side. Init ``bert`` draws both projections from N(0, 0.02), as the paper did (so the adapter is
-not an identity at step 0); ``lora`` is Kaiming-uniform down and zero up, which starts as an identity.
+One bottleneck is h ↦ s · up(f(down(dropout(h)))) with no biases. The paper's code attached it to one projection in
+three ways: series input side, y = W (x + adapter(x)) (its "mh_adapter", on the first MLP projections); series output
+side, o = W x; y = o + adapter(o) (its "output_adapter": AdapterP after the MLP); parallel, y = W x + adapter(x)
+(in_features → out_features). A series site's side is the code's: sites that read the sublayer's input (q/k/v,
+gate/up) take the input side, those that write the residual stream (o, down) the output side. Init ``bert`` draws
+both projections from N(0, 0.02) as the paper did (no identity at step 0); ``lora`` is Kaiming-uniform down and zero
+up, an identity at first.
 
 At sublayer sites (see ``architectures``) one bottleneck spans a whole sublayer, through hooks on its projections:
 beside it (``attn``/``mlp``: He et al.'s scaled parallel adapter, sublayer(x) + s · adapter(x)), or in series at its
-input (x + adapter(x) feeds every first projection: one adapter, however many projections read it) or its output
-(Houlsby's placement, o + adapter(o)).
+input (x + adapter(x) feeds every first projection once) or its output (Houlsby's placement, o + adapter(o)).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,10 +31,12 @@ from llm_adapters.architectures import (
     Architecture,
     features,
     linear_weight,
+    target_dims,
 )
 
 INITS = ("bert", "lora")
 CHOICES = {"init": INITS, "non_linearity": tuple(ACT2FN)}
+KEYS = {"bottleneck_size": "count", "dropout": "probability"}
 INPUT_SIDE_SITES = frozenset({"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"})
 
 
@@ -163,14 +161,9 @@ class SublayerAdapter(nn.Module):
 
 
 def _bottleneck_args(cfg: Mapping) -> dict[str, object]:
-    scaling = cfg["scaling"]
-    return {
-        "size": int(cfg["bottleneck_size"]),
-        "non_linearity": str(cfg["non_linearity"]),
-        "scaling": scaling if scaling == "learned" else float(scaling),
-        "dropout": float(cfg["dropout"]),
-        "init": str(cfg["init"]),
-    }
+    scaling = cfg["scaling"] if cfg["scaling"] == "learned" else float(cfg["scaling"])
+    named = {key: str(cfg[key]) for key in ("non_linearity", "init")}
+    return {"size": int(cfg["bottleneck_size"]), "scaling": scaling, "dropout": float(cfg["dropout"]), **named}
 
 
 def wrap_series(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
@@ -196,6 +189,17 @@ def attach_sublayer(block: nn.Module, arch: Architecture, site: str, cfg: Mappin
     return adapter
 
 
+def count(cfg: Mapping, targets: Sequence[Any], config: Any) -> int:
+    """Down and up per bottleneck, size × width each: the hidden size at a sublayer site; on a projection, its width
+    on the adapted side (both sides for a parallel one beside it); a learned scale adds one."""
+    size, total = int(cfg["bottleneck_size"]), 0
+    for t in targets:
+        d_in, d_out = target_dims(config, t.site, t.sliced) if t.site in PROJECTION_SITES else (config.hidden_size,) * 2
+        width = d_in + d_out if cfg["kind"] == "parallel" else 2 * (d_in if t.site in INPUT_SIDE_SITES else d_out)
+        total += size * width + (cfg["scaling"] == "learned")
+    return total
+
+
 # The paper code's placements. Series could not go on attention projections there: its "attention" series run put
 # input-side adapters on the first MLP projections, which follow the attention sublayer. Its AdapterH default target
 # map was gate, up (input side) and down (output side); series alone at the MLP is AdapterP.
@@ -204,6 +208,8 @@ _SERIES = {
     "size_key": "bottleneck_size",
     "sublayer": attach_sublayer,
     "choices": CHOICES,
+    "keys": KEYS,
+    "count": count,
 }
 _ADAPTERH = ("mlp.gate", "mlp.up", "mlp.down")
 register(
@@ -233,6 +239,8 @@ register(
         sliceable=True,
         size_key="bottleneck_size",
         choices=CHOICES,
+        keys=KEYS,
+        count=count,
     )
 )
 # He et al. (2022): one bottleneck beside a whole sublayer; the MLP is where it pays most (their finding).
@@ -244,5 +252,7 @@ register(
         presets={"attn": ("attn",), "mlp": ("mlp",), "both": ("attn", "mlp"), "best": ("mlp",)},
         size_key="bottleneck_size",
         choices=CHOICES,
+        keys=KEYS,
+        count=count,
     )
 )

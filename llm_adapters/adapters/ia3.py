@@ -8,13 +8,14 @@ weight, so evaluation can merge them like LoRA.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from llm_adapters.adapters.registry import AdapterSpec, register
-from llm_adapters.architectures import PROJECTION_SITES, features, frozen_projection, linear_weight
+from llm_adapters.architectures import PROJECTION_SITES, features, frozen_projection, linear_weight, target_dims
 
 FEEDFORWARD_SITES = frozenset({"mlp.down"})
 
@@ -67,9 +68,16 @@ def wrap(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | No
     return IA3Linear(base_layer, site in FEEDFORWARD_SITES, rows)
 
 
+def count(cfg: Mapping, targets: Sequence[Any], config: Any) -> int:
+    """One scale per input feature of the MLP's last projection, per output feature elsewhere."""
+    dims = [target_dims(config, t.site, t.sliced) for t in targets]
+    return sum(d_in if t.site in FEEDFORWARD_SITES else d_out for t, (d_in, d_out) in zip(targets, dims, strict=True))
+
+
 register(
     AdapterSpec(
         "ia3",
+        count=count,
         wrap=wrap,
         sites=PROJECTION_SITES,
         presets={  # the (IA)^3 paper's placement for both/best: keys, values and the MLP's inner activation

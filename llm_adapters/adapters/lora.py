@@ -16,7 +16,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from llm_adapters.adapters.registry import PEFT_PREFIX, AdapterSpec, register
-from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight
+from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight, target_dims
 
 
 class LoRALinear(nn.Module):
@@ -161,6 +161,21 @@ PRESETS = {
     "both": ("attn.q", "attn.k", "attn.v", "mlp.up", "mlp.down"),
     "best": ("attn.q", "attn.k", "attn.v", "mlp.up", "mlp.down"),
 }
-_LOW_RANK = {"sites": PROJECTION_SITES, "presets": PRESETS, "sliceable": True, "size_key": "r", "mergeable": True}
-register(AdapterSpec("lora", wrap=wrap, export=peft_export, **_LOW_RANK))
-register(AdapterSpec("dora", wrap=wrap_dora, **_LOW_RANK))  # DoRA goes where LoRA goes
+
+
+def count(cfg: Mapping, targets: Sequence[Any], config: Any) -> int:
+    """A (r × in) and B (out × r) per target."""
+    return sum(int(cfg["r"]) * sum(target_dims(config, t.site, t.sliced)) for t in targets)
+
+
+def count_dora(cfg: Mapping, targets: Sequence[Any], config: Any) -> int:
+    """LoRA's, plus a magnitude per output feature of each target."""
+    return count(cfg, targets, config) + sum(target_dims(config, t.site, t.sliced)[1] for t in targets)
+
+
+_LOW_RANK = {
+    **{"sites": PROJECTION_SITES, "presets": PRESETS, "sliceable": True, "size_key": "r", "mergeable": True},
+    "keys": {"r": "count", "alpha": "positive", "dropout": "probability"},
+}
+register(AdapterSpec("lora", wrap=wrap, export=peft_export, count=count, **_LOW_RANK))
+register(AdapterSpec("dora", wrap=wrap_dora, count=count_dora, **_LOW_RANK))  # DoRA goes where LoRA goes

@@ -84,9 +84,23 @@ def attach(model: PreTrainedModel, cfg: Mapping) -> None:
     model.register_forward_pre_hook(_inject, with_kwargs=True)
 
 
+def count(cfg: Mapping, targets: Any, config: Any) -> int:
+    """Per virtual token a key and a value at every layer, or, reparameterised, the embedding and the MLP."""
+    tokens, hidden = int(cfg["num_virtual_tokens"]), config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    width = config.num_hidden_layers * 2 * (getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    width *= head_dim
+    if not cfg["prefix_projection"]:
+        return tokens * width
+    inner = int(cfg["projection_hidden"])
+    return tokens * hidden + (hidden * inner + inner) + (inner * width + width)
+
+
 register(
     AdapterSpec(
         "prefix",
+        count=count,
+        keys={"num_virtual_tokens": "count", "projection_hidden": "count"},
         attach=attach,
         sites=("attn.k", "attn.v"),
         presets={"attn": ("attn.k", "attn.v"), "best": ("attn.k", "attn.v")},  # keys and values at every attention

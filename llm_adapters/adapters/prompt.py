@@ -98,6 +98,8 @@ register(
     AdapterSpec(
         "prompt",
         attach=attach,
+        count=lambda cfg, targets, config: int(cfg["num_virtual_tokens"]) * config.hidden_size,  # one row each
+        keys={"num_virtual_tokens": "count"},
         placed=False,
         size_key="num_virtual_tokens",
         virtual_tokens=True,

@@ -31,6 +31,15 @@ PEFT_PREFIX = "base_model.model."  # where PEFT's saved weight names start
 # (model, adapter config, targets) -> (weights by PEFT's names, PEFT's adapter_config.json), or None where the saved
 # adapter has no PEFT equivalent (a slice of a fused projection).
 Export = Callable[[nn.Module, Mapping, str, Sequence[Any]], tuple[dict, dict] | None]
+# (adapter config, targets, model config) -> the trainable parameters the kind's definition gives, from the config's
+# numbers alone (no weights): the matrix test holds every built adapter to it.
+Count = Callable[[Mapping, Sequence[Any], Any], int]
+# What a numeric adapter key may hold, checked before anything loads (``keys`` of a record).
+KEY_RULES = {
+    "count": "a positive integer",
+    "positive": "a positive number",
+    "probability": "a probability in [0, 1)",
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,8 @@ class AdapterSpec:
     configuration study. ``mergeable``: it folds into the frozen weights for evaluation (its modules have
     ``merge()``). ``virtual_tokens``: it puts extra positions in front of the input (in the KV cache).
     ``export``: writes its PEFT equivalent beside the native checkpoint. ``choices``: adapter keys that take one of
-    a fixed set of values, checked before anything loads.
+    a fixed set of values, and ``keys``: numeric adapter keys with their rule (``KEY_RULES``), both checked before
+    anything loads. ``count``: its closed-form trainable-parameter count (a composite's is its parts' sum).
     """
 
     kind: str
@@ -62,6 +72,8 @@ class AdapterSpec:
     virtual_tokens: bool = False
     export: Export | None = None
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    keys: Mapping[str, str] = field(default_factory=dict)
+    count: Count | None = None
 
 
 REGISTRY: dict[str, AdapterSpec] = {}
@@ -73,6 +85,10 @@ def register(spec: AdapterSpec) -> AdapterSpec:
         raise RuntimeError(f"adapter kind '{spec.kind}' registered twice")
     if spec.trains not in ("adapter", "all", "nothing"):
         raise RuntimeError(f"adapter kind '{spec.kind}': trains must be adapter, all or nothing")
+    if unknown := set(spec.keys.values()) - set(KEY_RULES):
+        raise RuntimeError(f"adapter kind '{spec.kind}': unknown key rule(s) {sorted(unknown)} (known: {KEY_RULES})")
+    if spec.trains == "adapter" and spec.count is None and not spec.parts:
+        raise RuntimeError(f"adapter kind '{spec.kind}': give its closed-form trainable count (count=...)")
     REGISTRY[spec.kind] = spec
     return spec
 

@@ -107,6 +107,10 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
             f"not this model's '{config.model_type}'"
         )
     targets = [Target(t["site"], t["layer"], t["module"], t.get("sliced", False)) for t in saved["targets"]]
+    if beyond := sorted({t.layer for t in targets if t.layer >= config.num_hidden_layers}):
+        raise AdapterFileError(
+            f"adapter_path {directory} adapts layer(s) {beyond}, but this model has {config.num_hidden_layers} layers"
+        )
     return saved["adapter"], targets
 
 

@@ -1,6 +1,10 @@
 """``python -m analysis tables RESULTS_DIR... [--out DIR]``: every results.json below the directories → the paper's
-tables (Markdown, LaTeX, CSV), its placement and configuration figures (PNG), and jobs.csv listing every job
-(failed and skipped ones too). ``--wandb ENTITY/PROJECT`` reads the same from a W&B project's runs."""
+tables (Markdown, LaTeX, CSV), its placement and configuration figures (PNG), the paired comparisons of every two
+cells (comparisons.md/.csv) and jobs.csv listing every job (failed and skipped ones too). ``--wandb ENTITY/PROJECT``
+reads the same from a W&B project's runs.
+
+``python -m analysis compare RESULTS_DIR... [--by AXIS] [--out DIR]``: the paired comparisons alone, printed one
+line per pair and set; ``--by placement`` (or any axis or config key) keeps the pairs that differ in it alone."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 from pathlib import Path
 
 from analysis.collect import from_wandb, load
+from analysis.compare import CompareError, comparisons, write
 from analysis.figures import configuration_figure, placement_figure
 from analysis.tables import domain_sets, formatted, table, tex_escaped
 
@@ -35,7 +40,28 @@ def tables(directories: list[Path], out: Path, wandb_project: str | None = None)
             written[f"{domain}_{figure}"] = drawn = draw(df, sets, out / f"{domain}_{figure}.png")
             if not drawn:
                 print(f"{domain} {figure} figure: nothing to plot (no adapter at two or more {figure}s)")
+    try:
+        found = comparisons(df)
+    except CompareError as error:
+        print(f"comparisons: {error}")
+    else:
+        written["comparisons"] = len(write(found, out))
     return written
+
+
+def compare_command(directories: list[Path], out: Path, by: str | None) -> int:
+    df = load(directories)
+    if df.empty:
+        print(f"error: no results under {', '.join(map(str, directories))}", file=sys.stderr)
+        return 2
+    try:
+        found = comparisons(df, by)
+    except CompareError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for line in write(found, out):
+        print(line)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("directories", nargs="*", type=Path)
     cmd.add_argument("--out", type=Path, default=Path("analysis_out"))
     cmd.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of a W&B project instead")
+    cmp = sub.add_parser("compare", help="paired comparisons of the cells, Holm-adjusted")
+    cmp.add_argument("directories", nargs="+", type=Path)
+    cmp.add_argument("--by", help="only pairs that differ in this axis alone (placement, adapter, size, train.lr, ...)")
+    cmp.add_argument("--out", type=Path, default=Path("analysis_out"))
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return compare_command(args.directories, args.out, args.by)
     if not args.directories and not args.wandb:
         parser.error("give results directories or --wandb ENTITY/PROJECT")
     written = tables(args.directories, args.out, args.wandb)

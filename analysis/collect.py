@@ -3,6 +3,7 @@ jobs included, never dropped)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,25 @@ import pandas as pd
 
 from llm_adapters.axes import axes_of, job_axes
 from llm_adapters.files import read_results
+
+# Not what a cell is a setting of: the seed is what cells pool over; where files live and how a job logs decide no
+# number (the config hash leaves them out too).
+NOT_A_SETTING = ("seed", "paths", "logger")
+
+
+def settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every resolved config value as ``cfg/<dotted key>`` (lists as JSON text, so they compare and group), the seed,
+    ``paths`` and ``logger`` left out: what tells one table cell's jobs from another's."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if dotted in NOT_A_SETTING:
+            continue
+        if isinstance(value, Mapping):
+            out |= settings(value, f"{dotted}.")
+        else:
+            out[f"cfg/{dotted}"] = json.dumps(value) if isinstance(value, list | tuple) else value
+    return out
 
 
 def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
@@ -33,6 +53,8 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
         "trainable": (results.get("params") or {}).get("trainable"),
         "trainable_pct": (results.get("params") or {}).get("trainable_pct"),
     }
+    out |= settings(config)
+    out |= {f"data/{name}": (digest or {}).get("sha256") for name, digest in (results.get("data") or {}).items()}
     for name, metrics in (results.get("eval") or {}).items():
         out[f"acc/{name}"] = metrics["accuracy"]
         out[f"n/{name}"] = metrics["n"]

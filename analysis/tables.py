@@ -1,13 +1,15 @@
-"""The paper's tables from a results DataFrame: rows model × adapter (and whatever else differs between jobs:
-placement, size, training set, protocol), columns the evaluation sets of one domain + Avg + trainable %, mean ± std
-over seeds with their count, the best value of each column marked, and the paper's reported average beside every row
-whose setting matches a cell of the paper."""
+"""The paper's tables from a results DataFrame: rows model × adapter and every setting that differs between jobs
+(the axes, then any resolved config value or data file; only the seed is pooled), columns the evaluation sets of
+one domain + Avg + trainable %: the mean over seeds with its 95% interval over questions and seeds (``cells``), the
+best of a column bold only when it is significantly better than the runner-up, and the paper's reported average
+beside every row whose setting matches a cell of the paper."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from analysis.cells import statistics, verdicts
 from analysis.paper import COMMONSENSE_SETS, MATH_SETS, SETTING, TRAINING_SET, reported
 from llm_adapters.records import EVAL_SETS
 
@@ -30,6 +32,17 @@ def with_average(df: pd.DataFrame, sets: list[str]) -> pd.DataFrame:
     return ok
 
 
+def setting_columns(ok: pd.DataFrame) -> list[str]:
+    """The columns that tell cells apart: model and adapter, the axes that vary, then every resolved config value
+    (``cfg/...``) and data file digest (``data/...``) that still varies within a cell of those, so jobs share a cell
+    only when they differ in the seed alone (a sweep over ``train.lr`` is two rows, never two "seeds")."""
+    keys = [c for c in SETTING_COLUMNS if c in ok and (ok[c].nunique(dropna=False) > 1 or c in ("model", "adapter"))]
+    for column in (c for c in ok.columns if c.startswith(("cfg/", "data/"))):
+        if ok.groupby(keys, dropna=False, sort=False)[column].nunique(dropna=False).max() > 1:
+            keys.append(column)
+    return keys
+
+
 def table(df: pd.DataFrame, domain: str) -> pd.DataFrame:
     """Numbers of one domain's table: ``<set>`` means, ``<set> std``, ``Avg``, ``Avg std``, ``seeds``,
     ``trainable %``, ``paper Avg`` and ``Δ Avg``. Only ``ok`` jobs count; jobs missing a set count for the others."""
@@ -37,7 +50,7 @@ def table(df: pd.DataFrame, domain: str) -> pd.DataFrame:
     if not sets or df.empty:
         return pd.DataFrame()
     ok = with_average(df, sets)
-    keys = [c for c in SETTING_COLUMNS if c in ok and (ok[c].nunique(dropna=False) > 1 or c in ("model", "adapter"))]
+    keys = setting_columns(ok)
     grouped = ok.groupby(keys, dropna=False, sort=False)
     out = grouped[[f"acc/{s}" for s in sets] + ["Avg"]].mean()
     out.columns = [*sets, "Avg"]
@@ -47,8 +60,14 @@ def table(df: pd.DataFrame, domain: str) -> pd.DataFrame:
     out["seeds"] = grouped["seed"].nunique()
     out["trainable %"] = grouped["trainable_pct"].mean()
     out = out.reset_index()
+    spread, cells = statistics(grouped, sets)
+    out = pd.concat([out, spread], axis=1)
+    for column in [*sets, "Avg"]:
+        out[f"{column} best"], out[f"{column} tied"] = verdicts(out[column].tolist(), cells[column])
     out["paper Avg"] = [_paper_avg(r, domain, sets) for r in grouped.first().reset_index().to_dict("records")]
     out["Δ Avg"] = out["Avg"] - out["paper Avg"]
+    out = out.rename(columns={c: c.removeprefix("cfg/") for c in keys})
+    out.attrs["settings"] = [c.removeprefix("cfg/") for c in keys]
     return out
 
 
@@ -63,21 +82,29 @@ def _paper_avg(first: dict, domain: str, sets: list[str]) -> float:
 
 
 def formatted(numbers: pd.DataFrame, bold: tuple[str, str]) -> pd.DataFrame:
-    """Cells as "mean ± std (seeds)" (std only with several seeds), the best of each accuracy column in bold."""
-    accuracy = [c for c in numbers.columns if f"{c} std" in numbers.columns]
-    keys = [c for c in numbers.columns if c in SETTING_COLUMNS]
+    """Cells as "mean [95% interval] (questions × seeds)", the best of a column in bold only when it is
+    significantly better than the runner-up (``cells.verdicts``), and "≈" on every cell that cannot be told from
+    the column's best."""
+    accuracy = [c for c in numbers.columns if f"{c} low" in numbers.columns]
+    keys = settings_of(numbers)
     out = numbers[keys].copy()
     for column in accuracy:
-        best = numbers[column].max()
         cells = []
-        for value, spread, seeds in zip(numbers[column], numbers[f"{column} std"], numbers["seeds"], strict=True):
-            text = f"{value:.1f}" if seeds < 2 or np.isnan(spread) else f"{value:.1f} ± {spread:.1f} ({seeds})"
-            cells.append(f"{bold[0]}{text}{bold[1]}" if value == best else text)
+        for _, r in numbers.iterrows():
+            spread = "" if np.isnan(r[f"{column} low"]) else f" [{r[f'{column} low']:.1f}, {r[f'{column} high']:.1f}]"
+            size = f" ({r[f'{column} n×k']})" if f"{column} n×k" in numbers.columns else ""
+            text = f"{r[column]:.1f}{spread}{size}{' ≈' if r.get(f'{column} tied') else ''}"
+            cells.append(f"{bold[0]}{text}{bold[1]}" if r.get(f"{column} best") else text)
         out[column] = cells
     out["trainable %"] = numbers["trainable %"].map(lambda v: f"{v:.3f}")
     out["paper Avg"] = numbers["paper Avg"].map(lambda v: "" if np.isnan(v) else f"{v:.1f}")
     out["Δ Avg"] = numbers["Δ Avg"].map(lambda v: "" if np.isnan(v) else f"{v:+.1f}")
     return out
+
+
+def settings_of(frame: pd.DataFrame) -> list[str]:
+    """The setting columns of a table (``table`` names them; a table read back from CSV has the fixed axes)."""
+    return frame.attrs.get("settings") or [c for c in frame.columns if c in SETTING_COLUMNS]
 
 
 def _tex(text: str) -> str:
@@ -93,7 +120,7 @@ def _tex(text: str) -> str:
 def tex_escaped(cells: pd.DataFrame) -> pd.DataFrame:
     """LaTeX-safe headers and setting cells (the accuracy cells hold only numbers and the bold macro)."""
     out = cells.copy()
-    for column in SETTING_COLUMNS:
+    for column in settings_of(cells):
         if column in out:
             out[column] = out[column].map(lambda v: _tex(str(v)))
     return out.rename(columns=_tex)

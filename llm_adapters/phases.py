@@ -92,13 +92,6 @@ def attach(cfg: DictConfig, built: Built) -> None:
         saving.load_weights(built.model, Path(cfg.adapter_path))
 
 
-def build_model(cfg: DictConfig) -> Built:
-    """The tokenizer, then the model with its adapter: ``build_base`` and ``attach`` with nothing between."""
-    built = build_base(cfg)
-    attach(cfg, built)
-    return built
-
-
 def quantized(cfg: DictConfig) -> bool:
     """Whether bitsandbytes loads the weights (it places them on the device itself)."""
     return bool(cfg.model.load_in_8bit or cfg.model.load_in_4bit)

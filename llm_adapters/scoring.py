@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from llm_adapters.intervals import wilson
 from llm_adapters.prompts import response_text
 from llm_adapters.records import EvalSet
 
@@ -76,7 +77,8 @@ def is_correct(prediction: str | float | None, answer: str, spec: EvalSet) -> bo
 def score(
     generations: list[str], answers: list[str], spec: EvalSet, protocol: Mapping
 ) -> tuple[dict[str, float], list[dict[str, object]]]:
-    """Accuracy (percent), n and correct count, plus one row per generation with what was extracted."""
+    """Accuracy (percent), n, correct count and its 95% interval over the questions (Wilson, ``intervals``), plus
+    one row per generation with what was extracted."""
     rows: list[dict[str, object]] = []
     for generation, answer in zip(generations, answers, strict=True):
         prediction = extract(response_text(generation), spec, protocol)
@@ -89,4 +91,5 @@ def score(
             }
         )
     correct = sum(bool(row["correct"]) for row in rows)
-    return {"accuracy": 100.0 * correct / len(rows) if rows else 0.0, "n": len(rows), "correct": correct}, rows
+    metrics = {"accuracy": 100.0 * correct / len(rows) if rows else 0.0, "n": len(rows), "correct": correct}
+    return {**metrics, "interval": wilson(correct, len(rows))}, rows

@@ -1,9 +1,6 @@
-"""What a job leaves behind: results.json, predictions.jsonl, and its Weights & Biases run.
-
-results.json is the contract everything downstream reads (tables, figures, resume), so it is written atomically
-(write, then rename) and carries what is needed to trust a number: the resolved config, the code's commit and the
-package versions.
-"""
+"""What a job says about itself beyond its numbers: the package versions and the code's commit that go into
+results.json (written by ``experiment`` through ``files.write_json``), and its Weights & Biases run: started offline
+by default, its summary and a sample of its predictions."""
 
 from __future__ import annotations
 
@@ -88,6 +85,8 @@ def wandb_summary(results: Mapping[str, Any]) -> dict[str, Any]:
     for name, metrics in (results.get("eval") or {}).items():
         summary[f"eval/{name}/accuracy"] = metrics["accuracy"]
         summary[f"eval/{name}/n"] = metrics["n"]
+        if metrics.get("interval"):  # the 95% interval over the questions (Wilson), in percent
+            summary[f"eval/{name}/interval_low"], summary[f"eval/{name}/interval_high"] = metrics["interval"]
         if "top_answer_pct" in metrics:
             summary[f"eval/{name}/top_answer_pct"] = metrics["top_answer_pct"]
     return summary

@@ -31,6 +31,15 @@ QUICK = [
 FAST = [*QUICK, "dataset.train_size=64", "dataset.test_size=8"]
 
 
+def build_model(cfg: DictConfig):
+    """The tokenizer, the model and its adapter as a job builds them, with nothing in between (phases.Built)."""
+    from llm_adapters import phases
+
+    built = phases.build_base(cfg)
+    phases.attach(cfg, built)
+    return built
+
+
 def make_config(*overrides: str) -> DictConfig:
     """The project's config as ``python run.py`` would compose it, with overrides."""
     return compose(*overrides)

@@ -12,10 +12,9 @@ from llm_adapters.adapters import inject, merge_adapters, prefix, prepare, promp
 from llm_adapters.architectures import architecture_of
 from llm_adapters.evaluation import generate
 from llm_adapters.models import count_parameters
-from llm_adapters.phases import build_model
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
-from tests.conftest import make_config, tiny_model
+from tests.conftest import build_model, make_config, tiny_model
 
 IA3 = {"kind": "ia3"}
 

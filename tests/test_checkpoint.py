@@ -86,7 +86,7 @@ def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    from llm_adapters.phases import build_model
+    from tests.conftest import build_model
 
     model, *_ = build_model(make_config())
     (tmp_path / "step-5").mkdir()

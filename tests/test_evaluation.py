@@ -7,11 +7,10 @@ import torch
 
 from llm_adapters.adapters import set_adapter_dropout
 from llm_adapters.evaluation import evaluate_set, generate
-from llm_adapters.phases import build_model
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EVAL_SETS
 from llm_adapters.synthetic import generate as synthetic
-from tests.conftest import make_config
+from tests.conftest import build_model, make_config
 
 CPU = torch.device("cpu")
 

@@ -13,14 +13,13 @@ from llm_adapters.adapters import targets_for
 from llm_adapters.examples import tokenize_for_training
 from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.phases import build_model
 from llm_adapters.placement import PlacementError
 from llm_adapters.prompts import evaluation_prompt, response_text
 from llm_adapters.report import summary
 from llm_adapters.scoring import extract_number, number_correct
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
-from tests.conftest import FAST, QUICK, make_config
+from tests.conftest import FAST, QUICK, build_model, make_config
 
 
 def test_job_writes_the_results_contract(tmp_path):

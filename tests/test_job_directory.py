@@ -14,7 +14,7 @@ import torch
 from llm_adapters import phases, resume
 from llm_adapters.config import ConfigError
 from llm_adapters.experiment import run
-from tests.conftest import FAST, make_config
+from tests.conftest import FAST, build_model, make_config
 
 SAVING = [*FAST, "train.save_every=2"]  # 6 steps, checkpoints at 2, 4, 6
 
@@ -115,12 +115,12 @@ def test_a_resumed_runs_time_covers_every_step(tmp_path):
     from llm_adapters.training import train
 
     cfg = make_config(*SAVING)
-    model, tokenizer, *_ = phases.build_model(cfg)
+    model, tokenizer, *_ = build_model(cfg)
     examples = tokenize_for_training(generate(64, 0, seed=0)[0], tokenizer, 64, True)
     cpu = torch.device("cpu")
     whole = train(model, examples, cfg.train, tokenizer.pad_token_id, 0, cpu, checkpoint_dir=tmp_path / "c")
     shutil.copytree(tmp_path / "c" / "step-4", tmp_path / "step-4")
     before = torch.load(tmp_path / "step-4" / "state.pt", weights_only=True)["progress"]["seconds"]
-    model, *_ = phases.build_model(cfg)
+    model, *_ = build_model(cfg)
     resumed = train(model, examples, cfg.train, tokenizer.pad_token_id, 0, cpu, resume_from=tmp_path / "step-4")
     assert 0 < before < resumed.seconds and resumed.tokens == whole.tokens

@@ -6,8 +6,7 @@ import torch
 
 from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.phases import build_model
-from tests.conftest import FAST, make_config
+from tests.conftest import FAST, build_model, make_config
 
 
 def base_model():

@@ -8,10 +8,9 @@ import torch
 
 from llm_adapters.adapters import prefix
 from llm_adapters.evaluation import generate
-from llm_adapters.phases import build_model
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
-from tests.conftest import make_config, tiny_model
+from tests.conftest import build_model, make_config, tiny_model
 
 PREFIX = {"num_virtual_tokens": 5, "prefix_projection": False, "projection_hidden": 16}
 

@@ -12,10 +12,9 @@ import torch
 from llm_adapters.errors import DivergedError
 from llm_adapters.examples import tokenize_for_training
 from llm_adapters.experiment import run
-from llm_adapters.phases import build_model
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
-from tests.conftest import FAST, ROOT, make_config
+from tests.conftest import FAST, ROOT, build_model, make_config
 from tests.test_sweep import run_py
 
 
@@ -186,7 +185,7 @@ def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, m
         run(make_config(*FAST, "eval.max_new_tokens=600"), tmp_path / "b")
     with pytest.raises(ConfigError, match=r"train\.cutoff_len 1 cuts every training example to one token"):
         run(make_config(*FAST, "protocol=paper", "train.cutoff_len=1"), tmp_path / "c")
-    monkeypatch.setattr(phases, "build_model", lambda *a, **k: pytest.fail("the model was built"))
+    monkeypatch.setattr(phases, "build_base", lambda *a, **k: pytest.fail("the model was built"))
     with pytest.raises(ConfigError, match=r"val_set_size 64 leaves nothing to train on \(64 records in the synth"):
         run(make_config(*FAST, "train.val_set_size=64"), tmp_path / "d")
 

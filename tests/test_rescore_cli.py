@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from llm_adapters.intervals import wilson
 from tests.conftest import ROOT
 
 
@@ -19,7 +20,9 @@ def test_aqua_paper_and_fixed_on_the_test_file(shared_data, tmp_path):
     aqua = shared_data / "dataset" / "AQuA" / "test.json"
     paper = score_cli("--dataset", "aqua", "--predictions", str(aqua))
     assert paper.returncode == 0, paper.stderr
-    assert json.loads(paper.stdout) == {"accuracy": 100 * 109 / 254, "n": 254, "correct": 109}
+    assert json.loads(paper.stdout) == {"accuracy": 100 * 109 / 254, "n": 254, "correct": 109} | {
+        "interval": wilson(109, 254)
+    }
     fixed = score_cli("--dataset", "aqua", "--predictions", str(aqua), "--protocol", "fixed")
     assert json.loads(fixed.stdout)["correct"] == 123
 
@@ -79,4 +82,4 @@ def test_the_default_runs_own_predictions_rescore(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = score_cli("--dataset", "synthetic_math", "--predictions", str(path))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"accuracy": 50.0, "n": 2, "correct": 1}
+    assert json.loads(done.stdout) == {"accuracy": 50.0, "n": 2, "correct": 1, "interval": wilson(1, 2)}

@@ -12,10 +12,10 @@ from llm_adapters import validation
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.examples import Examples, tokenize_for_training
 from llm_adapters.models import load_tokenizer
-from llm_adapters.phases import build_model, set_seed
+from llm_adapters.phases import set_seed
 from llm_adapters.synthetic import generate
 from llm_adapters.training import train
-from tests.conftest import make_config
+from tests.conftest import build_model, make_config
 
 CPU = torch.device("cpu")
 REAL_LOSS = validation.loss  # what the loop computes, before a test scripts what it sees

@@ -1,0 +1,88 @@
+"""Paired comparisons across a study: every two cells that differ in one axis (``--by``) and in nothing else, or any
+two cells, on each evaluation set they share and on their average: the difference, its 95% interval and p-value
+(``uncertainty.compare``: paired over the same questions, unpaired where the questions differ, said in the row),
+Holm-adjusted across all the study's comparisons. Written as comparisons.md and comparisons.csv."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.tables import domain_sets, setting_columns, with_average
+from analysis.uncertainty import ALPHA, Cell, compare, holm, question_scores
+
+
+class CompareError(ValueError):
+    """Nothing can be compared (one line, exit 2): the message says why."""
+
+
+def _label(setting: dict, varying: list[str]) -> str:
+    placement = f"@{setting['placement']}" if setting.get("placement") not in (None, "") else ""
+    rest = [f"{k.removeprefix('cfg/')}={setting[k]}" for k in varying if k not in ("adapter", "placement")]
+    return " ".join([f"{setting['adapter']}{placement}", *rest])
+
+
+def comparisons(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """One row per (pair of cells, set): ``a``, ``b``, ``set``, ``difference``, ``low``, ``high``, ``p``, ``p_holm``,
+    ``paired``, ``significant``. ``by``: only pairs that differ in that axis alone."""
+    rows = []
+    for domain in ("math", "commonsense"):
+        sets = domain_sets(df, domain)
+        ok = with_average(df, sets) if sets else pd.DataFrame()
+        if ok.empty:
+            continue
+        keys = setting_columns(ok)
+        if by is not None and by not in keys and f"cfg/{by}" not in keys:
+            varying = [k.removeprefix("cfg/") for k in keys]
+            raise CompareError(f"--by {by}: no such axis varies in these results (they vary in {', '.join(varying)})")
+        column = None if by is None else (by if by in keys else f"cfg/{by}")
+        groups = [
+            (dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True)), g)
+            for k, g in ok.groupby(keys, dropna=False, sort=False)
+        ]
+        if len(groups) < 2:
+            raise CompareError(f"only one cell in the {domain} results: nothing to compare")
+        varying = [k for k in keys if len({str(s[k]) for s, _ in groups}) > 1]
+        scores = {id(g): [question_scores(job) for job in g["job"]] for _, g in groups}
+        for (sa, ga), (sb, gb) in itertools.combinations(groups, 2):
+            differ = [k for k in keys if str(sa[k]) != str(sb[k])]
+            if column is not None and differ != [column]:
+                continue
+            for name in sets:
+                a = Cell.of([s.get(name, {}) for s in scores[id(ga)]])
+                b = Cell.of([s.get(name, {}) for s in scores[id(gb)]])
+                if a is None or b is None:
+                    continue
+                found = compare(a, b)
+                rows.append({"a": _label(sa, varying), "b": _label(sb, varying), "set": name, **vars(found)})
+    if not rows:
+        raise CompareError("no two cells with per-question scores (predictions.jsonl) to compare")
+    out = pd.DataFrame(rows)
+    out["p_holm"] = holm(out["p"].tolist())
+    out["significant"] = out["p_holm"] < ALPHA
+    return out
+
+
+def verdict(row: pd.Series) -> str:
+    """ "lora@both − lora@attn on arc_e: +3.1 [+1.2, +5.0], p_holm 0.004" (unpaired comparisons say so)."""
+    how = "" if row["paired"] else " (unpaired: different questions)"
+    return (
+        f"{row['a']} − {row['b']} on {row['set']}: {row['difference']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}], "
+        f"p_holm {row['p_holm']:.3g}{how}"
+    )
+
+
+def write(found: pd.DataFrame, out: Path) -> list[str]:
+    """comparisons.csv (numbers) and comparisons.md (the verdict lines and the table); returns the verdicts."""
+    out.mkdir(parents=True, exist_ok=True)
+    found.to_csv(out / "comparisons.csv", index=False)
+    lines = [verdict(r) for _, r in found.iterrows()]
+    table = found.round({"difference": 2, "low": 2, "high": 2, "p": 4, "p_holm": 4}).to_markdown(index=False)
+    note = (
+        "Paired differences (percentage points), 95% bootstrap intervals over questions and seeds, paired "
+        f"permutation p-values Holm-adjusted across these {len(found)} comparisons; significant: p_holm < {ALPHA}."
+    )
+    (out / "comparisons.md").write_text("\n".join([note, "", *[f"- {line}" for line in lines], "", table, ""]))
+    return lines

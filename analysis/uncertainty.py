@@ -1,0 +1,128 @@
+"""Uncertainty of table cells and of differences between them, from every job's per-question scores.
+
+A cell is the mean over its seeds of each seed's accuracy. Its 95% interval comes from a two-level bootstrap:
+each replicate draws the test questions with replacement (once per set, shared by the cell's seeds: the questions
+are the sample of the population of questions, the same for every seed) and the seeds with replacement, and takes
+the mean; the interval is the 2.5th and 97.5th percentiles. With one seed it is a bootstrap over questions alone.
+
+Two cells scored on the same questions are compared paired: the difference of their means, a 95% interval from the
+same two-level bootstrap with each replicate's questions shared by both cells, and a p-value from scipy's paired
+permutation test (``permutation_test(..., permutation_type="samples")``: under the null hypothesis each question's
+two per-cell scores, each a mean over that cell's seeds, are exchangeable). Across a study's comparisons the
+p-values are adjusted by Holm's step-down method. Cells evaluated on different questions cannot be paired: they
+are compared unpaired (questions resampled within each cell; a permutation test of the pooled question scores).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPLICATES = 2000  # bootstrap replicates: the percentiles of a 95% interval move by ~0.1 point between seeds of the rng
+PERMUTATIONS = 9999
+ALPHA = 0.05
+
+
+def question_scores(job_dir: Path) -> dict[str, dict[str, float]]:
+    """Per evaluation set, each question's score (1 correct, 0 not) by its id, from the job's predictions.jsonl;
+    empty when the job has none (an older result: its cells get intervals from the counts alone)."""
+    path = Path(job_dir) / "predictions.jsonl"
+    scores: dict[str, dict[str, float]] = {}
+    if not path.is_file():
+        return scores
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            name = str(row["id"]).rsplit("/", 1)[0]
+            scores.setdefault(name, {})[str(row["id"])] = float(bool(row["correct"]))
+    return scores
+
+
+@dataclass
+class Cell:
+    """The per-question scores of one table cell's seeds on one set: ``scores[seed, question]``, questions by id."""
+
+    ids: list[str]
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, per_seed: Sequence[Mapping[str, float]]) -> Cell | None:
+        """The cell of several seeds' scores (by question id); None when a seed lacks per-question scores or the
+        seeds were scored on different questions (then the counts are all there is)."""
+        if not per_seed or any(not s for s in per_seed) or any(set(s) != set(per_seed[0]) for s in per_seed):
+            return None
+        ids = sorted(per_seed[0])
+        return cls(ids, np.array([[s[i] for i in ids] for s in per_seed], dtype=np.float32))
+
+    @property
+    def mean(self) -> float:
+        return 100.0 * float(self.scores.mean())
+
+    def replicates(self, questions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The cell's mean accuracy (%) in each bootstrap replicate, for drawn question indices (replicates × n)."""
+        seeds = rng.integers(0, len(self.scores), size=(len(questions), len(self.scores)))
+        per_seed = self.scores[:, questions].mean(axis=2).T  # replicates × seeds: each seed on the drawn questions
+        return 100.0 * np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+
+
+def _draws(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, n, size=(REPLICATES, n))
+
+
+def interval(cell: Cell, seed: int = 0) -> list[float]:
+    """95% interval (%) of the cell's mean over questions and seeds."""
+    rng = np.random.default_rng(seed)
+    values = cell.replicates(_draws(len(cell.ids), rng), rng)
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+@dataclass
+class Comparison:
+    """A − B: the difference of the means (points), its 95% interval, the p-value, and whether it was paired."""
+
+    difference: float
+    low: float
+    high: float
+    p: float
+    paired: bool
+
+
+def compare(a: Cell, b: Cell, seed: int = 0) -> Comparison:
+    """A − B, paired when both were scored on the same questions (see the module docstring)."""
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(seed)
+    paired = a.ids == b.ids
+    if paired:
+        questions = _draws(len(a.ids), rng)
+        diffs = a.replicates(questions, rng) - b.replicates(questions, rng)
+        x, y = a.scores.mean(axis=0), b.scores.mean(axis=0)
+        kind = "samples"
+    else:
+        diffs = a.replicates(_draws(len(a.ids), rng), rng) - b.replicates(_draws(len(b.ids), rng), rng)
+        x, y = a.scores.mean(axis=0), b.scores.mean(axis=0)
+        kind = "independent"
+    test = permutation_test(
+        (x, y),
+        lambda u, v, axis: np.mean(u, axis=axis) - np.mean(v, axis=axis),
+        permutation_type=kind,
+        n_resamples=PERMUTATIONS,
+        vectorized=True,
+        random_state=seed,
+    )
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return Comparison(a.mean - b.mean, float(low), float(high), float(test.pvalue), paired)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest of m p-values times (m − i), made monotone, capped at 1."""
+    order = np.argsort(pvalues, kind="stable")
+    adjusted, running = np.empty(len(pvalues)), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * float(pvalues[index])))
+        adjusted[index] = running
+    return adjusted.tolist()

@@ -15,7 +15,7 @@ from llm_adapters.files import read_results
 
 # Not what a cell is a setting of: the seed is what cells pool over; where files live and how a job logs decide no
 # number (the config hash leaves them out too).
-NOT_A_SETTING = ("seed", "paths", "logger")
+NOT_A_SETTING = ("seed", "paths", "logger", "power")
 
 
 def settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

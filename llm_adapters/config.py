@@ -16,6 +16,7 @@ from llm_adapters.composition import yaml_keys
 from llm_adapters.errors import ConfigError
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
+from llm_adapters.power import assumptions
 from llm_adapters.records import EVAL_SETS
 from llm_adapters.scoring import CHOICE_RULES
 
@@ -108,7 +109,8 @@ def _adapter_values(cfg: DictConfig) -> None:
                 raise ConfigError(f"adapter.{key} must be {KEY_RULES[rule]} (got {value!r})")
 
 
-STUDY_KEYS = ("per_adapter", "per_run", "grid", "grid_point")  # what a study file (conf/sweep/) adds at the top
+# What a study file (conf/sweep/) adds at the top, and plan mode's power assumptions (llm_adapters/power.py).
+STUDY_KEYS = ("per_adapter", "per_run", "grid", "grid_point", "power")
 
 
 def _close(name: str, keys: list[str], prefix: str = "") -> str:
@@ -213,6 +215,10 @@ def validate(cfg: DictConfig) -> None:
     if kind not in known_kinds():
         raise ConfigError(f"adapter.kind '{kind}' is unknown (known: {', '.join(known_kinds())})")
     _no_unknown_keys(cfg)
+    try:
+        assumptions(cfg.get("power"))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     _no_unknown_adapter_keys(cfg.adapter)
     _adapter_values(cfg)
     _placement(cfg)

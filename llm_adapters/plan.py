@@ -10,6 +10,7 @@ attention kernels avoid.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from llm_adapters.composition import apply_study
 from llm_adapters.config import validate
 from llm_adapters.files import write_json
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
+from llm_adapters.records import EVAL_SETS
 
 GB = 2**30
 
@@ -41,6 +43,20 @@ def memory_gb(params: dict[str, float], hidden: int, layers: int, cfg: DictConfi
     activations = cfg.train.micro_batch_size * cfg.train.cutoff_len * hidden * layers * per_token * weight_bytes / 2
     parts = {"weights": frozen / GB, "trainable_and_optimizer": trainable / GB, "activations": activations / GB}
     return {**parts, "total": sum(parts.values())}
+
+
+def eval_questions(cfg: DictConfig) -> dict[str, int | None]:
+    """How many questions each evaluation set will score: ``eval.max_samples`` at most, the synthetic held-out split's
+    size, or the record count of the set's file under ``paths.data_dir`` (None when it is not there to count)."""
+    cap, counts = cfg.eval.max_samples, {}
+    for name in cfg.eval.datasets:
+        if name not in EVAL_SETS:  # the synthetic data's held-out split
+            total = int(cfg.dataset.test_size)
+        else:
+            path = Path(str(cfg.paths.data_dir or "")) / EVAL_SETS[name].path
+            total = len(json.loads(path.read_text())) if cfg.paths.data_dir and path.is_file() else None
+        counts[name] = min(cap, total) if cap and total else (cap or total)
+    return counts
 
 
 def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
@@ -64,6 +80,7 @@ def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
         "targets": len(targets),
         "params": params,
         "memory_gb": memory_gb(params, config.hidden_size, config.num_hidden_layers, cfg),
+        "eval_questions": eval_questions(cfg),
         "config": resolved,
     }
     job_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from llm_adapters.files import read_results
+from llm_adapters.power import study_line
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
 
 def plan_table(sweep_dir: Path) -> str | None:
     """The plan.json files of a ``mode=plan`` sweep as one table, in job order."""
-    rows = []
+    rows, plans = [], []
     for path in sorted(sweep_dir.glob("*/plan.json"), key=lambda p: int(p.parent.name.split("_")[0])):
         plan = json.loads(path.read_text())
+        plans.append(plan)
         rows.append(
             {
                 "model": plan["model"],
@@ -66,7 +68,16 @@ def plan_table(sweep_dir: Path) -> str | None:
         )
     import pandas as pd  # only a sweep's end needs it
 
-    return pd.DataFrame(rows).to_string(index=False) if rows else None
+    return f"{pd.DataFrame(rows).to_string(index=False)}\n{power_line(plans)}" if rows else None
+
+
+def power_line(plans: list[dict[str, Any]]) -> str:
+    """The study's power (``llm_adapters.power``): its cells are the jobs' configs less the seed (and where files
+    live and how jobs log), its seeds the distinct seeds, its questions those of the first job's sets."""
+    apart = ("seed", "paths", "logger", "power", "mode")
+    cells = {json.dumps({k: v for k, v in p["config"].items() if k not in apart}, sort_keys=True) for p in plans}
+    seeds = len({p["config"]["seed"] for p in plans})
+    return study_line(len(cells), seeds, plans[0]["eval_questions"], plans[0]["config"].get("power"))
 
 
 class SweepSummary(Callback):

@@ -20,7 +20,7 @@ from llm_adapters.intervals import wilson
 
 
 def _cells(group: pd.DataFrame, sets: Sequence[str]) -> dict[str, Cell | None]:
-    scores = [question_scores(job) for job in group["job"]]
+    scores = [question_scores(job) for job in group["job"]] if "job" in group else []  # a frame built by hand: none
     return {s: Cell.of([per_job.get(s, {}) for per_job in scores]) for s in sets}
 
 

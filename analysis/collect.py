@@ -46,6 +46,7 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
         "placement": axes["placement"],
         "size": axes["size"],
         "train_set": axes["dataset"],
+        "method": axes.get("method", "generate"),
         "seed": axes["seed"],
         "protocol": (results.get("protocol") or {}).get("name"),
         "mode": results.get("mode", "train"),
@@ -57,6 +58,7 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
     out |= {f"data/{name}": (digest or {}).get("sha256") for name, digest in (results.get("data") or {}).items()}
     for name, metrics in (results.get("eval") or {}).items():
         out[f"acc/{name}"] = metrics["accuracy"]
+        out[f"accn/{name}"] = metrics.get("accuracy_norm")  # eval.method=loglik: acc_norm
         out[f"n/{name}"] = metrics["n"]
         out[f"top/{name}"] = metrics.get("top_answer_pct")  # share of the most frequent answer (a collapsed model)
     return out

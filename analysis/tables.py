@@ -13,7 +13,7 @@ from analysis.cells import statistics, verdicts
 from analysis.paper import COMMONSENSE_SETS, MATH_SETS, SETTING, TRAINING_SET, reported
 from llm_adapters.records import EVAL_SETS
 
-SETTING_COLUMNS = ["model", "adapter", "placement", "size", "train_set", "protocol", "mode", "evaluated"]
+SETTING_COLUMNS = ["model", "adapter", "placement", "size", "train_set", "method", "protocol", "mode", "evaluated"]
 
 
 def domain_sets(df: pd.DataFrame, domain: str) -> list[str]:

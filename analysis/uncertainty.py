@@ -27,18 +27,19 @@ PERMUTATIONS = 9999
 ALPHA = 0.05
 
 
+def prediction_rows(job_dir: Path) -> list[dict]:
+    """The rows of a job's predictions.jsonl (none when it has no such file: an older result)."""
+    path = Path(job_dir) / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def question_scores(job_dir: Path) -> dict[str, dict[str, float]]:
     """Per evaluation set, each question's score (1 correct, 0 not) by its id, from the job's predictions.jsonl;
     empty when the job has none (an older result: its cells get intervals from the counts alone)."""
-    path = Path(job_dir) / "predictions.jsonl"
     scores: dict[str, dict[str, float]] = {}
-    if not path.is_file():
-        return scores
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            name = str(row["id"]).rsplit("/", 1)[0]
-            scores.setdefault(name, {})[str(row["id"])] = float(bool(row["correct"]))
+    for row in prediction_rows(job_dir):
+        name = str(row["id"]).rsplit("/", 1)[0]
+        scores.setdefault(name, {})[str(row["id"])] = float(bool(row["correct"]))
     return scores
 
 

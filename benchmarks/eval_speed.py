@@ -5,7 +5,7 @@ the same predictions. Also: ours against transformers' own beam search on the sa
 once per beam, the cache grown by concatenation and reordered whole every token), and greedy against beam search.
 
     python -m benchmarks.eval_speed [--model smollm2-135m] [--device cuda] [--prompts 16] [--new-tokens 32]
-                                    [--batch-size 16] [--hidden 512] [--layers 8]
+                                    [--batch-size 16] [--hidden 512] [--layers 8] [--arc N]
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import json
 import time
 
 import torch
+from omegaconf import OmegaConf
 
 from benchmarks.common import SHARED, base_model, machine, parser, tokenizer_for, with_adapter
-from llm_adapters import evaluation
 from llm_adapters.adapters import merge_adapters
-from llm_adapters.evaluation import generate
+from llm_adapters.composition import compose
+from llm_adapters.evaluation import generation
+from llm_adapters.evaluation.generation import generate
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EVAL_SETS, load_records
 from llm_adapters.synthetic import generate as synthetic
@@ -30,6 +32,28 @@ def prompts(n: int) -> tuple[list[str], str]:
     if path.is_file():
         return [evaluation_prompt(r["instruction"]) for r in load_records(path)[:n]], "gsm8k"
     return [evaluation_prompt(r["instruction"]) for r in synthetic(n, 0, seed=0)[0]], "synthetic"
+
+
+def likelihood_vs_generation(model, tokenizer, n: int, batch_size: int, device) -> dict[str, float]:
+    """The first ``n`` ARC-Easy test questions scored both ways, as a job scores them: generation (4 beams, 32 new
+    tokens, the paper's commonsense decoding) and log-likelihood; seconds, questions per second and the ratio."""
+    from llm_adapters.evaluation import generation, likelihood
+
+    spec = EVAL_SETS["arc_e"]
+    records = load_records(SHARED / spec.path, spec)[:n]
+    job = compose("protocol=fixed", "eval=commonsense", f"eval.batch_size={batch_size}")  # as a job composes them
+    protocol, cfg = OmegaConf.to_container(job.protocol), OmegaConf.to_container(job.eval)
+    seconds = {}
+    for name, module in (("generate", generation), ("loglik", likelihood)):
+        start = time.perf_counter()
+        module.evaluate_set(model, tokenizer, spec, records, cfg, protocol, device)
+        seconds[name] = time.perf_counter() - start
+    return {
+        "loglik_vs_generate": seconds["generate"] / seconds["loglik"],
+        "loglik_questions_per_second": n / seconds["loglik"],
+        "arc_e_questions": n,
+        "arc_e_seconds": seconds,
+    }
 
 
 def paper_protocol(model, tokenizer, texts: list[str], beams: int, new_tokens: int, device) -> list[str]:
@@ -56,6 +80,7 @@ def main() -> None:
     options.add_argument("--prompts", type=int, default=16)
     options.add_argument("--new-tokens", type=int, default=32)
     options.add_argument("--batch-size", type=int, default=16)
+    options.add_argument("--arc", type=int, default=0, help="also: this many ARC-Easy questions, loglik vs generate")
     args = options.parse_args()
     device = torch.device(args.device)
     tokenizer = tokenizer_for(args.model)
@@ -75,14 +100,14 @@ def main() -> None:
     start = time.perf_counter()
     ours = generate(model, tokenizer, texts, ours_cfg, device)
     ours_seconds = time.perf_counter() - start
-    prefill_once = evaluation.prefill_once
-    evaluation.prefill_once = lambda *args: {}  # generate's own prefill and cache
+    prefill_once = generation.prefill_once
+    generation.prefill_once = lambda *args: {}  # generate's own prefill and cache
     try:
         start = time.perf_counter()
         per_beam = generate(model, tokenizer, texts, ours_cfg, device)
         per_beam_seconds = time.perf_counter() - start
     finally:
-        evaluation.prefill_once = prefill_once
+        generation.prefill_once = prefill_once
     start = time.perf_counter()
     generate(model, tokenizer, texts, {**ours_cfg, "num_beams": 1}, device)
     greedy_seconds = time.perf_counter() - start
@@ -111,6 +136,9 @@ def main() -> None:
         f"eval_speedup {figures['eval_speedup']:.1f}x, predictions identical: {figures['predictions_identical']}"
         f" ({figures['identical_count']}/{len(texts)}), greedy/beam time {figures['greedy_vs_beam']:.2f}"
     )
+    if args.arc and (SHARED / EVAL_SETS["arc_e"].path).is_file():
+        figures |= likelihood_vs_generation(model, tokenizer, args.arc, args.batch_size, device)
+        print(f"loglik_vs_generate {figures['loglik_vs_generate']:.1f}x on {args.arc} ARC-Easy questions")
     print(json.dumps(figures))
 
 

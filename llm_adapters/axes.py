@@ -2,9 +2,10 @@
 and the analysis all read, so a row in a table and the job that made it can never disagree.
 
 The axes are the model, the adapter kind, its placement (none for a kind that takes no placement: the baselines and
-prompt tuning), its size (the kind's size key, e.g. LoRA's ``r``; none for a kind without one), the training set
-and the seed. A re-evaluation of a saved adapter (``mode=eval adapter_path=...``) is placed by the adapter it
-loaded, not by the command line's adapter group.
+prompt tuning), its size (the kind's size key, e.g. LoRA's ``r``; none for a kind without one), the training set,
+the evaluation method (``eval.method``; generation for a record older than the key) and the seed. A re-evaluation
+of a saved adapter (``mode=eval adapter_path=...``) is placed by the adapter it loaded, not by the command line's
+adapter group.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def job_axes(config: Mapping[str, Any], adapter: Mapping[str, Any] | None = None
         "placement": config["placement"]["name"] if placed else None,
         "size": size(adapter),
         "dataset": config["dataset"]["name"],
+        "method": (config.get("eval") or {}).get("method", "generate"),
         "seed": config["seed"],
     }
 
@@ -44,4 +46,4 @@ def axes_of(results: Mapping[str, Any]) -> dict[str, Any]:
         return dict(results["axes"])
     adapter = results.get("loaded_adapter") or (results.get("config") or {}).get("adapter") or {}
     axes = {key: results.get(key) for key in ("model", "adapter", "placement", "dataset", "seed")}
-    return {**axes, "size": size({**adapter, "kind": results.get("adapter")})}
+    return {**axes, "size": size({**adapter, "kind": results.get("adapter")}), "method": "generate"}

@@ -14,6 +14,7 @@ from llm_adapters.adapters import REGISTRY, known_kinds
 from llm_adapters.adapters.registry import KEY_RULES
 from llm_adapters.composition import yaml_keys
 from llm_adapters.errors import ConfigError
+from llm_adapters.evaluation import method
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
 from llm_adapters.power import assumptions
@@ -194,6 +195,14 @@ def _data(cfg: DictConfig) -> None:
     if unknown:
         raise ConfigError(
             f"eval.datasets: unknown evaluation set(s) {unknown} (known: {', '.join([*held_out, *EVAL_SETS])})"
+        )
+    chosen = method(cfg.eval.method)
+    if wrong := [
+        n for n in cfg.eval.datasets if (EVAL_SETS[n].domain if n in EVAL_SETS else "math") not in chosen.domains
+    ]:
+        raise ConfigError(
+            f"eval.method={chosen.name} scores {'/'.join(chosen.domains)} sets: {', '.join(wrong)} cannot be scored "
+            "by it (eval.method=generate scores every set)"
         )
     if "mawps" in cfg.eval.datasets and not cfg.protocol.score_mawps:
         raise ConfigError(

@@ -105,7 +105,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     dist = distributed.setup()
     running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
-    tags = [f"{key}:{results['axes'][key]}" for key in AXES[:-1]]
+    tags = [f"{key}:{results['axes'][key]}" for key in (*AXES[:-1], "method")]
     # The axes as a block of their own, so a W&B workspace groups and filters by them directly.
     wandb_run = tracking.start_wandb(logger_cfg, {"axes": results["axes"], **results["config"]}, job_dir, group, tags)
     start = time.perf_counter()

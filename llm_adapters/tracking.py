@@ -85,6 +85,8 @@ def wandb_summary(results: Mapping[str, Any]) -> dict[str, Any]:
     for name, metrics in (results.get("eval") or {}).items():
         summary[f"eval/{name}/accuracy"] = metrics["accuracy"]
         summary[f"eval/{name}/n"] = metrics["n"]
+        if "accuracy_norm" in metrics:  # eval.method=loglik: lm-eval's acc_norm beside acc
+            summary[f"eval/{name}/accuracy_norm"] = metrics["accuracy_norm"]
         if metrics.get("interval"):  # the 95% interval over the questions (Wilson), in percent
             summary[f"eval/{name}/interval_low"], summary[f"eval/{name}/interval_high"] = metrics["interval"]
         if "top_answer_pct" in metrics:

@@ -10,7 +10,7 @@ from torch import nn
 
 from llm_adapters.adapters import inject, merge_adapters, prefix, prepare, prompt, targets_for
 from llm_adapters.architectures import architecture_of
-from llm_adapters.evaluation import generate
+from llm_adapters.evaluation.generation import generate
 from llm_adapters.models import count_parameters
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic

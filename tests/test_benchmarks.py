@@ -25,8 +25,9 @@ BENCHMARKS = {
         | {f"{kind}_vs_floor" for kind in adapter_kinds()},
     ),
     "eval_speed": (
-        ["--hidden", "64", "--layers", "1", "--prompts", "2", "--new-tokens", "2", "--batch-size", "2"],
-        {"eval_speedup", "predictions_identical", "vs_transformers_beam_search", "greedy_vs_beam", "seconds"},
+        ["--hidden", "64", "--layers", "1", "--prompts", "2", "--new-tokens", "2", "--batch-size", "2", "--arc", "2"],
+        {"eval_speedup", "predictions_identical", "vs_transformers_beam_search", "greedy_vs_beam", "seconds"}
+        | {"loglik_vs_generate", "loglik_questions_per_second"},
     ),
     "memory": (["--hidden", "64", "--layers", "1"], {f"{kind}_mem_vs_full" for kind in adapter_kinds()} | {"bytes"}),
     "plan_speed": ([], {"plan_seconds", "plan_command_seconds", "trainable", "total"}),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llm_adapters.adapters import set_adapter_dropout
-from llm_adapters.evaluation import evaluate_set, generate
+from llm_adapters.evaluation.generation import evaluate_set, generate
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EVAL_SETS
 from llm_adapters.synthetic import generate as synthetic
@@ -113,7 +113,7 @@ def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_
     """Our beam search hands generate the prompt cache of one pass per prompt, held per beam; transformers
     processes the prompt once per beam. Same tokens, left padding included; a sliding window (Mistral with a window
     shorter than the prompt) keeps its own cache layers."""
-    from llm_adapters.evaluation import prefill_once
+    from llm_adapters.evaluation.generation import prefill_once
     from tests.conftest import tiny_model
 
     if model_type == "mistral-window":

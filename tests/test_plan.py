@@ -124,10 +124,12 @@ def test_plan_sweep_prints_one_table(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     table = out[out.index("model adapter") :].splitlines()
     assert (
-        len(table) == 5
+        len(table) == 6
         and table[1].split()[:2] == ["llama-7b", "lora"]
         and table[4].split()[:2] == ["gpt-j-6b", "series"]
     )
+    # The study's power under its table: 4 cells, one seed, the synthetic held-out split's 100 questions.
+    assert table[5].startswith("power: 4 cells x 1 seed(s), 6 pairwise comparisons, questions synthetic_math 100:")
 
 
 def test_the_table_sweep_follows_each_rows_command(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from llm_adapters.adapters import prefix
-from llm_adapters.evaluation import generate
+from llm_adapters.evaluation.generation import generate
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import build_model, make_config, tiny_model

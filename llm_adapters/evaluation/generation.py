@@ -1,5 +1,6 @@
-"""Evaluation by generation: batched beam search with left padding and an attention mask, then the set's scoring
-rule.
+"""``eval.method=generate``, the paper's protocol: batched beam search with left padding and an attention mask,
+then the set's scoring rule (``scoring``), one prediction row per question with the generation and what was
+extracted from it.
 
 Prompts are sorted by length before batching so a batch wastes little on padding; predictions come back in the
 original order. Two switches of the protocol reproduce defects of the paper's scripts: adapter dropout left active
@@ -22,10 +23,10 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase,
 from llm_adapters import beam_cache
 from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
 from llm_adapters.errors import ConfigError
+from llm_adapters.evaluation.methods import Method, register
 from llm_adapters.models import autocast
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EvalSet, Record
-from llm_adapters.report import score_text
 from llm_adapters.scoring import score
 
 log = logging.getLogger(__name__)
@@ -151,49 +152,27 @@ def evaluate_set(
     return metrics, rows
 
 
-def evaluated(records: Sequence[Record], cfg: Mapping) -> Sequence[Record]:
-    """The records of a set that are evaluated: the first ``eval.max_samples`` (all when it is null)."""
-    return records[: cfg["max_samples"]] if cfg["max_samples"] else records
-
-
-def evaluate_all(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    eval_sets: Mapping[str, tuple[EvalSet, Sequence[Record]]],
-    cfg: Mapping,
-    device: torch.device,
-    desc: str = "eval",
-) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Accuracy per evaluation set (its ``evaluated`` records) and every prediction row."""
-    metrics: dict[str, dict[str, Any]] = {}
-    predictions: list[dict[str, Any]] = []
-    for name, (spec, records) in eval_sets.items():
-        subset = evaluated(records, cfg["eval"])
-        metrics[name], rows = evaluate_set(model, tokenizer, spec, subset, cfg["eval"], cfg["protocol"], device, desc)
-        log.info("%s %s: %s in %.1f s", desc, name, score_text(metrics[name]), metrics[name]["seconds"])
-        predictions += rows
-    return metrics, predictions
-
-
-def check_context(
-    config: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    eval_sets: Mapping[str, tuple[EvalSet, Sequence[Record]]],
-    cfg: Mapping,
-    virtual_tokens: int = 0,
+def check(
+    spec: EvalSet, records: Sequence[Record], config: Any, tokenizer: PreTrainedTokenizerBase, extra: int
 ) -> None:
-    """Refuse, with its set and record, an evaluation prompt that cannot fit the model's context together with
-    ``max_new_tokens`` and the adapter's virtual tokens: found before training, not as a crash after it."""
+    """Refuse, with its set and record, a prompt that cannot fit the model's context together with ``extra`` more
+    positions (the new tokens and the adapter's virtual tokens): found before training, not as a crash after it."""
     limit = getattr(config, "max_position_embeddings", None)
-    if not limit:
-        return
-    extra = int(cfg["max_new_tokens"]) + virtual_tokens
-    for name, (_, records) in eval_sets.items():
-        subset = evaluated(records, cfg)
-        ids = tokenizer([evaluation_prompt(r["instruction"]) for r in subset])["input_ids"] if subset else []
-        for index, tokens in enumerate(ids):
-            if len(tokens) + extra > limit:
-                raise ConfigError(
-                    f"{name} record {index}: its prompt ({len(tokens)} tokens) and {extra} more (eval.max_new_tokens, "
-                    f"virtual tokens) exceed the model's context of {limit} tokens"
-                )
+    ids = tokenizer([evaluation_prompt(r["instruction"]) for r in records])["input_ids"] if limit and records else []
+    for index, tokens in enumerate(ids):
+        if len(tokens) + extra > limit:
+            raise ConfigError(
+                f"{spec.name} record {index}: its prompt ({len(tokens)} tokens) and {extra} more (eval.max_new_tokens, "
+                f"virtual tokens) exceed the model's context of {limit} tokens"
+            )
+
+
+register(
+    Method(
+        "generate",
+        evaluate_set=evaluate_set,
+        check=check,
+        extra=lambda cfg: int(cfg["max_new_tokens"]),
+        domains=("math", "commonsense"),
+    )
+)

@@ -56,6 +56,8 @@ def test_batched_loglikelihoods_equal_one_option_at_a_time(arch):
     model, tokenizer = model_of(arch), build_tokenizer()
     spec = eval_set("arc_e")
     reqs = [request(r, options(spec, r, i)) for i, r in enumerate(records())]
+    # Continuations that share nothing, or a prefix, and differ in several tokens, of different lengths.
+    reqs += [("Is it so?", [" yes indeed it is", " no", " maybe not"]), ("Say:", [" the cat sat", " the cat ran off"])]
     expected = [[plain(model, tokenizer, c, o) for o in conts] for c, conts in reqs]
     for batch_size in (1, 3, 16):  # alone, and batched with left padding of different lengths
         found = loglikelihoods(model, tokenizer, reqs, {"batch_size": batch_size}, torch.device("cpu"))

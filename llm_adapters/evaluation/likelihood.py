@@ -8,8 +8,9 @@ log-probabilities after the context; ``acc`` takes the highest, ``acc_norm`` the
 continuation (lm-eval's definitions). As lm-eval does, whitespace that ends the context is moved to the front of the
 continuation, and the continuation's tokens are those of the whole text after the context's.
 
-The context is computed once per question: a left-padded batch of contexts fills a KV cache, which each question's
-options then reuse (the cache rows repeated once per option), so the options cost only their own few tokens. An
+The context is computed once per question, with the leading tokens its options share (for the paper's prompt all of
+"the correct answer is answer"): a left-padded batch fills a KV cache and scores those shared tokens, and each
+option then costs only its own tokens on its question's cache rows (nothing more when they differ in one token). An
 adapter that puts virtual tokens into the cache (prefix and prompt tuning) scores every option as a whole sequence
 instead. Both give the numbers of a plain one-option-at-a-time forward pass (tested).
 """
@@ -91,36 +92,54 @@ def _whole(model: PreTrainedModel, pad: int, contexts: list, conts: list[list], 
     return _regroup(scores, conts)
 
 
+def _common(options: list[list[int]]) -> int:
+    """How many leading tokens all of a question's continuations share, leaving each at least one of its own."""
+    shortest = min(len(o) for o in options) - 1
+    return next((k for k in range(shortest) if len({o[k] for o in options}) > 1), max(shortest, 0))
+
+
 def _shared(model: PreTrainedModel, pad: int, contexts: list, conts: list[list], device) -> list[list[float]]:
-    """Contexts once (a left-padded batch filling a KV cache), then every option's tokens on its question's rows."""
-    width = max(len(c) for c in contexts)
-    ids = torch.full((len(contexts), width), pad, dtype=torch.long)
+    """Each context once, with the leading tokens its options share ("the correct answer is answer"), in one
+    left-padded batch that fills a KV cache and scores those shared tokens; then only each option's own tokens, on
+    its question's cache rows (no second pass at all when every option differs in one token only)."""
+    common = [_common(options) for options in conts]
+    rows = [c + options[0][:k] for c, options, k in zip(contexts, conts, common, strict=True)]
+    tails = [[o[k:] for o in options] for options, k in zip(conts, common, strict=True)]
+    width, keep = max(len(r) for r in rows), max(common) + 1
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for i, c in enumerate(contexts):
-        ids[i, width - len(c) :], mask[i, width - len(c) :] = torch.tensor(c), 1
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :], mask[i, width - len(r) :] = torch.tensor(r), 1
     ids, mask = ids.to(device), mask.to(device)
     key = beam_cache.cache_key(model)
     cache = DynamicCache(config=model.config)
     inputs = {"input_ids": ids, "attention_mask": mask, key: cache, **_positions(model, mask)}
-    first = model(**inputs, use_cache=True, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
-    owner = torch.tensor([q for q, options in enumerate(conts) for _ in options], device=device)
-    cache.reorder_cache(owner)  # each question's rows once per option
-    flat = [o for options in conts for o in options]
+    head = model(**inputs, use_cache=True, logits_to_keep=keep).logits.float().log_softmax(-1)
+    shared = [
+        float(head[i, keep - 1 - k : keep - 1].gather(-1, ids[i, width - k :, None]).sum()) if k else 0.0
+        for i, k in enumerate(common)
+    ]
+    first = head[:, -1]  # what follows each row: the first token of every option's own part
+    owner = torch.tensor([q for q, options in enumerate(tails) for _ in options], device=device)
+    flat = [o for options in tails for o in options]
     length = max(len(o) for o in flat)
-    cont = torch.full((len(flat), length), pad, dtype=torch.long, device=device)
-    cont_mask = torch.zeros_like(cont)
-    for i, o in enumerate(flat):
-        cont[i, : len(o)], cont_mask[i, : len(o)] = torch.tensor(o), 1
-    full_mask = torch.cat([mask[owner], cont_mask], dim=1)
-    positions = _positions(model, cont_mask, mask[owner].sum(-1, keepdim=True))
-    logits = model(input_ids=cont, attention_mask=full_mask, **positions, **{key: cache}).logits.float()
-    later = torch.log_softmax(logits[:, :-1], dim=-1)
+    later = None
+    if length > 1:
+        cache.reorder_cache(owner)  # each question's rows once per option
+        cont = torch.full((len(flat), length), pad, dtype=torch.long, device=device)
+        cont_mask = torch.zeros_like(cont)
+        for i, o in enumerate(flat):
+            cont[i, : len(o)], cont_mask[i, : len(o)] = torch.tensor(o), 1
+        full_mask = torch.cat([mask[owner], cont_mask], dim=1)
+        positions = _positions(model, cont_mask, mask[owner].sum(-1, keepdim=True))
+        logits = model(input_ids=cont, attention_mask=full_mask, **positions, **{key: cache}).logits.float()
+        later = torch.log_softmax(logits[:, :-1], dim=-1)
     scores = []
     for i, o in enumerate(flat):
-        total = first[owner[i], o[0]]
+        total = shared[int(owner[i])] + float(first[owner[i], o[0]])
         if len(o) > 1:
-            total = total + later[i, : len(o) - 1].gather(-1, cont[i, 1 : len(o), None]).sum()
-        scores.append(float(total))
+            total += float(later[i, : len(o) - 1].gather(-1, torch.tensor(o[1:], device=device)[:, None]).sum())
+        scores.append(total)
     return _regroup(scores, conts)
 
 

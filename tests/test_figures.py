@@ -42,3 +42,27 @@ def test_configuration_figure_one_line_per_adapter_and_placement(tmp_path):
     assert (tmp_path / "c.png").is_file()
     assert configuration_figure(df[df["adapter"] == "lora"], ["arc_e"], tmp_path / "d.png") == {}
     assert not (tmp_path / "d.png").exists()
+
+
+def test_chance_and_majority_rates_come_from_the_questions(tmp_path):
+    """Chance is each question's 1 / (options its prompt names), the majority rate the most frequent gold answer's
+    share; both drawn as lines on multiple-choice sets, none on math sets."""
+    import json
+
+    from analysis.figures import reference_rates
+
+    rows = [
+        {
+            "id": "arc_e/0",
+            "prompt": "Answer1: a ...\n\nAnswer format: answer1/answer2/answer3/answer4\n",
+            "answer": "answer1",
+        },
+        {"id": "arc_e/1", "prompt": "Answer1: a ...\n\nAnswer format: answer1/answer2/answer3", "answer": "answer1"},
+        {"id": "boolq/0", "prompt": "true or false", "answer": "true"},
+        {"id": "boolq/1", "prompt": "true or false", "answer": "false"},
+    ]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ok = pd.DataFrame([{"job": str(tmp_path), "status": "ok"}])
+    chance, majority = reference_rates(ok, ["arc_e", "boolq"])
+    assert chance == (100 * (1 / 4 + 1 / 3) / 2 + 50) / 2 and majority == (100 + 50) / 2
+    assert reference_rates(ok, ["gsm8k"]) is None

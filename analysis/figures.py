@@ -13,7 +13,6 @@ import pandas as pd
 from analysis.cells import statistics
 from analysis.tables import with_average
 from analysis.uncertainty import prediction_rows
-from llm_adapters.evaluation.likelihood import ANSWER_FORMAT
 from llm_adapters.records import EVAL_SETS
 
 PLACEMENTS = ["attn", "mlp", "both"]
@@ -22,9 +21,9 @@ COLOURS = {"attn": "tab:blue", "mlp": "tab:orange", "both": "tab:green"}  # a pl
 
 def reference_rates(ok: pd.DataFrame, sets: list[str]) -> tuple[float, float] | None:
     """Chance and the majority-class rate (%) on the average of multiple-choice sets, from one job's predictions:
-    chance is each question's 1 / (number of options its prompt names: its ``Answer format:`` line, else the set's
-    label words it contains), the majority rate the share of the most
-    frequent gold answer. None when a set is not multiple choice or no predictions are there to read."""
+    chance is each question's 1 / (number of the set's label words its prompt names: the ``Answer format:`` line
+    lists them), the majority rate the share of the most frequent gold answer. None when a set is not multiple
+    choice or no predictions are there to read."""
     if "job" not in ok or ok.empty or any(EVAL_SETS.get(s) is None or EVAL_SETS[s].answer == "number" for s in sets):
         return None
     rows, chance, majority = prediction_rows(Path(ok["job"].iloc[0])), [], []
@@ -32,12 +31,7 @@ def reference_rates(ok: pd.DataFrame, sets: list[str]) -> tuple[float, float] | 
         mine, labels = [r for r in rows if r["id"].rsplit("/", 1)[0] == s], EVAL_SETS[s].labels
         if not mine:
             return None
-        named = [
-            len(found.group(1).split("/"))
-            if (found := ANSWER_FORMAT.search(r["prompt"].rstrip()))
-            else sum(label in r["prompt"] for label in labels) or len(labels)
-            for r in mine
-        ]
+        named = [sum(label in r["prompt"] for label in labels) or len(labels) for r in mine]
         chance.append(100 * sum(1 / k for k in named) / len(mine))
         majority.append(100 * Counter(str(r["answer"]) for r in mine).most_common(1)[0][1] / len(mine))
     return sum(chance) / len(sets), sum(majority) / len(sets)

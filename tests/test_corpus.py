@@ -195,3 +195,33 @@ def test_a_hub_dataset_that_does_not_fit_is_one_line(tmp_path):
         corpus.from_hub(dataset, tmp_path / "cache")
     with pytest.raises(DataError, match=r"hub-copy \(split test\) cannot be loaded: "):
         corpus.from_hub({**dataset, "split": "test"}, tmp_path / "cache")
+
+
+def test_a_mixture_is_every_listed_file_in_one_fixed_order_whatever_the_seed(tmp_path, shared_data):
+    from llm_adapters import job_data
+
+    common = [f"paths.data_dir={shared_data}", f"paths.data_cache={tmp_path}", "dataset=commonsense_mix"]
+    common += ["eval.datasets=[obqa]", "train.max_examples=400"]
+    first = job_data.load_data(make_config(*common, "seed=1"))
+    again = job_data.load_data(make_config(*common, "seed=2"))
+    other = job_data.load_data(make_config(*common, "dataset.mixture_seed=1"))
+    assert first.questions() == again.questions() and first.train_id == again.train_id
+    assert first.questions() != other.questions() and first.train_id != other.train_id
+    sources = {}
+    for part in make_config(*common).dataset.path:
+        for record in json.loads((shared_data / part).read_text()):
+            sources.setdefault(record["instruction"], part)
+    drawn = [sources[q] for q in first.questions()]
+    assert len(drawn) == 400 and len(set(drawn)) == 4  # a sample of all four files, not the head of the first
+    whole = job_data.load_data(make_config(*common, "train.max_examples=null"))
+    assert whole.train.num_rows == 2251 + 1119 + 9427 + 4957
+
+
+@pytest.mark.parametrize(
+    ("override", "named"), [("dataset.path=[]", "dataset.path"), ("~dataset.mixture_seed", "dataset.mixture_seed")]
+)
+def test_a_mixture_without_files_or_seed_is_one_line(override, named):
+    from llm_adapters.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=named):
+        validate(make_config("dataset=commonsense_mix", override))

@@ -13,7 +13,7 @@ from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_
 from llm_adapters.placement import PlacementError
 from tests.conftest import make_config, tiny_model
 
-ARCHITECTURES = ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"]
+ARCHITECTURES = ["llama", "gemma3_text", "gptj", "opt", "bloom", "gpt_neox", "gpt2"]
 PLACEMENTS = ("attn", "mlp", "both", "best")
 KINDS = adapter_kinds()  # every registered kind, so a new one is in the matrix without a line here
 SMALL = {"r": 4, "bottleneck_size": 8, "num_virtual_tokens": 3, "projection_hidden": 16}  # where a kind has them

@@ -19,32 +19,44 @@ from tests.test_sweep import run_py
 pytestmark = pytest.mark.slow
 
 
-def test_smollm2_is_the_model_its_yaml_describes(smollm2, tmp_path):
+def _is_the_model_its_yaml_describes(converted, name: str, total: int, tmp_path) -> str:
     """The converted checkpoint has the YAML's architecture (so plan mode's offline count is the real one) and the
-    released parameter count; its beam-search answer to the paper's prompt format is a fixed fingerprint."""
+    released parameter count; returns its beam-search answer to the paper's prompt format (a fingerprint)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llm_adapters import plan
     from llm_adapters.prompts import evaluation_prompt
 
-    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(smollm2)
-    assert sum(p.numel() for p in model.parameters()) == 134_515_008
-    cfg = make_config("model=smollm2-135m", "adapter=none", "mode=plan")
+    model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(converted)
+    assert sum(p.numel() for p in model.parameters()) == total
+    cfg = make_config(f"model={name}", "adapter=none", "mode=plan")
+    assert model.config.model_type == cfg.model.config.model_type
     for key, value in cfg.model.config.items():
         if key != "model_type":
             found = getattr(model.config, key, None)
             found = model.config.rope_parameters.get(key) if found is None else found
             assert found == pytest.approx(value, rel=1e-6), key  # the GGUF stores eps as a float32
     planned = plan.plan(cfg, tmp_path)
-    assert planned["params"]["total"] == 134_515_008
+    assert planned["params"]["total"] == total
 
     prompt = evaluation_prompt("Tom has 3 apples and buys 5 more. How many apples does Tom have now?")
     ids = tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=40, do_sample=False, num_beams=4)  # the paper's decoding
-    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_smollm2_is_the_model_its_yaml_describes(smollm2, tmp_path):
+    answer = _is_the_model_its_yaml_describes(smollm2, "smollm2-135m", 134_515_008, tmp_path)
     assert "3 + 5 = 8" in answer, answer
+
+
+def test_gemma3_is_the_model_its_yaml_describes(gemma3, tmp_path):
+    """Google's 268,098,176 parameters, joined from four wheels; the base model (not instruction-tuned) repeats the
+    question rather than solving it: that repetition is its fingerprint."""
+    answer = _is_the_model_its_yaml_describes(gemma3, "gemma3-270m", 268_098_176, tmp_path)
+    assert answer.startswith("Tom has 3 apples and bought 5 more."), answer
 
 
 def test_lora_on_arc_easy_beats_the_zero_shot_model(smollm2, shared_data, tmp_path):

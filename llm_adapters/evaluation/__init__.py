@@ -12,11 +12,12 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llm_adapters.errors import ConfigError
 from llm_adapters.evaluation.methods import METHODS, Method, method
-from llm_adapters.records import EvalSet, Record
+from llm_adapters.records import EVAL_SETS, EvalSet, Record
 from llm_adapters.report import score_text
 
-__all__ = ["METHODS", "Method", "check_context", "evaluate_all", "evaluated", "method"]
+__all__ = ["METHODS", "Method", "check_config", "check_context", "evaluate_all", "evaluated", "method"]
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +46,22 @@ def evaluate_all(
     return metrics, predictions
 
 
+def check_config(cfg: Mapping) -> None:
+    """Before anything loads: ``eval.method`` is a method, every set is of a domain it scores, and ``eval.prompt``
+    is one of its prompt styles."""
+    chosen = method(cfg["method"])
+    domain = {name: EVAL_SETS[name].domain if name in EVAL_SETS else "math" for name in cfg["datasets"]}
+    if wrong := [name for name, d in domain.items() if d not in chosen.domains]:
+        raise ConfigError(
+            f"eval.method={chosen.name} scores {'/'.join(chosen.domains)} sets: {', '.join(wrong)} cannot be scored "
+            "by it (eval.method=generate scores every set)"
+        )
+    style = cfg.get("prompt")
+    if style is not None and style not in chosen.prompts:
+        styles = ", ".join(chosen.prompts) or "none"
+        raise ConfigError(f"eval.prompt={style}: eval.method={chosen.name} has no such prompt style (it has: {styles})")
+
+
 def check_context(
     config: Any,
     tokenizer: Any,
@@ -55,7 +72,7 @@ def check_context(
     """What the method could not score, refused with its set and record before training (``Method.check``)."""
     chosen = method(cfg.get("method", "generate"))
     for _, (spec, records) in eval_sets.items():
-        chosen.check(spec, evaluated(records, cfg), config, tokenizer, chosen.extra(cfg) + virtual_tokens)
+        chosen.check(spec, evaluated(records, cfg), config, tokenizer, chosen.extra(cfg) + virtual_tokens, cfg)
 
 
 for _module in pkgutil.iter_modules(__path__):  # each method's module registers its record on import

@@ -153,7 +153,7 @@ def evaluate_set(
 
 
 def check(
-    spec: EvalSet, records: Sequence[Record], config: Any, tokenizer: PreTrainedTokenizerBase, extra: int
+    spec: EvalSet, records: Sequence[Record], config: Any, tokenizer: PreTrainedTokenizerBase, extra: int, cfg: Mapping
 ) -> None:
     """Refuse, with its set and record, a prompt that cannot fit the model's context together with ``extra`` more
     positions (the new tokens and the adapter's virtual tokens): found before training, not as a crash after it."""

@@ -14,10 +14,11 @@ class Method:
     """What one ``eval.method`` is.
 
     ``evaluate_set(model, tokenizer, spec, records, eval_cfg, protocol, device, desc)`` → (metrics, prediction rows):
-    its prompts, scoring and rows. ``check(spec, records, model_config, tokenizer, extra)``: refuses, naming the set
-    and record, what it could not score (a prompt too long for the context with ``extra`` more positions, options
-    that do not parse), before training. ``extra(eval_cfg)``: the positions it needs beyond the prompt.
-    ``domains``: the kinds of sets it scores.
+    its prompts, scoring and rows. ``check(spec, records, model_config, tokenizer, extra, eval_cfg)``: refuses,
+    naming the set and record, what it could not score (a prompt too long for the context with ``extra`` more
+    positions, options that do not parse), before training. ``extra(eval_cfg)``: the positions it needs beyond the
+    prompt. ``domains``: the kinds of sets it scores. ``prompts``: the prompt styles ``eval.prompt`` may name (the
+    first is the default).
     """
 
     name: str
@@ -25,6 +26,7 @@ class Method:
     check: Callable
     extra: Callable[[Mapping], int]
     domains: tuple[str, ...]
+    prompts: tuple[str, ...] = ()
 
 
 METHODS: dict[str, Method] = {}

@@ -1,7 +1,8 @@
 """Training step time: our LoRA against PEFT's (same targets, rank, alpha, dropout), every adapter against the floor
 (the frozen base's forward and backward with no adapter), and full fine-tuning against the same floor; and useful
 (non-padding) training tokens per second of our loop with length-grouped batches against the paper's setup
-(shuffled batches padded to the longest, to a multiple of 8) on the real lengths of math_data.json.
+(shuffled batches padded to the longest, to a multiple of 8) on the real lengths of math_data.json; and the
+paper's kinds on a bf16 base against the fp32 base (``<kind>_bf16_vs_fp32``: job-like steps, adapters fp32).
 
     python -m benchmarks.train_throughput [--model smollm2-135m|HUB_ID_OR_PATH] [--device cuda] [--repeats 5]
                                           [--hidden 512] [--layers 8] [--step-only]
@@ -28,15 +29,17 @@ from benchmarks.common import (
     with_adapter,
 )
 from llm_adapters.adapters import adapter_kinds
-from llm_adapters.examples import tokenize_for_training
+from llm_adapters.examples import IGNORE_INDEX, tokenize_for_training
+from llm_adapters.models import contiguous_head_input
 from llm_adapters.records import load_records
 from llm_adapters.synthetic import generate as synthetic
-from llm_adapters.training import train
+from llm_adapters.training import causal_lm_loss, train
 
 BATCH, LENGTH = 4, 128
 # The paper's four first, then the rest of the registered family.
 PAPER = ("series", "parallel", "lora", "prefix")
 KINDS = (*PAPER, *(kind for kind in adapter_kinds() if kind not in PAPER))
+BF16_KINDS = ("lora", "series", "parallel")
 
 
 def train_step(model: torch.nn.Module, ids: torch.Tensor):
@@ -50,6 +53,36 @@ def train_step(model: torch.nn.Module, ids: torch.Tensor):
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+def job_step(model: torch.nn.Module, ids: torch.Tensor, response: int = 16):
+    """One optimizer step as a job takes it: the loss on the last ``response`` tokens only (the prompt masked), the
+    output layer applied from the first of them on (``training.causal_lm_loss``)."""
+    labels = ids.clone()
+    labels[:, :-response] = IGNORE_INDEX
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    model.train()
+
+    def step() -> None:
+        causal_lm_loss(model, batch).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bf16_vs_fp32(base: torch.nn.Module, ids: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Each of the paper's kinds trained on the fp32 base and on the same base in bf16 (the adapters and the
+    optimizer fp32 in both), job-like steps: the fp32 step's time over the bf16 step's."""
+    half = copy.deepcopy(base).to(torch.bfloat16)
+    contiguous_head_input(half)  # as load_model does for a half-precision base
+    ratios = {}
+    for kind in tqdm(BF16_KINDS, desc="fp32 vs bf16 base"):
+        fp32 = median_seconds(job_step(with_adapter(copy.deepcopy(base), kind), ids), repeats)
+        bf16 = median_seconds(job_step(with_adapter(copy.deepcopy(half), kind), ids), repeats)
+        ratios[f"{kind}_bf16_vs_fp32"] = fp32 / bf16
+    return ratios
 
 
 def floor_step(model: torch.nn.Module, ids: torch.Tensor):
@@ -102,7 +135,7 @@ def main() -> None:
     )
     time["peft_lora"] = median_seconds(train_step(reference, ids), args.repeats)
 
-    figures = {"lora_vs_peft": time["lora"] / time["peft_lora"]}
+    figures = {"lora_vs_peft": time["lora"] / time["peft_lora"], **bf16_vs_fp32(base, ids, args.repeats)}
     if not args.step_only:
         tokenizer = tokenizer_for(args.model)
         paper_pipeline = pipeline_tokens_per_second(base, tokenizer, args.device, group_by_length=False)
@@ -119,7 +152,7 @@ def main() -> None:
         "machine": machine(),
     }
     for name, value in figures.items():
-        if name.endswith(("_vs_peft", "_vs_floor", "_vs_paper")):
+        if name.endswith(("_vs_peft", "_vs_floor", "_vs_paper", "_vs_fp32")):
             print(f"{name:>20}  {value:.3f}")
     print(json.dumps(figures))
 

@@ -30,6 +30,8 @@ from llm_adapters.models import (
     model_config,
     peak_memory_mb,
     pretrained,
+    resolve_device,
+    warn_if_slow,
 )
 from llm_adapters.placement import Target
 from llm_adapters.training import TrainResult, train
@@ -82,6 +84,7 @@ def build_base(cfg: DictConfig) -> Built:
     else:
         adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
         targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
+    warn_if_slow(model_cfg["dtype"], resolve_device(cfg.device).type)
     return Built(load_model(model_cfg, config), tokenizer, adapter_cfg, targets)
 
 

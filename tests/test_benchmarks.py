@@ -21,7 +21,7 @@ MACHINE = {"cpu", "cpu_flags", "threads", "torch", "torch_cpu_capability"}
 BENCHMARKS = {
     "train_throughput": (
         TINY,
-        {"lora_vs_peft", "train_tokens_vs_paper", "tokens_per_second", "seconds", "full_vs_floor"}
+        {"lora_vs_peft", "train_tokens_vs_paper", "tokens_per_second", "seconds", "full_vs_floor", "lora_bf16_vs_fp32"}
         | {f"{kind}_vs_floor" for kind in adapter_kinds()},
     ),
     "eval_speed": (

@@ -94,3 +94,46 @@ def test_compiled_training_matches_eager():
     assert fused[0] == pytest.approx(eager[0], rel=1e-5)  # the same weights give the same loss
     # Later steps drift apart by float rounding only (fused kernels reorder sums; Adam amplifies it).
     assert fused == pytest.approx(eager, rel=1e-3)
+
+
+def test_a_half_precision_frozen_head_reads_a_contiguous_slice_and_gives_the_same_logits():
+    """``logits_to_keep`` hands the output layer a strided slice; with the base frozen in bf16, matmul would run a
+    batched product over the weight expanded (copied) per sequence. The loaded model folds it into one product
+    instead: no ``aten::bmm`` in the forward, and the logits equal those of the plain strided call."""
+    from torch.profiler import profile
+
+    cfg = make_config("model.dtype=bfloat16")
+    model = load_model(cfg.model, model_config(cfg.model, load_tokenizer(cfg.model))).requires_grad_(False).eval()
+    ids = torch.randint(3, 500, (4, 12))
+    with torch.no_grad(), profile() as trace:
+        kept = model(input_ids=ids, logits_to_keep=3).logits
+    assert not [e for e in trace.events() if e.name == "aten::bmm"]
+    with torch.no_grad():
+        hidden = model.model(input_ids=ids).last_hidden_state[:, -3:, :]
+        strided = nn.functional.linear(hidden, model.lm_head.weight)  # the call without the fold
+    assert not hidden.is_contiguous() and torch.equal(kept, strided)
+    fp32 = make_config()
+    assert not load_model(fp32.model, model_config(fp32.model, load_tokenizer(fp32.model))).lm_head._forward_pre_hooks
+
+
+@pytest.mark.parametrize(
+    ("flags", "dtype", "warned"),
+    [
+        ({"avx2", "avx512f"}, "bfloat16", True),  # no bf16 instructions: emulated, slower than float32
+        ({"avx2", "avx512_bf16"}, "bfloat16", False),
+        ({"avx2", "amx_bf16"}, "bfloat16", False),
+        ({"avx2", "avx512f"}, "float32", False),
+        ({"avx2", "avx512_bf16"}, "float16", True),
+    ],
+)
+def test_a_half_precision_base_on_a_cpu_without_its_units_warns_once(flags, dtype, warned, monkeypatch, caplog):
+    from llm_adapters import models
+
+    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset(flags))
+    models.warn_if_slow.cache_clear()
+    for _ in range(2):
+        models.warn_if_slow(dtype, "cpu")
+    models.warn_if_slow(dtype, "cuda")
+    found = [r.getMessage() for r in caplog.records if "slower than float32" in r.getMessage()]
+    assert len(found) == int(warned), found
+    models.warn_if_slow.cache_clear()

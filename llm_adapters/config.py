@@ -101,7 +101,7 @@ def _adapter_values(cfg: DictConfig) -> None:
             if key in adapter and adapter[key] not in allowed:
                 if len(allowed) > 8:  # the activations
                     raise ConfigError(f"adapter.{key} '{adapter[key]}' is not a transformers activation (e.g. tanh)")
-                raise ConfigError(f"adapter.{key} must be one of {', '.join(allowed)} (got '{adapter[key]}')")
+                raise ConfigError(f"adapter.{key} must be one of {', '.join(map(str, allowed))} (got '{adapter[key]}')")
         for key, rule in part.keys.items():
             value = _number(cfg, f"adapter.{key}", integer=rule == "count")
             if value is None:

@@ -94,7 +94,7 @@ def test_learned_scaling_is_a_trainable_scalar():
     assert len(scales) == 3
 
 
-def ours_and_peft(model_type: str, kind: str):
+def ours_and_peft(model_type: str, kind: str, rslora: bool = False):
     """Our LoRA or DoRA (r 8, alpha 16, placement both, B and magnitudes moved off their init) and PEFT's, holding
     the same weights, on the same tiny base model."""
     peft = pytest.importorskip("peft")
@@ -102,11 +102,10 @@ def ours_and_peft(model_type: str, kind: str):
     base = tiny_model(model_type)
     ours = copy.deepcopy(base)
     targets = targets_for(ours.config, {"kind": kind}, cfg.placement)
-    inject(ours, {**LORA, "kind": kind}, targets)
+    inject(ours, {**LORA, "kind": kind, "rslora": rslora}, targets)
     names = [t.module_name for t in targets]  # full names: GPT-2 has two c_proj
-    reference = peft.get_peft_model(
-        base, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=names, use_dora=kind == "dora")
-    ).eval()
+    settings = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "use_dora": kind == "dora", "use_rslora": rslora}
+    reference = peft.get_peft_model(base, peft.LoraConfig(target_modules=names, **settings)).eval()
     with torch.no_grad():
         for target in targets:
             mine = ours.get_submodule(target.module_name)
@@ -126,6 +125,17 @@ def test_lora_equals_peft_lora(model_type):
     ids = torch.randint(0, 101, (2, 11))
     torch.testing.assert_close(ours(ids).logits, reference(ids).logits, atol=1e-5, rtol=0)
     assert count_parameters(ours)["trainable"] == sum(p.numel() for p in reference.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("kind", ["lora", "dora"])
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_rslora_scales_by_the_root_of_the_rank_as_peft_does(model_type, kind):
+    ours, reference, targets = ours_and_peft(model_type, kind, rslora=True)
+    ids = torch.randint(0, 101, (2, 11))
+    torch.testing.assert_close(ours(ids).logits, reference(ids).logits, atol=1e-5, rtol=0)
+    assert {ours.get_submodule(t.module_name).scaling for t in targets} == {16 / 8**0.5}
+    plain, _, _ = ours_and_peft(model_type, kind)
+    assert not torch.allclose(plain(ids).logits, ours(ids).logits, atol=1e-4)  # the scaling matters
 
 
 @pytest.mark.parametrize("model_type", ["llama", "opt", "gpt2"])

@@ -1,4 +1,5 @@
-"""LoRA (Hu et al., 2021) as the paper's code used it: y = W x + (alpha / r) · B A dropout(x).
+"""LoRA (Hu et al., 2021) as the paper's code used it: y = W x + (alpha / r) · B A dropout(x); with
+``adapter.rslora`` the rank-stabilised scaling alpha / √r (Kalajdzievski, 2023; PEFT's ``use_rslora``).
 
 A starts Kaiming-uniform (a = √5) and B at zero, so the wrapped layer is unchanged at step 0. The adapter weights
 keep their own dtype (fp32 by default) and the input is cast to it, as PEFT does, so a half-precision base trains
@@ -23,7 +24,13 @@ class LoRALinear(nn.Module):
     """A frozen projection plus a trainable low-rank update of all its outputs, or of the output ``rows`` only."""
 
     def __init__(
-        self, base_layer: nn.Module, r: int, alpha: float, dropout: float, rows: torch.Tensor | None = None
+        self,
+        base_layer: nn.Module,
+        r: int,
+        alpha: float,
+        dropout: float,
+        rows: torch.Tensor | None = None,
+        rslora: bool = False,
     ) -> None:
         super().__init__()
         if r <= 0:
@@ -35,7 +42,7 @@ class LoRALinear(nn.Module):
         self.lora_A = nn.Linear(in_features, r, bias=False, device=device)
         self.lora_B = nn.Linear(r, out_features if rows is None else len(rows), bias=False, device=device)
         self.lora_dropout = nn.Dropout(dropout)
-        self.scaling = alpha / r
+        self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
         self.merged = False
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
@@ -72,9 +79,14 @@ class LoRALinear(nn.Module):
         return self._add(self.base_layer(x), update * self.scaling)
 
 
+def _sized(cfg: Mapping) -> tuple[int, float, float]:
+    """r, alpha and dropout from an adapter config."""
+    return int(cfg["r"]), float(cfg["alpha"]), float(cfg["dropout"])
+
+
 def wrap(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """Wrap one targeted projection (or its ``rows``); LoRA behaves the same at every site."""
-    return LoRALinear(base_layer, int(cfg["r"]), float(cfg["alpha"]), float(cfg["dropout"]), rows)
+    return LoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)))
 
 
 class DoRALinear(LoRALinear):
@@ -84,9 +96,15 @@ class DoRALinear(LoRALinear):
     projection (``rows``) only those rows are decomposed: DoRA works row by row."""
 
     def __init__(
-        self, base_layer: nn.Module, r: int, alpha: float, dropout: float, rows: torch.Tensor | None = None
+        self,
+        base_layer: nn.Module,
+        r: int,
+        alpha: float,
+        dropout: float,
+        rows: torch.Tensor | None = None,
+        rslora: bool = False,
     ) -> None:
-        super().__init__(base_layer, r, alpha, dropout, rows)
+        super().__init__(base_layer, r, alpha, dropout, rows, rslora)
         with torch.no_grad():
             norm = torch.linalg.norm(self._frozen_rows().float(), dim=1)
         self.magnitude = nn.Parameter(norm.to(self.lora_A.weight.dtype))
@@ -121,7 +139,7 @@ class DoRALinear(LoRALinear):
 
 def wrap_dora(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """Wrap one targeted projection (or its ``rows``) with DoRA; it goes where LoRA goes."""
-    return DoRALinear(base_layer, int(cfg["r"]), float(cfg["alpha"]), float(cfg["dropout"]), rows)
+    return DoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)))
 
 
 def peft_export(
@@ -148,7 +166,7 @@ def peft_export(
         "bias": "none",
         "fan_in_fan_out": transposed,  # PEFT's flag for GPT-2's Conv1D; the LoRA weights are the same
         "use_dora": False,
-        "use_rslora": False,
+        "use_rslora": bool(adapter_cfg.get("rslora", False)),
         "inference_mode": True,
     }
     return weights, config
@@ -176,6 +194,7 @@ def count_dora(cfg: Mapping, targets: Sequence[Any], config: Any) -> int:
 _LOW_RANK = {
     **{"sites": PROJECTION_SITES, "presets": PRESETS, "sliceable": True, "size_key": "r", "mergeable": True},
     "keys": {"r": "count", "alpha": "positive", "dropout": "probability"},
+    "choices": {"rslora": (True, False)},
 }
 register(AdapterSpec("lora", wrap=wrap, export=peft_export, count=count, **_LOW_RANK))
 register(AdapterSpec("dora", wrap=wrap_dora, count=count_dora, **_LOW_RANK))  # DoRA goes where LoRA goes

@@ -95,16 +95,8 @@ class DoRALinear(LoRALinear):
     the paper's section 4.3 (and PEFT), the norm is treated as a constant in the backward pass. On a slice of a fused
     projection (``rows``) only those rows are decomposed: DoRA works row by row."""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        r: int,
-        alpha: float,
-        dropout: float,
-        rows: torch.Tensor | None = None,
-        rslora: bool = False,
-    ) -> None:
-        super().__init__(base_layer, r, alpha, dropout, rows, rslora)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # LoRALinear's arguments
+        super().__init__(*args, **kwargs)
         with torch.no_grad():
             norm = torch.linalg.norm(self._frozen_rows().float(), dim=1)
         self.magnitude = nn.Parameter(norm.to(self.lora_A.weight.dtype))

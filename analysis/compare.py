@@ -6,6 +6,7 @@ Holm-adjusted across all the study's comparisons. Written as comparisons.md and 
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +19,21 @@ class CompareError(ValueError):
     """Nothing can be compared (one line, exit 2): the message says why."""
 
 
+def _shown(value: object) -> str | None:
+    """A setting as a label shows it: none when absent (None, "" or pandas' NaN for a kind without the axis), a
+    whole number without pandas' ``.0``."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _label(setting: dict, varying: list[str]) -> str:
-    placement = f"@{setting['placement']}" if setting.get("placement") not in (None, "") else ""
-    rest = [f"{k.removeprefix('cfg/')}={setting[k]}" for k in varying if k not in ("adapter", "placement")]
+    placement = f"@{shown}" if (shown := _shown(setting.get("placement"))) is not None else ""
+    rest = [
+        f"{k.removeprefix('cfg/')}={shown}"
+        for k in varying
+        if k not in ("adapter", "placement") and (shown := _shown(setting[k])) is not None
+    ]
     return " ".join([f"{setting['adapter']}{placement}", *rest])
 
 

@@ -155,3 +155,15 @@ def test_the_eval_groups_are_the_paper_tables_columns():
 
     assert list(OmegaConf.load(CONF_DIR / "eval" / "math.yaml").datasets) == MATH_SETS
     assert list(OmegaConf.load(CONF_DIR / "eval" / "commonsense.yaml").datasets) == COMMONSENSE_SETS
+
+
+def test_comparison_labels_leave_out_absent_settings_and_pandas_float_sizes():
+    from analysis.compare import _label
+
+    zero_shot = {"adapter": "none", "placement": float("nan"), "size": float("nan")}
+    series = {"adapter": "series", "placement": "attn", "size": 256.0}
+    assert _label(zero_shot, ["adapter", "placement", "size"]) == "none"
+    assert _label(series, ["adapter", "placement", "size"]) == "series@attn size=256"
+    assert _label({"adapter": "lora", "placement": "both", "cfg/train.lr": 0.0003}, ["cfg/train.lr"]) == (
+        "lora@both train.lr=0.0003"
+    )

@@ -131,7 +131,13 @@ def loglikelihoods(
 ) -> list[tuple[list[float], list[int]]]:
     """Per question, each option's summed log-probability and token count; questions batched by length."""
     encoded = [[encode(tokenizer, c, o) for c, o in pairs] for pairs in requests]
-    order = sorted(range(len(encoded)), key=lambda i: max(len(c) for c, _ in encoded[i]))
+    # Longest continuation first, then longest context: a batch pads its options to its longest one, so grouping by
+    # the options' length pads least (1.3-1.6x the real tokens for lm_eval's option texts, against 1.5-2.9x sorted
+    # by context alone; the paper prompt's options are all of one length, so its order is the contexts').
+    order = sorted(
+        range(len(encoded)),
+        key=lambda i: (max(len(o) for _, o in encoded[i]), max(len(c) for c, _ in encoded[i])),
+    )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[Any] = [None] * len(encoded)
     batch_size, virtual = int(cfg["batch_size"]), carries_virtual_tokens(model)

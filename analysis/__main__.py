@@ -1,7 +1,9 @@
 """``python -m analysis tables RESULTS_DIR... [--out DIR]``: every results.json below the directories → the paper's
 tables (Markdown, LaTeX, CSV), its placement and configuration figures (PNG), the paired comparisons of every two
-cells (comparisons.md/.csv) and jobs.csv listing every job (failed and skipped ones too). ``--wandb ENTITY/PROJECT``
-reads the same from a W&B project's runs.
+cells (comparisons.md/.csv) and jobs.csv listing every job (failed and skipped ones too); for likelihood jobs a
+second table of acc_norm (``<domain>_norm_table.*``). ``--wandb ENTITY/PROJECT`` reads the same from a W&B project's
+runs, ``--jobs JOBS_CSV`` from an earlier jobs.csv (a study whose results.json files were not kept: intervals from
+the counts).
 
 ``python -m analysis compare RESULTS_DIR... [--by AXIS] [--out DIR]``: the paired comparisons alone, printed one
 line per pair and set; ``--by placement`` (or any axis or config key) keeps the pairs that differ in it alone."""
@@ -13,28 +15,39 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.collect import from_wandb, load
+from analysis.collect import from_jobs_csv, from_wandb, load
 from analysis.compare import CompareError, comparisons, write
 from analysis.figures import configuration_figure, placement_figure
 from analysis.tables import domain_sets, formatted, table, tex_escaped
 
 
-def tables(directories: list[Path], out: Path, wandb_project: str | None = None) -> dict[str, object]:
-    """Write everything into ``out``; returns what was written and the figures' series."""
-    out.mkdir(parents=True, exist_ok=True)
-    df = from_wandb(wandb_project) if wandb_project else load(directories)
+def _write_table(numbers, stem: Path) -> None:
+    """One table as CSV (the numbers), Markdown and LaTeX (formatted cells, the significant best in bold)."""
+    numbers.to_csv(stem.with_suffix(".csv"), index=False)
+    formatted(numbers, ("**", "**")).to_markdown(stem.with_suffix(".md"), index=False)
+    latex = tex_escaped(formatted(numbers, (r"\textbf{", "}"))).to_latex(index=False, escape=False)
+    stem.with_suffix(".tex").write_text(latex)
+
+
+def tables(
+    directories: list[Path], out: Path, wandb_project: str | None = None, jobs: Path | None = None
+) -> dict[str, object]:
+    """Write everything into ``out``; returns what was written and the figures' series. The jobs come from the
+    results.json files below ``directories``, a W&B project, or an earlier ``jobs.csv``."""
+    df = from_wandb(wandb_project) if wandb_project else from_jobs_csv(jobs) if jobs else load(directories)
     if df.empty:
-        raise SystemExit(f"error: no results under {wandb_project or ', '.join(map(str, directories))}")
+        raise SystemExit(f"error: no results under {wandb_project or jobs or ', '.join(map(str, directories))}")
+    out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "jobs.csv", index=False)
     written: dict[str, object] = {"jobs": len(df), "statuses": df["status"].value_counts().to_dict()}
     for domain in ("math", "commonsense"):
-        numbers = table(df, domain)
-        if numbers.empty:
+        for metric, name in (("acc", f"{domain}_table"), ("accn", f"{domain}_norm_table")):  # accn: loglik's acc_norm
+            numbers = table(df, domain, metric)
+            if not numbers.empty:
+                written[name] = len(numbers)
+                _write_table(numbers, out / name)
+        if f"{domain}_table" not in written:
             continue
-        numbers.to_csv(out / f"{domain}_table.csv", index=False)
-        formatted(numbers, ("**", "**")).to_markdown(out / f"{domain}_table.md", index=False)
-        latex = tex_escaped(formatted(numbers, (r"\textbf{", "}"))).to_latex(index=False, escape=False)
-        (out / f"{domain}_table.tex").write_text(latex)
         sets = domain_sets(df, domain)
         for figure, draw in (("placement", placement_figure), ("configuration", configuration_figure)):
             written[f"{domain}_{figure}"] = drawn = draw(df, sets, out / f"{domain}_{figure}.png")
@@ -71,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("directories", nargs="*", type=Path)
     cmd.add_argument("--out", type=Path, default=Path("analysis_out"))
     cmd.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of a W&B project instead")
+    cmd.add_argument("--jobs", type=Path, metavar="JOBS_CSV", help="read an earlier jobs.csv of this command instead")
     cmp = sub.add_parser("compare", help="paired comparisons of the cells, Holm-adjusted")
     cmp.add_argument("directories", nargs="+", type=Path)
     cmp.add_argument("--by", help="only pairs that differ in this axis alone (placement, adapter, size, train.lr, ...)")
@@ -78,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "compare":
         return compare_command(args.directories, args.out, args.by)
-    if not args.directories and not args.wandb:
-        parser.error("give results directories or --wandb ENTITY/PROJECT")
-    written = tables(args.directories, args.out, args.wandb)
+    if not args.directories and not args.wandb and not args.jobs:
+        parser.error("give results directories, --wandb ENTITY/PROJECT or --jobs JOBS_CSV")
+    written = tables(args.directories, args.out, args.wandb, args.jobs)
     print(json.dumps({"out": str(args.out), "jobs": written["jobs"], "statuses": written["statuses"]}))
     return 0
 

@@ -19,8 +19,8 @@ from analysis.uncertainty import ALPHA, Cell, compare, holm, interval, question_
 from llm_adapters.intervals import wilson
 
 
-def _cells(group: pd.DataFrame, sets: Sequence[str]) -> dict[str, Cell | None]:
-    scores = [question_scores(job) for job in group["job"]] if "job" in group else []  # a frame built by hand: none
+def _cells(group: pd.DataFrame, sets: Sequence[str], metric: str) -> dict[str, Cell | None]:
+    scores = [question_scores(job, metric) for job in group["job"]] if "job" in group else []  # built by hand: none
     return {s: Cell.of([per_job.get(s, {}) for per_job in scores]) for s in sets}
 
 
@@ -34,12 +34,15 @@ def _average(cells: Sequence[Cell], seed: int = 0) -> tuple[float, list[float]]:
     ]
 
 
-def statistics(grouped: pd.core.groupby.DataFrameGroupBy, sets: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+def statistics(
+    grouped: pd.core.groupby.DataFrameGroupBy, sets: Sequence[str], metric: str = "acc"
+) -> tuple[pd.DataFrame, dict]:
     """Per cell (in the groups' order): ``<col> low``, ``<col> high``, ``<col> n×k`` and ``basis`` for every set
-    and Avg; and the cells themselves by column (None where only counts exist), for the column verdicts."""
+    and Avg; and the cells themselves by column (None where only counts exist), for the column verdicts. ``metric``:
+    ``acc``, or ``accn`` (acc_norm) for likelihood jobs."""
     rows, by_column = [], {c: [] for c in [*sets, "Avg"]}
     for _, group in grouped:
-        cells, row = _cells(group, sets), {}
+        cells, row = _cells(group, sets, metric), {}
         for s in sets:
             c, seeds = cells[s], len(group)
             n = group[f"n/{s}"] if f"n/{s}" in group else pd.Series([np.nan] * seeds)  # a table built by hand
@@ -47,12 +50,14 @@ def statistics(grouped: pd.core.groupby.DataFrameGroupBy, sets: Sequence[str]) -
             if c is not None:
                 row[f"{s} low"], row[f"{s} high"] = interval(c)
             elif n.notna().all():
-                correct = round(float((group[f"acc/{s}"] * n / 100).sum()))
+                correct = round(float((group[f"{metric}/{s}"] * n / 100).sum()))
                 row[f"{s} low"], row[f"{s} high"] = wilson(correct, int(n.sum())) or [np.nan, np.nan]
             row[f"{s} n×k"] = f"{int(n.max()) if n.notna().any() else '?'} × {seeds}"
             by_column[s].append(c)
         present = [cells[s] for s in sets if cells[s] is not None]
         row["Avg low"], row["Avg high"] = _average(present)[1] if len(present) == len(sets) else (np.nan, np.nan)
+        if len(sets) == 1 and not present:  # one set from counts alone: its Avg is that set, and so is its interval
+            row["Avg low"], row["Avg high"] = row[f"{sets[0]} low"], row[f"{sets[0]} high"]
         by_column["Avg"].append(present if len(present) == len(sets) else None)
         row["basis"] = "questions × seeds" if len(present) == len(sets) else "counts"
         rows.append(row)

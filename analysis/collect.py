@@ -107,3 +107,22 @@ def from_wandb(project: str) -> pd.DataFrame:
 
     runs = wandb.Api().runs(project)
     return pd.DataFrame([row(results_from_wandb(dict(r.config), dict(r.summary)), r.url) for r in runs])
+
+
+JOBS_COLUMNS = ("job", "status", "model", "adapter", "seed")  # what a table needs of every row, with acc/ and n/
+
+
+def from_jobs_csv(path: Path) -> pd.DataFrame:
+    """An earlier ``jobs.csv`` of ``python -m analysis tables``, read back: how a study whose results.json files were
+    never kept is tabled again. Where its job directories still hold predictions.jsonl the cells are bootstrapped
+    as usual; where not, each cell gets the Wilson interval of its pooled counts (``acc/<set>`` × ``n/<set>``) and
+    no paired comparison can be made."""
+    if not path.is_file():
+        raise SystemExit(f"error: --jobs {path}: no such file")
+    df = pd.read_csv(path)
+    missing = [c for c in JOBS_COLUMNS if c not in df]
+    if not any(c.startswith("acc/") for c in df):
+        missing.append("acc/<set>")
+    if missing:
+        raise SystemExit(f"error: --jobs {path}: not a jobs.csv of python -m analysis tables (no {missing[0]} column)")
+    return df

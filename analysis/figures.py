@@ -45,6 +45,12 @@ def _intervals(ok: pd.DataFrame, keys: list[str], sets: list[str]) -> dict[tuple
     return {name: (r["Avg low"], r["Avg high"]) for name, (_, r) in zip(names, spread.iterrows(), strict=True)}
 
 
+def _basis(ok: pd.DataFrame, sets: list[str]) -> str:
+    """What the error bars resample: questions and seeds, or (no predictions kept) the Wilson interval of counts."""
+    kept = "job" in ok and all((Path(job) / "predictions.jsonl").is_file() for job in ok["job"])
+    return "questions × seeds" if kept else "Wilson, pooled counts"
+
+
 def _error(value: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
     """(below, above) for an asymmetric error bar; zero where no interval exists."""
     if bounds is None or np.isnan(bounds[0]):
@@ -97,7 +103,7 @@ def placement_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[str,
     ax.set_ylim(bottom=0)
     ax.set_ylabel(_accuracy_label(sets))
     ax.set_title(
-        "Placement (bars: mean over seeds; dots: seeds; error bars: 95% interval, questions × seeds)", fontsize=8
+        f"Placement (bars: mean over seeds; dots: seeds; error bars: 95% interval, {_basis(ok, sets)})", fontsize=8
     )
     ax.legend(title="placement", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -131,7 +137,7 @@ def configuration_figure(df: pd.DataFrame, sets: list[str], path: Path) -> dict[
     ax.minorticks_off()
     ax.set_xlabel("size (bottleneck size, rank or virtual tokens)")
     ax.set_ylabel(_accuracy_label(sets))
-    ax.set_title("Configuration (mean over seeds; error bars: 95% interval, questions × seeds)", fontsize=8)
+    ax.set_title(f"Configuration (mean over seeds; error bars: 95% interval, {_basis(ok, sets)})", fontsize=8)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -24,11 +24,14 @@ def domain_sets(df: pd.DataFrame, domain: str) -> list[str]:
     return [s for s in order if s in mine] + sorted(s for s in mine if s not in order)
 
 
-def with_average(df: pd.DataFrame, sets: list[str]) -> pd.DataFrame:
-    """The ``ok`` jobs that have at least one of ``sets``, with ``Avg``: their mean over the sets they have (the
-    paper's Avg column, and every figure's accuracy)."""
-    ok = df[df["status"] == "ok"].dropna(subset=[f"acc/{s}" for s in sets], how="all").copy()
-    ok["Avg"] = ok[[f"acc/{s}" for s in sets]].mean(axis=1)
+def with_average(df: pd.DataFrame, sets: list[str], metric: str = "acc") -> pd.DataFrame:
+    """The ``ok`` jobs that have at least one of ``sets`` in ``metric`` (``acc``, or ``accn``: acc_norm), with
+    ``Avg``: their mean over the sets they have (the paper's Avg column, and every figure's accuracy)."""
+    columns = [f"{metric}/{s}" for s in sets]
+    if any(c not in df for c in columns):
+        return df.iloc[0:0].assign(Avg=[])
+    ok = df[df["status"] == "ok"].dropna(subset=columns, how="all").copy()
+    ok["Avg"] = ok[columns].mean(axis=1)
     return ok
 
 
@@ -43,28 +46,33 @@ def setting_columns(ok: pd.DataFrame) -> list[str]:
     return keys
 
 
-def table(df: pd.DataFrame, domain: str) -> pd.DataFrame:
+def table(df: pd.DataFrame, domain: str, metric: str = "acc") -> pd.DataFrame:
     """Numbers of one domain's table: ``<set>`` means, ``<set> std``, ``Avg``, ``Avg std``, ``seeds``,
-    ``trainable %``, ``paper Avg`` and ``Δ Avg``. Only ``ok`` jobs count; jobs missing a set count for the others."""
+    ``trainable %``, ``paper Avg`` and ``Δ Avg``. Only ``ok`` jobs count; jobs missing a set count for the others.
+    ``metric="accn"``: likelihood jobs' acc_norm (only the jobs that report it; empty when none does)."""
     sets = domain_sets(df, domain)
     if not sets or df.empty:
         return pd.DataFrame()
-    ok = with_average(df, sets)
+    ok = with_average(df, sets, metric)
+    if ok.empty:
+        return pd.DataFrame()
     keys = setting_columns(ok)
     grouped = ok.groupby(keys, dropna=False, sort=False)
-    out = grouped[[f"acc/{s}" for s in sets] + ["Avg"]].mean()
+    columns = [f"{metric}/{s}" for s in sets]
+    out = grouped[[*columns, "Avg"]].mean()
     out.columns = [*sets, "Avg"]
-    std = grouped[[f"acc/{s}" for s in sets] + ["Avg"]].std()
+    std = grouped[[*columns, "Avg"]].std()
     for s, column in zip([*sets, "Avg"], std.columns, strict=True):
         out[f"{s} std"] = std[column]
     out["seeds"] = grouped["seed"].nunique()
     out["trainable %"] = grouped["trainable_pct"].mean()
     out = out.reset_index()
-    spread, cells = statistics(grouped, sets)
+    spread, cells = statistics(grouped, sets, metric)
     out = pd.concat([out, spread], axis=1)
     for column in [*sets, "Avg"]:
         out[f"{column} best"], out[f"{column} tied"] = verdicts(out[column].tolist(), cells[column])
-    out["paper Avg"] = [_paper_avg(r, domain, sets) for r in grouped.first().reset_index().to_dict("records")]
+    paper = [_paper_avg(r, domain, sets) for r in grouped.first().reset_index().to_dict("records")]
+    out["paper Avg"] = paper if metric == "acc" else np.nan  # the paper reports generation accuracy only
     out["Δ Avg"] = out["Avg"] - out["paper Avg"]
     out = out.rename(columns={c: c.removeprefix("cfg/") for c in keys})
     out.attrs["settings"] = [c.removeprefix("cfg/") for c in keys]

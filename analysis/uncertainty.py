@@ -33,13 +33,20 @@ def prediction_rows(job_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def question_scores(job_dir: Path) -> dict[str, dict[str, float]]:
+# A table's metric (its column prefix in the jobs frame) and the field of a prediction row that scores it.
+METRICS = {"acc": "correct", "accn": "correct_norm"}  # accn: eval.method=loglik's acc_norm
+
+
+def question_scores(job_dir: Path, metric: str = "acc") -> dict[str, dict[str, float]]:
     """Per evaluation set, each question's score (1 correct, 0 not) by its id, from the job's predictions.jsonl;
-    empty when the job has none (an older result: its cells get intervals from the counts alone)."""
+    empty when the job has none (an older result: its cells get intervals from the counts alone). Rows without the
+    metric's field (generation has no acc_norm) are left out."""
     scores: dict[str, dict[str, float]] = {}
+    field = METRICS[metric]
     for row in prediction_rows(job_dir):
-        name = str(row["id"]).rsplit("/", 1)[0]
-        scores.setdefault(name, {})[str(row["id"])] = float(bool(row["correct"]))
+        if field in row:
+            name = str(row["id"]).rsplit("/", 1)[0]
+            scores.setdefault(name, {})[str(row["id"])] = float(bool(row[field]))
     return scores
 
 

@@ -5,11 +5,12 @@ the same predictions. Also: ours against transformers' own beam search on the sa
 once per beam, the cache grown by concatenation and reordered whole every token), and greedy against beam search.
 
     python -m benchmarks.eval_speed [--model smollm2-135m] [--device cuda] [--prompts 16] [--new-tokens 32]
-                                    [--batch-size 16] [--hidden 512] [--layers 8] [--arc N]
+                                    [--batch-size 16] [--hidden 512] [--layers 8] [--arc N] [--arc-whole]
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -21,6 +22,7 @@ from llm_adapters.adapters import merge_adapters
 from llm_adapters.composition import compose
 from llm_adapters.evaluation import generation
 from llm_adapters.evaluation.generation import generate
+from llm_adapters.models import contiguous_head_input
 from llm_adapters.prompts import evaluation_prompt
 from llm_adapters.records import EVAL_SETS, load_records
 from llm_adapters.synthetic import generate as synthetic
@@ -34,26 +36,63 @@ def prompts(n: int) -> tuple[list[str], str]:
     return [evaluation_prompt(r["instruction"]) for r in synthetic(n, 0, seed=0)[0]], "synthetic"
 
 
-def likelihood_vs_generation(model, tokenizer, n: int, batch_size: int, device) -> dict[str, float]:
-    """The first ``n`` ARC-Easy test questions scored both ways, as a job scores them: generation (4 beams, 32 new
-    tokens, the paper's commonsense decoding) and log-likelihood; seconds, questions per second and the ratio."""
+def likelihood_vs_generation(model, tokenizer, n: int, batch_size: int, device) -> dict[str, object]:
+    """The first ``n`` ARC-Easy test questions scored as a job scores them: generation (4 beams, 32 new tokens, the
+    paper's commonsense decoding) and log-likelihood in both prompt styles, on the fp32 base and on a bf16 copy of it
+    (the projections' matmuls on the CPU's bf16 units where it has them); seconds, questions per second, ratios."""
     from llm_adapters.evaluation import generation, likelihood
 
     spec = EVAL_SETS["arc_e"]
     records = load_records(SHARED / spec.path, spec)[:n]
-    job = compose("protocol=fixed", "eval=commonsense", f"eval.batch_size={batch_size}")  # as a job composes them
-    protocol, cfg = OmegaConf.to_container(job.protocol), OmegaConf.to_container(job.eval)
     seconds = {}
-    for name, module in (("generate", generation), ("loglik", likelihood)):
-        start = time.perf_counter()
-        module.evaluate_set(model, tokenizer, spec, records, cfg, protocol, device)
-        seconds[name] = time.perf_counter() - start
+    methods = (("generate", generation, None), ("loglik", likelihood, None), ("loglik_lm_eval", likelihood, "lm_eval"))
+    for name, module, style in methods:
+        seconds[name] = _timed(module, model, tokenizer, records, batch_size, style, device)
+    half = bf16_copy(model)
+    seconds["loglik_bf16"] = _timed(likelihood, half, tokenizer, records, batch_size, None, device)
+    seconds["generate_bf16"] = _timed(generation, half, tokenizer, records, batch_size, None, device)
     return {
         "loglik_vs_generate": seconds["generate"] / seconds["loglik"],
+        "loglik_lm_eval_vs_generate": seconds["generate"] / seconds["loglik_lm_eval"],
         "loglik_questions_per_second": n / seconds["loglik"],
+        "loglik_lm_eval_questions_per_second": n / seconds["loglik_lm_eval"],
+        "loglik_bf16_vs_fp32": seconds["loglik"] / seconds["loglik_bf16"],
+        "generate_bf16_vs_fp32": seconds["generate"] / seconds["generate_bf16"],
         "arc_e_questions": n,
         "arc_e_seconds": seconds,
     }
+
+
+def _timed(module, model, tokenizer, records, batch_size: int, style: str | None, device) -> float:
+    """Seconds to evaluate ``records`` with a job's evaluation config (composed by Hydra as a job composes it)."""
+    overrides = [f"eval.batch_size={batch_size}"] + ([f"eval.prompt={style}"] if style else [])
+    job = compose("protocol=fixed", "eval=commonsense", *overrides)
+    protocol, cfg = OmegaConf.to_container(job.protocol), OmegaConf.to_container(job.eval)
+    start = time.perf_counter()
+    module.evaluate_set(model, tokenizer, EVAL_SETS["arc_e"], records, cfg, protocol, device)
+    return time.perf_counter() - start
+
+
+def bf16_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The model in bf16, as ``model.dtype=bfloat16`` loads it (the head's input made contiguous: ``load_model``)."""
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    contiguous_head_input(half)
+    return half
+
+
+def whole_arc_e(model, tokenizer, batch_size: int, device) -> dict[str, float]:
+    """Seconds for the whole ARC-Easy test (2,376 questions), loglik in both prompt styles, fp32 and bf16."""
+    from llm_adapters.evaluation import likelihood
+
+    spec = EVAL_SETS["arc_e"]
+    records = load_records(SHARED / spec.path, spec)
+    half, out = bf16_copy(model), {}
+    for dtype, m in (("fp32", model), ("bf16", half)):
+        for style in ("paper", "lm_eval"):
+            seconds = _timed(likelihood, m, tokenizer, records, batch_size, None if style == "paper" else style, device)
+            out[f"arc_e_whole_{style}_{dtype}_seconds"] = seconds
+            print(f"whole ARC-Easy ({len(records)}), loglik {style} {dtype}: {seconds:.0f} s", flush=True)
+    return out
 
 
 def paper_protocol(model, tokenizer, texts: list[str], beams: int, new_tokens: int, device) -> list[str]:
@@ -81,6 +120,7 @@ def main() -> None:
     options.add_argument("--new-tokens", type=int, default=32)
     options.add_argument("--batch-size", type=int, default=16)
     options.add_argument("--arc", type=int, default=0, help="also: this many ARC-Easy questions, loglik vs generate")
+    options.add_argument("--arc-whole", action="store_true", help="also: the whole ARC-Easy test by loglik")
     args = options.parse_args()
     device = torch.device(args.device)
     tokenizer = tokenizer_for(args.model)
@@ -139,6 +179,8 @@ def main() -> None:
     if args.arc and (SHARED / EVAL_SETS["arc_e"].path).is_file():
         figures |= likelihood_vs_generation(model, tokenizer, args.arc, args.batch_size, device)
         print(f"loglik_vs_generate {figures['loglik_vs_generate']:.1f}x on {args.arc} ARC-Easy questions")
+    if args.arc_whole and (SHARED / EVAL_SETS["arc_e"].path).is_file():
+        figures |= whole_arc_e(model, tokenizer, args.batch_size, device)
     print(json.dumps(figures))
 
 

@@ -27,7 +27,8 @@ BENCHMARKS = {
     "eval_speed": (
         ["--hidden", "64", "--layers", "1", "--prompts", "2", "--new-tokens", "2", "--batch-size", "2", "--arc", "2"],
         {"eval_speedup", "predictions_identical", "vs_transformers_beam_search", "greedy_vs_beam", "seconds"}
-        | {"loglik_vs_generate", "loglik_questions_per_second"},
+        | {"loglik_vs_generate", "loglik_questions_per_second", "loglik_lm_eval_vs_generate"}
+        | {"loglik_lm_eval_questions_per_second", "loglik_bf16_vs_fp32", "generate_bf16_vs_fp32"},
     ),
     "memory": (["--hidden", "64", "--layers", "1"], {f"{kind}_mem_vs_full" for kind in adapter_kinds()} | {"bytes"}),
     "plan_speed": ([], {"plan_seconds", "plan_command_seconds", "trainable", "total"}),

@@ -102,7 +102,7 @@ def unusable_directory(arguments: list[str]) -> str | None:
 def misused_override(arguments: list[str]) -> str | None:
     """Two override mistakes Hydra reports over several lines: several values without ``-m`` (a sweep run as one
     job), and ``+key=value`` for a key the config already has (``+seed=1``)."""
-    sweep = any(a in ("-m", "--multirun") for a in sys.argv)
+    sweep = any(a in ("-m", "--multirun") for a in arguments)
     for argument in arguments:
         key, equals, value = argument.partition("=")
         if not equals or key.startswith(("hydra", "-")):

@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.cells import statistics
 from analysis.tables import with_average
 from analysis.uncertainty import prediction_rows
-from llm_adapters.records import EVAL_SETS
+from llm_adapters.data.sets import EVAL_SETS
 
 PLACEMENTS = ["attn", "mlp", "both"]
 COLOURS = {"attn": "tab:blue", "mlp": "tab:orange", "both": "tab:green"}  # a placement keeps its colour in every figure

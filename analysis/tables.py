@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis.cells import statistics, verdicts
 from analysis.paper import COMMONSENSE_SETS, MATH_SETS, SETTING, TRAINING_SET, reported
-from llm_adapters.records import EVAL_SETS
+from llm_adapters.data.sets import EVAL_SETS
 
 SETTING_COLUMNS = ["model", "adapter", "placement", "size", "train_set", "method", "protocol", "mode", "evaluated"]
 

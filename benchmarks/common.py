@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from llm_adapters import CONF_DIR, SHARED_DATA, adapters, weights
 from llm_adapters.composition import compose
-from llm_adapters.tokenizer import build_tokenizer
+from llm_adapters.data.builtin_tokenizer import build_tokenizer
 
 SHARED = SHARED_DATA  # the LLM-Adapters files, when beside the repo
 

@@ -31,9 +31,9 @@ def per_record(
     records: Sequence[Mapping[str, str]], tokenizer: Any, cutoff_len: int, train_on_inputs: bool
 ) -> list[dict[str, list[int]]]:
     """The tokenization before the data pipeline moved to ``datasets``: each record alone, into Python lists. The
-    reference the cached and uncached paths are tested against (tests/test_corpus.py)."""
-    from llm_adapters.examples import IGNORE_INDEX
-    from llm_adapters.prompts import training_prompt
+    reference the cached and uncached paths are tested against (tests/test_arrow_cache.py)."""
+    from llm_adapters.data.templates import training_prompt
+    from llm_adapters.data.training_examples import IGNORE_INDEX
 
     eos, examples = tokenizer.eos_token_id, []
     for record in records:
@@ -52,8 +52,8 @@ def per_record(
 
 def _tokenizer(model: str | None) -> Any:
     from llm_adapters.composition import compose
+    from llm_adapters.data.builtin_tokenizer import build_tokenizer
     from llm_adapters.models import load_tokenizer, pretrained
-    from llm_adapters.tokenizer import build_tokenizer
 
     if not model:
         return build_tokenizer()
@@ -64,8 +64,9 @@ def _tokenizer(model: str | None) -> Any:
 def _child(variant: str, path: Path, cache: Path, model: str | None) -> dict[str, Any]:
     """One variant, timed from the moment its imports are done (importing ``datasets`` is timed on its own: a job
     pays it once, whatever the data)."""
-    from llm_adapters import corpus, files
-    from llm_adapters.records import load_records
+    from llm_adapters import files
+    from llm_adapters.data import arrow_cache
+    from llm_adapters.data.sets import load_records
 
     tokenizer = _tokenizer(model)
     started = time.perf_counter()
@@ -74,14 +75,18 @@ def _child(variant: str, path: Path, cache: Path, model: str | None) -> dict[str
     import_seconds = time.perf_counter() - started
     train = {"cutoff_len": 256, "train_on_inputs": True}
     if variant == "first job, 1 process":
-        corpus.PARALLEL_FROM = sys.maxsize
+        arrow_cache.PARALLEL_FROM = sys.maxsize
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     if variant == "per-record":
         n = len(per_record(load_records(path), tokenizer, 256, True))
     else:
         sha = files.sha256(path)
-        n = len(corpus.tokenized(corpus.read(path, sha, None, cache), sha, tokenizer, train, {"name": "paper"}, cache))
+        n = len(
+            arrow_cache.tokenized(
+                arrow_cache.read(path, sha, None, cache), sha, tokenizer, train, {"name": "paper"}, cache
+            )
+        )
     return {
         "variant": variant,
         "examples": n,

@@ -16,6 +16,7 @@ Adding a model family is one entry here and one model YAML. Families without a g
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -206,3 +207,10 @@ def linear_weight(layer: nn.Module) -> torch.Tensor:
     """The frozen weight as an (out, in) matrix, whatever the storage: a view, so in-place updates reach the layer."""
     base = frozen_projection(layer)
     return base.weight.T if isinstance(base, Conv1D) else base.weight
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The name of the model's KV-cache argument (``cache`` in current transformers, ``past_key_values`` before):
+    what generation, likelihood batches and the virtual-token adapters hand a cache through."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"

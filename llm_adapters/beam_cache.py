@@ -10,17 +10,9 @@ to gather the generated positions. A reorder that would move a beam across promp
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
-
-
-def cache_key(model: torch.nn.Module) -> str:
-    """The name of the model's KV-cache argument (``cache`` in current transformers, ``past_key_values`` before)."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class SharedPromptLayer(DynamicLayer):

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from llm_adapters.adapters import trainable_state_dict
 from llm_adapters.errors import CheckpointError
+from llm_adapters.resume import newest_first
 
 KEEP = 2  # checkpoints kept: the newest, and the one before it in case the newest cannot be read
 log = logging.getLogger(__name__)
@@ -55,17 +56,6 @@ def save(
     for older in newest_first(directory)[KEEP:]:
         shutil.rmtree(older, ignore_errors=True)
     return final
-
-
-def newest_first(directory: Path) -> list[Path]:
-    """The complete checkpoints in ``directory``, newest first."""
-    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
-    return sorted(found, key=lambda p: -int(p.name.removeprefix("step-")))
-
-
-def latest(directory: Path) -> Path | None:
-    """The newest complete checkpoint in ``directory``, if any."""
-    return next(iter(newest_first(directory)), None)
 
 
 def load_usable(path: Path, model: torch.nn.Module) -> tuple[dict[str, Any], Path]:

@@ -13,12 +13,12 @@ from llm_adapters import CONF_DIR
 from llm_adapters.adapters import REGISTRY, known_kinds
 from llm_adapters.adapters.registry import KEY_RULES
 from llm_adapters.composition import yaml_keys
+from llm_adapters.data.loading import check_config as check_data
 from llm_adapters.errors import ConfigError
 from llm_adapters.evaluation import check_config
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
 from llm_adapters.power import assumptions
-from llm_adapters.records import EVAL_SETS
 from llm_adapters.scoring import CHOICE_RULES
 
 # Keys whose values count things: integers (a boolean is not one), checked before anything loads.
@@ -185,23 +185,8 @@ def _placement(cfg: DictConfig) -> None:
 
 
 def _data(cfg: DictConfig) -> None:
-    """A training source that exists, and evaluation sets this harness can read and score."""
-    if cfg.dataset.source not in ("synthetic", "file", "hub"):
-        raise ConfigError(f"dataset.source must be 'synthetic', 'file' or 'hub' (got '{cfg.dataset.source}')")
-    if cfg.dataset.source == "hub" and not cfg.dataset.get("hub"):
-        raise ConfigError("dataset.hub: name the hub dataset (or a local dataset directory) to train on")
-    if cfg.dataset.source == "file" and not isinstance(cfg.dataset.get("path"), str):
-        path = cfg.dataset.get("path")
-        if not path or not all(isinstance(part, str) for part in path):
-            raise ConfigError(f"dataset.path: a file, or a list of files to mix (got {path})")
-        if not isinstance(cfg.dataset.get("mixture_seed"), int):
-            raise ConfigError("dataset.mixture_seed: a mixture (a list of dataset.path files) needs an integer seed")
-    held_out = [cfg.dataset.name] if cfg.dataset.source == "synthetic" else []
-    unknown = [name for name in cfg.eval.datasets if name not in EVAL_SETS and name not in held_out]
-    if unknown:
-        raise ConfigError(
-            f"eval.datasets: unknown evaluation set(s) {unknown} (known: {', '.join([*held_out, *EVAL_SETS])})"
-        )
+    """A training source that exists, and evaluation sets this harness can read (``data.loading``) and score."""
+    check_data(cfg)
     check_config(cfg.eval)
     if "mawps" in cfg.eval.datasets and not cfg.protocol.score_mawps:
         raise ConfigError(

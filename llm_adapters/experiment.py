@@ -15,10 +15,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import distributed, files, job_data, phases, resume, tracking
+from llm_adapters import distributed, files, phases, resume, tracking
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import apply_study
 from llm_adapters.config import ConfigError, validate
+from llm_adapters.data import loading
+from llm_adapters.data.checksums import fingerprint
 from llm_adapters.models import resolve_device
 from llm_adapters.placement import PlacementError
 
@@ -87,13 +89,13 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     results = opening_record(cfg)
     try:
         validate(cfg)
-        located = job_data.data_files(cfg)
+        located = loading.data_files(cfg)
     except ValueError as error:  # ConfigError, DataError, or a PlacementError: a combination that has no meaning
         if sweep and isinstance(error, PlacementError):
             return _end_early(results, job_dir, "skipped", str(error))
         _end_early(results, job_dir, "failed", f"{type(error).__name__}: {error}")
         raise
-    results["data"] = resume.fingerprint(located)
+    results["data"] = fingerprint(located)
     results["config_hash"] = resume.config_hash(results["config"], results["data"])
     ended, earlier = _earlier_work(cfg, results, job_dir)
     if ended is not None:
@@ -152,10 +154,10 @@ def _recipe(
             f"{cfg.train.micro_batch_size} per step cannot be shared by {dist.world} processes"
         )
     with dist.main_first():  # rank 0 builds the Arrow tables of files seen for the first time; the others read them
-        data = job_data.load_data(cfg, located, results["data"])
+        data = loading.load_data(cfg, located, results["data"])
     if cfg.dataset.decontaminate:
-        data, results["decontaminated"] = job_data.decontaminate(data)
-    results["contamination"] = job_data.contamination(data, cfg.dataset.name)
+        data, results["decontaminated"] = loading.decontaminate(data)
+    results["contamination"] = loading.contamination(data, cfg.dataset.name)
 
     if trained is not None and trained.resolve() != job.dir.resolve():  # copied first: this job holds its adapter
         shutil.copytree(trained / "adapter", job.dir / "adapter", dirs_exist_ok=True)

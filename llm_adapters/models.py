@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from llm_adapters import weights
-from llm_adapters.tokenizer import build_tokenizer
+from llm_adapters.data.builtin_tokenizer import build_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The phases of one job, each a function that returns what it made: the data (``job_data``), the model with its
+"""The phases of one job, each a function that returns what it made: the data (``data.loading``), the model with its
 adapter, the trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each
 result as soon as it exists, so a later failure keeps what came before."""
 
@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import adapters, corpus, distributed, files
+from llm_adapters import adapters, distributed, files
 from llm_adapters.adapters import saving
 from llm_adapters.config import ConfigError
+from llm_adapters.data import arrow_cache
+from llm_adapters.data.loading import Data, cache
+from llm_adapters.data.training_examples import IGNORE_INDEX
 from llm_adapters.evaluation import check_context as check_prompts
 from llm_adapters.evaluation import evaluate_all
-from llm_adapters.examples import IGNORE_INDEX
-from llm_adapters.job_data import Data, cache
 from llm_adapters.models import (
     count_parameters,
     load_model,
@@ -131,7 +132,7 @@ def fit(
     result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)
     if cfg.mode == "train" and data.train is not None and any(p.requires_grad for p in built.model.parameters()):
         with dist.main_first():  # rank 0 tokenizes into the cache; the other ranks read it
-            examples = corpus.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, cache(cfg))
+            examples = arrow_cache.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, cache(cfg))
         if not any(label != IGNORE_INDEX for example in examples for label in example["labels"][1:]):  # 1st: no target
             cut = "to one token" if cfg.train.train_on_inputs else "before its response (train_on_inputs=false)"
             raise ConfigError(

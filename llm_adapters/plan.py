@@ -22,9 +22,9 @@ from llm_adapters import adapters
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import apply_study
 from llm_adapters.config import validate
+from llm_adapters.data.sets import EVAL_SETS
 from llm_adapters.files import write_json
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
-from llm_adapters.records import EVAL_SETS
 
 GB = 2**30
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from llm_adapters import CONF_DIR
+from llm_adapters.data.sets import EVAL_SETS, DataError, eval_set
 from llm_adapters.files import write_jsonl
-from llm_adapters.records import EVAL_SETS, DataError, eval_set
 from llm_adapters.scoring import score
 
 PROTOCOL_DIR = CONF_DIR / "protocol"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_adapters import __version__, adapters, checkpoint, files
+from llm_adapters import __version__, adapters, files
 from llm_adapters.errors import ConfigError
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
@@ -26,12 +26,16 @@ from llm_adapters.errors import ConfigError
 _NOT_THE_EXPERIMENT = ("logger", "paths", "power")  # power: plan mode's assumptions
 
 
-Fingerprint = dict[str, dict[str, Any]]  # per data file: {"size": bytes, "sha256": hex digest}
+def newest_first(directory: Path) -> list[Path]:
+    """The complete checkpoints (``step-<n>``) in a job's ``checkpoints`` directory, newest first: what a rerun
+    continues from (``checkpoint`` writes them)."""
+    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
+    return sorted(found, key=lambda p: -int(p.name.removeprefix("step-")))
 
 
-def fingerprint(located: Mapping[str, Path]) -> Fingerprint:
-    """Size and SHA-256 of each data file a job reads: what its numbers depend on, wherever the files are."""
-    return {name: {"size": path.stat().st_size, "sha256": files.sha256(path)} for name, path in located.items()}
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory``, if any."""
+    return next(iter(newest_first(directory)), None)
 
 
 def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None) -> str:
@@ -81,7 +85,7 @@ def earlier_work(digest: str, roots: list[str], job_dir: Path) -> Earlier:
             saved = (path.parent / "adapter" / "adapter_config.json").is_file()
             if saved and (earlier.get("train") or {}).get("steps"):
                 found.trained = path.parent
-            latest = None if alive else checkpoint.latest(path.parent / "checkpoints")
+            latest = None if alive else latest_checkpoint(path.parent / "checkpoints")
             if latest is not None and (step := int(latest.name.removeprefix("step-"))) > newest_step:
                 found.checkpoint, newest_step = latest, step
     return found
@@ -127,7 +131,7 @@ def holds_work(job_dir: Path) -> dict[str, Any] | None:
     adapter), else None: a record that a job about to start there must not overwrite."""
     path = job_dir / "results.json"
     record = files.read_results(path) if path.is_file() else None
-    work = (record or {}).get("status") == "ok" or checkpoint.latest(job_dir / "checkpoints") is not None
+    work = (record or {}).get("status") == "ok" or latest_checkpoint(job_dir / "checkpoints") is not None
     work = work or (job_dir / "adapter" / "adapter_config.json").is_file()
     return (record or {"status": "unknown", "config_hash": None}) if work else None
 

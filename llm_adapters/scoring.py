@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from llm_adapters.data.sets import EvalSet
+from llm_adapters.data.templates import response_text
 from llm_adapters.intervals import wilson
-from llm_adapters.prompts import response_text
-from llm_adapters.records import EvalSet
 
 _NUMBER = re.compile(r"-?\d+\.?\d*")
 _CAPITAL = re.compile(r"[A-E]")

@@ -17,7 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from llm_adapters import checkpoint, validation
+from llm_adapters import checkpoint, held_out_loss
 from llm_adapters.checkpoint import Preempted, stop_signals
 from llm_adapters.distributed import Distributed
 from llm_adapters.errors import DivergedError
@@ -166,7 +166,7 @@ def train(
     steps equal a single process's with the same global batch (dropout masks aside). Only rank 0 saves.
     """
     dist = dist or Distributed()
-    examples, held_out = validation.split(examples, int(cfg["val_set_size"]))
+    examples, held_out = held_out_loss.split(examples, int(cfg["val_set_size"]))
     total, micro = optimizer_steps(len(examples), cfg), int(cfg["micro_batch_size"])
     opt = Optimization.build(model, cfg, total, seed, device)
     state, best_weights, used = TrainState(), None, None
@@ -216,7 +216,7 @@ def _keep(model: torch.nn.Module, keep: str, state: TrainState, best: dict[str, 
     """With ``keep: best``, put the best validation step's weights back; the step kept (None: the last)."""
     if keep != "best" or best is None:
         return None
-    validation.restore(model, best)
+    held_out_loss.restore(model, best)
     log.info("kept the weights of step %d (validation loss %.4f)", state.best[0], state.best[1])
     return int(state.best[0])
 
@@ -231,14 +231,14 @@ def _validate(
     on_log: Callable,
 ) -> dict[str, torch.Tensor] | None:
     """The validation loss at this step, logged; a copy of the weights when it is the lowest so far."""
-    value = validation.loss(model, held_out, int(cfg["micro_batch_size"]), pad_id, device, cfg.get("autocast"))
+    value = held_out_loss.loss(model, held_out, int(cfg["micro_batch_size"]), pad_id, device, cfg.get("autocast"))
     state.val_history.append([state.steps, value])
     on_log({"val/loss": value}, state.steps)
     log.info("step %d validation loss %.4f", state.steps, value)
     if state.best is not None and value >= state.best[1]:  # the Trainer keeps the first of equal losses
         return None
     state.best = [state.steps, value]
-    return validation.trainable_copy(model)
+    return held_out_loss.trainable_copy(model)
 
 
 def _forward(model: torch.nn.Module, cfg: Mapping, dist: Distributed, device: torch.device) -> Any:

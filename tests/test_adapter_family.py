@@ -10,10 +10,10 @@ from torch import nn
 
 from llm_adapters.adapters import inject, merge_adapters, prefix, prepare, prompt, targets_for
 from llm_adapters.architectures import architecture_of
+from llm_adapters.data.synthetic_math import generate as synthetic
+from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
 from llm_adapters.models import count_parameters
-from llm_adapters.prompts import evaluation_prompt
-from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import build_model, make_config, tiny_model
 
 IA3 = {"kind": "ia3"}

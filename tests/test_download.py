@@ -15,11 +15,11 @@ from typing import ClassVar
 
 import pytest
 
-from llm_adapters.download import fetch, locate
+from llm_adapters.data.checksums import MANIFEST
+from llm_adapters.data.download import fetch, locate
+from llm_adapters.data.sets import DataError
 from llm_adapters.experiment import run
 from llm_adapters.files import sha256
-from llm_adapters.manifest import MANIFEST
-from llm_adapters.records import DataError
 from tests.conftest import FAST, ROOT, make_config
 
 GSM8K = "dataset/gsm8k/test.json"
@@ -167,7 +167,7 @@ def test_hub_dataset_source(shared_data, tmp_path):
     in HF_ENDPOINT (a fake hub on 127.0.0.1 here), in a subprocess since huggingface_hub reads it at import."""
     httpd, url = serve(HubHandler, shared_data)
     script = (
-        "import sys; from llm_adapters.download import locate; from llm_adapters.records import DataError\n"
+        "import sys; from llm_adapters.data.download import locate; from llm_adapters.data.sets import DataError\n"
         f"print(locate({GSM8K!r}, None, 'http://127.0.0.1:9', 'someone/llm-adapters', {str(tmp_path / 'cache')!r}))\n"
         "try:\n"
         f"    locate('dataset/nope/test.json', None, None, 'someone/llm-adapters', {str(tmp_path / 'cache')!r})\n"
@@ -191,7 +191,7 @@ def test_hub_dataset_source(shared_data, tmp_path):
 
 def test_a_file_missing_from_data_dir_says_where_it_looked(tmp_path):
     """The message names the directory searched, the cache, and the download that failed after it."""
-    from llm_adapters.download import locate
+    from llm_adapters.data.download import locate
 
     (tmp_path / "data").mkdir()
     with pytest.raises(

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from llm_adapters.adapters import set_adapter_dropout
+from llm_adapters.data.sets import EVAL_SETS
+from llm_adapters.data.synthetic_math import generate as synthetic
+from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import evaluate_set, generate
-from llm_adapters.prompts import evaluation_prompt
-from llm_adapters.records import EVAL_SETS
-from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import build_model, make_config
 
 CPU = torch.device("cpu")

@@ -10,14 +10,14 @@ from safetensors.torch import load_file
 
 from llm_adapters import adapters
 from llm_adapters.adapters import targets_for
-from llm_adapters.examples import tokenize_for_training
+from llm_adapters.data.synthetic_math import generate
+from llm_adapters.data.templates import evaluation_prompt, response_text
+from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.placement import PlacementError
-from llm_adapters.prompts import evaluation_prompt, response_text
 from llm_adapters.report import summary
 from llm_adapters.scoring import extract_number, number_correct
-from llm_adapters.synthetic import generate
 from llm_adapters.training import train
 from tests.conftest import FAST, QUICK, build_model, make_config
 
@@ -280,7 +280,7 @@ def test_a_damaged_saved_adapter_is_refused_before_the_base_model_loads(tmp_path
 
 
 def test_group_by_length_pads_less_and_keeps_the_epoch():
-    from llm_adapters.examples import grouped_by_length
+    from llm_adapters.data.training_examples import grouped_by_length
 
     lengths = [((i * 37) % 97) + 5 for i in range(400)]
     order = torch.randperm(400, generator=torch.Generator().manual_seed(0)).tolist()

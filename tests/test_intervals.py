@@ -39,7 +39,7 @@ def test_the_coverage_is_near_95_percent():
 
 
 def test_every_accuracy_line_shows_it():
-    from llm_adapters.records import eval_set
+    from llm_adapters.data.sets import eval_set
 
     metrics, _ = score(["The answer is 8.", "The answer is 9."], ["8", "8"], eval_set("gsm8k"), {"name": "paper"})
     assert metrics["interval"] == wilson(1, 2)

@@ -110,8 +110,8 @@ def test_resume_search_given_as_one_path(tmp_path):
 def test_a_resumed_runs_time_covers_every_step(tmp_path):
     """``train.seconds`` of a resumed run counts the steps done before the checkpoint too, so tokens per second
     divides all the tokens by all the time."""
-    from llm_adapters.examples import tokenize_for_training
-    from llm_adapters.synthetic import generate
+    from llm_adapters.data.synthetic_math import generate
+    from llm_adapters.data.training_examples import tokenize_for_training
     from llm_adapters.training import train
 
     cfg = make_config(*SAVING)

@@ -86,3 +86,14 @@ def test_one_error_taxonomy_for_bad_input():
         if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "ValueError" for b in node.bases)
     ]
     assert not own
+
+
+def test_the_data_package_sits_below_models_adapters_and_evaluation():
+    """``llm_adapters/data/`` (its docstring says so) imports, anywhere in its modules, only itself and the two
+    leaf helpers: a data module that reached up to a model, an adapter or the config would tie the layers together."""
+    allowed = ("llm_adapters.data", "llm_adapters.errors", "llm_adapters.files")
+    for path in sorted((PACKAGE / "data").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llm_adapters"):
+                names = [node.module] if node.module != "llm_adapters" else [f"llm_adapters.{a.name}" for a in node.names]
+                assert all(n.startswith(allowed) for n in names), f"{path.name} imports {names}"

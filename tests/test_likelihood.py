@@ -12,13 +12,13 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from llm_adapters.config import ConfigError, validate
+from llm_adapters.data.builtin_tokenizer import build_tokenizer
+from llm_adapters.data.sets import EVAL_SETS, eval_set
 from llm_adapters.errors import DataError
 from llm_adapters.evaluation import METHODS, method
 from llm_adapters.evaluation.likelihood import evaluate_set, options, request
 from llm_adapters.evaluation.likelihood_batches import encode, loglikelihoods
 from llm_adapters.evaluation.lm_eval_prompts import lm_eval_pairs
-from llm_adapters.records import EVAL_SETS, eval_set
-from llm_adapters.tokenizer import build_tokenizer
 from tests.conftest import TINY_CONFIGS, make_config
 
 COMMONSENSE = [name for name, spec in EVAL_SETS.items() if spec.domain == "commonsense"]

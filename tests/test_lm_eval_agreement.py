@@ -14,9 +14,9 @@ import os
 import pytest
 import torch
 
+from llm_adapters.data.sets import eval_set, load_records
 from llm_adapters.evaluation.likelihood import options, pairs
 from llm_adapters.evaluation.likelihood_batches import loglikelihoods
-from llm_adapters.records import eval_set, load_records
 
 pytestmark = pytest.mark.slow
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a dev extra: pip install -e '.[dev]'")

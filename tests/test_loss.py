@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 
 from llm_adapters import adapters
-from llm_adapters.examples import collate, tokenize_for_training
+from llm_adapters.data.synthetic_math import generate
+from llm_adapters.data.training_examples import collate, tokenize_for_training
 from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.synthetic import generate
 from llm_adapters.training import causal_lm_loss
 from tests.conftest import make_config
 

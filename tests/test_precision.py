@@ -10,11 +10,11 @@ from torch import nn
 from llm_adapters import adapters
 from llm_adapters.adapters import targets_for
 from llm_adapters.config import ConfigError, validate
+from llm_adapters.data.synthetic_math import generate as synthetic
+from llm_adapters.data.templates import evaluation_prompt
+from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.evaluation.generation import generate
-from llm_adapters.examples import tokenize_for_training
 from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.prompts import evaluation_prompt
-from llm_adapters.synthetic import generate as synthetic
 from llm_adapters.training import train
 from tests.conftest import make_config
 

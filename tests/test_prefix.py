@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from llm_adapters.adapters import prefix
+from llm_adapters.data.synthetic_math import generate as synthetic
+from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
-from llm_adapters.prompts import evaluation_prompt
-from llm_adapters.synthetic import generate as synthetic
 from tests.conftest import build_model, make_config, tiny_model
 
 PREFIX = {"num_virtual_tokens": 5, "prefix_projection": False, "projection_hidden": 16}

@@ -25,7 +25,7 @@ def _is_the_model_its_yaml_describes(converted, name: str, total: int, tmp_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llm_adapters import plan
-    from llm_adapters.prompts import evaluation_prompt
+    from llm_adapters.data.templates import evaluation_prompt
 
     model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(converted)

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
+from llm_adapters.data.synthetic_math import generate
+from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.errors import DivergedError
-from llm_adapters.examples import tokenize_for_training
 from llm_adapters.experiment import run
-from llm_adapters.synthetic import generate
 from llm_adapters.training import train
 from tests.conftest import FAST, ROOT, build_model, make_config
 from tests.test_sweep import run_py

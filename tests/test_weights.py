@@ -21,7 +21,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llm_adapters import weights, wheels
-from llm_adapters.tokenizer import build_tokenizer
+from llm_adapters.data.builtin_tokenizer import build_tokenizer
 from tests.test_sweep import run_py
 
 gguf = pytest.importorskip("gguf")

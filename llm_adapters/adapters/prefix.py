@@ -19,7 +19,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from llm_adapters.adapters.registry import AdapterSpec, register
 from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_tokens
-from llm_adapters.beam_cache import cache_key
+from llm_adapters.architectures import cache_argument
 
 
 class PrefixEncoder(VirtualTokens):
@@ -58,7 +58,7 @@ def _inject(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tupl
     if inputs is None and args:
         inputs = args[0]
     batch, length = inputs.shape[:2]
-    key = cache_key(model)
+    key = cache_argument(model)
     cache = kwargs.get(key)
     if cache is None:
         cache = kwargs[key] = DynamicCache(config=model.config)

@@ -21,8 +21,8 @@ from transformers import PreTrainedModel
 
 from llm_adapters.adapters.registry import AdapterSpec, register
 from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_tokens
-from llm_adapters.beam_cache import cache_key
-from llm_adapters.examples import IGNORE_INDEX
+from llm_adapters.architectures import cache_argument
+from llm_adapters.data.training_examples import IGNORE_INDEX
 
 INITS = ("random", "vocab")
 
@@ -52,7 +52,7 @@ def _prepend(model: PreTrainedModel, args: tuple, kwargs: dict[str, Any]) -> tup
         kwargs["input_ids"], args = args[0], args[1:]
     ids, embeds = kwargs.get("input_ids"), kwargs.get("inputs_embeds")
     batch, length = (ids if ids is not None else embeds).shape[:2]
-    cache = kwargs.get(cache_key(model))
+    cache = kwargs.get(cache_argument(model))
     past = cache.get_seq_length() if cache is not None else 0
     encoder.prepended = length if past == 0 else 0
     if not encoder.prepended:  # a later generation step: the virtual tokens are in the cache

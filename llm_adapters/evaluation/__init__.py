@@ -12,9 +12,9 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llm_adapters.data.sets import EVAL_SETS, EvalSet, Record
 from llm_adapters.errors import ConfigError
 from llm_adapters.evaluation.methods import METHODS, Method, method
-from llm_adapters.records import EVAL_SETS, EvalSet, Record
 from llm_adapters.report import score_text
 
 __all__ = ["METHODS", "Method", "check_config", "check_context", "evaluate_all", "evaluated", "method"]

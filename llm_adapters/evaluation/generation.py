@@ -22,11 +22,12 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase,
 
 from llm_adapters import beam_cache
 from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
+from llm_adapters.architectures import cache_argument
+from llm_adapters.data.sets import EvalSet, Record
+from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.errors import ConfigError
 from llm_adapters.evaluation.methods import Method, register
 from llm_adapters.models import autocast
-from llm_adapters.prompts import evaluation_prompt
-from llm_adapters.records import EvalSet, Record
 from llm_adapters.scoring import score
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def prefill_once(
     if beams == 1 or carries_virtual_tokens(model):
         return {}
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    key = beam_cache.cache_key(model)
+    key = cache_argument(model)
     inputs = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], key: DynamicCache(config=model.config)}
     if "position_ids" in inspect.signature(model.forward).parameters:
         inputs["position_ids"] = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, :-1]

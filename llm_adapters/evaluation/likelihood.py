@@ -26,13 +26,13 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_adapters.adapters import set_adapter_dropout
+from llm_adapters.data.sets import EvalSet, Record
+from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.errors import ConfigError, DataError
 from llm_adapters.evaluation.likelihood_batches import encode, loglikelihoods
 from llm_adapters.evaluation.lm_eval_prompts import lm_eval_pairs
 from llm_adapters.evaluation.methods import Method, register
 from llm_adapters.intervals import wilson
-from llm_adapters.prompts import evaluation_prompt
-from llm_adapters.records import EvalSet, Record
 
 ANSWER_FORMAT = re.compile(r"Answer format: ([\w/]+)\s*$")
 

@@ -20,8 +20,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from llm_adapters import beam_cache
 from llm_adapters.adapters import carries_virtual_tokens
+from llm_adapters.architectures import cache_argument
 from llm_adapters.models import autocast
 
 Pairs = Sequence[tuple[str, str]]  # one question: (context, continuation) per option
@@ -80,7 +80,7 @@ def _shared(model: PreTrainedModel, pad: int, contexts: list, conts: list[list],
     for i, r in enumerate(rows):
         ids[i, width - len(r) :], mask[i, width - len(r) :] = torch.tensor(r), 1
     ids, mask = ids.to(device), mask.to(device)
-    key = beam_cache.cache_key(model)
+    key = cache_argument(model)
     cache = DynamicCache(config=model.config)
     inputs = {"input_ids": ids, "attention_mask": mask, key: cache, **_positions(model, mask)}
     head = model(**inputs, use_cache=True, logits_to_keep=keep).logits.float().log_softmax(-1)

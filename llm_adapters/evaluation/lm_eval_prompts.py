@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 
+from llm_adapters.data.sets import EvalSet, Record
 from llm_adapters.errors import DataError
-from llm_adapters.records import EvalSet, Record
 
 _MARKER = re.compile(r"(?:Answer|Solution|Option|Ending)(\d+): ")
 _END = re.compile(r"\s*(?:\n\n)?Answer format: [\w/]+\s*$")

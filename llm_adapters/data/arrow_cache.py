@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_adapters import files
+from llm_adapters.data.sets import EvalSet, load_records, validate_records
+from llm_adapters.data.templates import training_prompt
+from llm_adapters.data.training_examples import Examples, map_tokens
 from llm_adapters.errors import DataError
-from llm_adapters.examples import Examples, map_tokens
-from llm_adapters.prompts import training_prompt
-from llm_adapters.records import EvalSet, load_records, validate_records
 
 if TYPE_CHECKING:
     from datasets import Dataset

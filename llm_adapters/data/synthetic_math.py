@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-from llm_adapters.records import Record
+from llm_adapters.data.sets import Record
 
 _NAMES = ["Tom", "Sara", "Ali", "Mia", "Ben", "Lena", "Omar", "Kate", "Ravi", "Nora", "Sam", "Eva"]
 _ITEMS = ["apples", "pencils", "marbles", "stickers", "books", "cookies", "shells", "cards", "coins", "flowers"]

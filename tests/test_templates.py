@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llm_adapters.prompts import evaluation_prompt, response_text, training_prompt
-from llm_adapters.records import EVAL_SETS
+from llm_adapters.data.sets import EVAL_SETS
+from llm_adapters.data.templates import evaluation_prompt, response_text, training_prompt
 
 INSTRUCTION = (
     "There are 7 crayons in the drawer . Mary took 3 crayons out of the drawer . How many crayons are there now ? "
@@ -62,7 +62,7 @@ def test_response_text_stops_at_a_generated_second_marker():
     assert response_text(" 12 apples.\n### Response: 99") == "12 apples."
 
 
-# The two templates written out independently of llm_adapters.prompts, to check real records of every set.
+# The two templates written out independently of llm_adapters.data.templates, to check real records of every set.
 TRAIN_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n"
     "                ### Instruction:\n                {}\n                \n"

@@ -1,7 +1,24 @@
 """Size and SHA-256 of the LLM-Adapters data files, as its repository held them (the snapshot of commit 8166572).
 
 A download is accepted only when it matches; files outside this table (the large training sets, HellaSwag)
-are checked against the digest recorded when they were first downloaded."""
+are checked against the digest recorded when they were first downloaded. ``fingerprint``: the same two facts of
+every file a job reads, which its config hash includes (a changed file is a different experiment)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from llm_adapters.files import sha256
+
+Fingerprint = dict[str, dict[str, Any]]  # per data file: {"size": bytes, "sha256": hex digest}
+
+
+def fingerprint(located: Mapping[str, Path]) -> Fingerprint:
+    """Size and SHA-256 of each data file a job reads: what its numbers depend on, wherever the files are."""
+    return {name: {"size": path.stat().st_size, "sha256": sha256(path)} for name, path in located.items()}
+
 
 MANIFEST: dict[str, tuple[int, str]] = {
     "dataset/AQuA/test.json": (152063, "de677f5f0139340009eb01f17c0db781b4161912cd1f4efa77292f2fcf3478ee"),

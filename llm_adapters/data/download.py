@@ -18,9 +18,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from llm_adapters.data.checksums import MANIFEST
+from llm_adapters.data.sets import DataError
 from llm_adapters.files import sha256
-from llm_adapters.manifest import MANIFEST
-from llm_adapters.records import DataError
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20

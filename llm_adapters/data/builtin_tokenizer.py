@@ -12,8 +12,8 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from llm_adapters.prompts import evaluation_prompt, training_prompt
-from llm_adapters.synthetic import generate
+from llm_adapters.data.synthetic_math import generate
+from llm_adapters.data.templates import evaluation_prompt, training_prompt
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 _CORPUS_SEED = 1234

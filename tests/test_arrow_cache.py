@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.data_prep import per_record
-from llm_adapters import corpus, files
+from llm_adapters import files
+from llm_adapters.data import arrow_cache
+from llm_adapters.data.builtin_tokenizer import build_tokenizer
+from llm_adapters.data.sets import EVAL_SETS, load_records
+from llm_adapters.data.training_examples import Examples, collate, tokenize_for_training
 from llm_adapters.errors import DataError
-from llm_adapters.examples import Examples, collate, tokenize_for_training
 from llm_adapters.experiment import run
-from llm_adapters.records import EVAL_SETS, load_records
-from llm_adapters.tokenizer import build_tokenizer
 from tests.conftest import FAST, QUICK, make_config
 
 SAMPLE = 64  # records of each file compared example by example
@@ -30,9 +31,11 @@ def _files(shared: Path) -> list[tuple[Path, object]]:
 
 def _cached(path: Path, spec, tokenizer, train_on_inputs: bool, cutoff: int, cache: Path) -> Examples:
     sha = files.sha256(path)
-    table = corpus.read(path, sha, spec, cache).select(range(SAMPLE))
+    table = arrow_cache.read(path, sha, spec, cache).select(range(SAMPLE))
     train = {"cutoff_len": cutoff, "train_on_inputs": train_on_inputs}
-    return corpus.tokenized(table, corpus.digest(sha, "first", SAMPLE), tokenizer, train, {"name": "paper"}, cache)
+    return arrow_cache.tokenized(
+        table, arrow_cache.digest(sha, "first", SAMPLE), tokenizer, train, {"name": "paper"}, cache
+    )
 
 
 def _same_as_per_record(tokenizer, shared: Path, cache: Path) -> None:
@@ -64,8 +67,8 @@ def test_every_path_gives_the_per_record_examples_with_smollm2s_tokenizer(shared
 
 def test_a_later_job_reuses_the_tokenized_cache(tmp_path, monkeypatch):
     calls = []
-    real_map = corpus.map_tokens
-    monkeypatch.setattr(corpus, "map_tokens", lambda *a, **k: calls.append(1) or real_map(*a, **k))
+    real_map = arrow_cache.map_tokens
+    monkeypatch.setattr(arrow_cache, "map_tokens", lambda *a, **k: calls.append(1) or real_map(*a, **k))
     cache = f"paths.data_cache={tmp_path / 'cache'}"
     run(make_config(*FAST, cache), tmp_path / "a")
     run(make_config(*FAST, cache, "seed=7", "adapter=series"), tmp_path / "b")  # another job of the same sweep
@@ -83,7 +86,7 @@ def test_a_damaged_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
     reference = per_record(records, tokenizer, 64, True)
 
     def prepared() -> Examples:
-        return corpus.tokenized(corpus.read(path, sha, None, tmp_path), sha, tokenizer, train, {}, tmp_path)
+        return arrow_cache.tokenized(arrow_cache.read(path, sha, None, tmp_path), sha, tokenizer, train, {}, tmp_path)
 
     assert list(prepared()) == reference
     (entry,) = (tmp_path / "tokenized").iterdir()
@@ -91,15 +94,16 @@ def test_a_damaged_cache_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch):
     data = bytearray(tokens.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the token ids
     tokens.write_bytes(bytes(data))
-    real_map, calls = corpus.map_tokens, []
-    monkeypatch.setattr(corpus, "map_tokens", lambda *a, **k: calls.append(1) or real_map(*a, **k))
+    real_map, calls = arrow_cache.map_tokens, []
+    monkeypatch.setattr(arrow_cache, "map_tokens", lambda *a, **k: calls.append(1) or real_map(*a, **k))
     assert list(prepared()) == reference and calls == [1]
     (entry / "manifest.json").write_text("{")  # an unreadable manifest: rebuilt too
     assert list(prepared()) == reference and calls == [1, 1]
     (table,) = (tmp_path / "records").rglob("*.arrow")
     table.write_bytes(table.read_bytes()[:-100])  # the records' own table cut short
     assert (
-        corpus.read(path, sha, None, tmp_path).select_columns(["instruction", "output", "answer"]).to_list() == records
+        arrow_cache.read(path, sha, None, tmp_path).select_columns(["instruction", "output", "answer"]).to_list()
+        == records
     )
 
 
@@ -107,33 +111,33 @@ def test_a_file_is_validated_once_per_content_with_the_one_line_errors(tmp_path,
     path = tmp_path / "train.json"
     path.write_text(json.dumps([{"instruction": "q", "output": "o", "answer": "1"}, {"instruction": "q2"}]))
     with pytest.raises(DataError, match=r"train.json: record 1: missing 'output'"):
-        corpus.read(path, files.sha256(path), None, tmp_path)
+        arrow_cache.read(path, files.sha256(path), None, tmp_path)
     path.write_text(json.dumps([{"instruction": "q", "output": "o", "answer": "1"}]))
     sha = files.sha256(path)
-    assert corpus.read(path, sha, None, tmp_path).num_rows == 1
+    assert arrow_cache.read(path, sha, None, tmp_path).num_rows == 1
 
     def validated_again(*args):
         raise RuntimeError("validated again")
 
-    monkeypatch.setattr(corpus, "load_records", validated_again)
-    assert corpus.read(path, sha, None, tmp_path).num_rows == 1  # the same contents: the verdict stands
+    monkeypatch.setattr(arrow_cache, "load_records", validated_again)
+    assert arrow_cache.read(path, sha, None, tmp_path).num_rows == 1  # the same contents: the verdict stands
     spec = EVAL_SETS["gsm8k"]
     with pytest.raises(RuntimeError, match="validated again"):  # as an evaluation set it is checked on its own
-        corpus.read(path, sha, spec, tmp_path)
+        arrow_cache.read(path, sha, spec, tmp_path)
 
 
 def test_the_key_follows_what_decides_the_examples():
     tokenizer, train = build_tokenizer(), {"cutoff_len": 256, "train_on_inputs": True}
-    key = corpus.cache_key("records", tokenizer, train, {"name": "paper"})
+    key = arrow_cache.cache_key("records", tokenizer, train, {"name": "paper"})
     tokenizer(["some text"], truncation=True, max_length=7)  # a call leaves truncation state in the tokenizer
-    assert corpus.cache_key("records", tokenizer, train, {"name": "paper"}) == key
-    assert corpus.cache_key("records", build_tokenizer(), train, {"name": "paper"}) == key  # built again: same
+    assert arrow_cache.cache_key("records", tokenizer, train, {"name": "paper"}) == key
+    assert arrow_cache.cache_key("records", build_tokenizer(), train, {"name": "paper"}) == key  # built again: same
     others = [
-        corpus.cache_key("other records", tokenizer, train, {"name": "paper"}),
-        corpus.cache_key("records", build_tokenizer(256), train, {"name": "paper"}),
-        corpus.cache_key("records", tokenizer, {**train, "cutoff_len": 64}, {"name": "paper"}),
-        corpus.cache_key("records", tokenizer, {**train, "train_on_inputs": False}, {"name": "paper"}),
-        corpus.cache_key("records", tokenizer, train, {"name": "fixed"}),
+        arrow_cache.cache_key("other records", tokenizer, train, {"name": "paper"}),
+        arrow_cache.cache_key("records", build_tokenizer(256), train, {"name": "paper"}),
+        arrow_cache.cache_key("records", tokenizer, {**train, "cutoff_len": 64}, {"name": "paper"}),
+        arrow_cache.cache_key("records", tokenizer, {**train, "train_on_inputs": False}, {"name": "paper"}),
+        arrow_cache.cache_key("records", tokenizer, train, {"name": "fixed"}),
     ]
     assert len({key, *others}) == 6
 
@@ -189,22 +193,22 @@ def test_a_hub_dataset_that_does_not_fit_is_one_line(tmp_path):
         "columns": {"instruction": "prompt", "output": "solution", "answer": "label"},
     }
     with pytest.raises(DataError, match=r"has no column 'prompt' \(dataset.columns; it has \['question', "):
-        corpus.from_hub(dataset, tmp_path / "cache")
+        arrow_cache.from_hub(dataset, tmp_path / "cache")
     dataset["columns"]["instruction"] = "question"
     with pytest.raises(DataError, match=r"hub-copy \(split train\): record 0: 'answer' must be a string, found int"):
-        corpus.from_hub(dataset, tmp_path / "cache")
+        arrow_cache.from_hub(dataset, tmp_path / "cache")
     with pytest.raises(DataError, match=r"hub-copy \(split test\) cannot be loaded: "):
-        corpus.from_hub({**dataset, "split": "test"}, tmp_path / "cache")
+        arrow_cache.from_hub({**dataset, "split": "test"}, tmp_path / "cache")
 
 
 def test_a_mixture_is_every_listed_file_in_one_fixed_order_whatever_the_seed(tmp_path, shared_data):
-    from llm_adapters import job_data
+    from llm_adapters.data import loading
 
     common = [f"paths.data_dir={shared_data}", f"paths.data_cache={tmp_path}", "dataset=commonsense_mix"]
     common += ["eval.datasets=[obqa]", "train.max_examples=400"]
-    first = job_data.load_data(make_config(*common, "seed=1"))
-    again = job_data.load_data(make_config(*common, "seed=2"))
-    other = job_data.load_data(make_config(*common, "dataset.mixture_seed=1"))
+    first = loading.load_data(make_config(*common, "seed=1"))
+    again = loading.load_data(make_config(*common, "seed=2"))
+    other = loading.load_data(make_config(*common, "dataset.mixture_seed=1"))
     assert first.questions() == again.questions() and first.train_id == again.train_id
     assert first.questions() != other.questions() and first.train_id != other.train_id
     sources = {}
@@ -213,7 +217,7 @@ def test_a_mixture_is_every_listed_file_in_one_fixed_order_whatever_the_seed(tmp
             sources.setdefault(record["instruction"], part)
     drawn = [sources[q] for q in first.questions()]
     assert len(drawn) == 400 and len(set(drawn)) == 4  # a sample of all four files, not the head of the first
-    whole = job_data.load_data(make_config(*common, "train.max_examples=null"))
+    whole = loading.load_data(make_config(*common, "train.max_examples=null"))
     assert whole.train.num_rows == 2251 + 1119 + 9427 + 4957
 
 

@@ -6,7 +6,7 @@ is off, which masks the tokens of the prompt without its output. Batches are pad
 8, as the paper's DataCollatorForSeq2Seq did.
 
 The tokenized examples live in an Arrow table (``Examples``), not in Python lists: a 170k-record training set is
-read row by row from a memory-mapped file (``corpus.tokenized`` caches it), so no job holds the whole corpus as objects.
+read row by row from a memory-mapped file (``arrow_cache.tokenized`` caches it), so no job holds the whole corpus as objects.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from llm_adapters.prompts import training_prompt
+from llm_adapters.data.templates import training_prompt
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -94,7 +94,7 @@ def tokenize_for_training(
     cutoff_len: int,
     train_on_inputs: bool,
 ) -> Examples:
-    """The tokenized examples of ``records``, in memory (a job's training set goes through ``corpus.tokenized``,
+    """The tokenized examples of ``records``, in memory (a job's training set goes through ``arrow_cache.tokenized``,
     which runs the same map into a cache shared by the jobs of a sweep)."""
     from datasets import Dataset
 

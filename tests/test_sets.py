@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llm_adapters.records import EVAL_SETS, DataError, load_records, overlap
+from llm_adapters.data.sets import EVAL_SETS, DataError, load_records, overlap
 
 # Record counts of the shared snapshot (its README); hellaswag's test file is not in the snapshot.
 COUNTS = {
@@ -88,8 +88,8 @@ def test_overlap_normalises_case_and_whitespace():
 def test_decontamination_drops_every_training_copy_of_a_test_question(shared_data):
     """math_data.json holds most of the math test sets; with dataset.decontaminate=true none of them is left, and the
     training records removed are exactly those holding a question the contamination report counts."""
-    from llm_adapters.job_data import decontaminate, load_data
-    from llm_adapters.records import normalise, overlap
+    from llm_adapters.data.loading import decontaminate, load_data
+    from llm_adapters.data.sets import normalise, overlap
     from tests.conftest import make_config
 
     cfg = make_config(

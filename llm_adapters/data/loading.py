@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from llm_adapters import corpus, synthetic
-from llm_adapters.config import ConfigError
-from llm_adapters.download import locate
-from llm_adapters.records import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, overlap
-from llm_adapters.resume import Fingerprint, fingerprint
+from llm_adapters.data import arrow_cache, synthetic_math
+from llm_adapters.data.checksums import Fingerprint, fingerprint
+from llm_adapters.data.download import locate
+from llm_adapters.data.sets import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, overlap
+from llm_adapters.errors import ConfigError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -43,7 +43,27 @@ class Data:
         """The data with only these training records (a view of the same table), identified as such."""
         assert self.train is not None
         kept = self.train.select(indices)
-        return Data(kept, corpus.digest(self.train_id, why, list(map(int, indices))), self.eval_sets)
+        return Data(kept, arrow_cache.digest(self.train_id, why, list(map(int, indices))), self.eval_sets)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """In milliseconds, before anything is read: a training source that exists, and evaluation sets that ``sets``
+    knows (or the synthetic set's held-out split); one line naming the key."""
+    d = cfg.dataset
+    if d.source not in ("synthetic", "file", "hub"):
+        raise ConfigError(f"dataset.source must be 'synthetic', 'file' or 'hub' (got '{d.source}')")
+    if d.source == "hub" and not d.get("hub"):
+        raise ConfigError("dataset.hub: name the hub dataset (or a local dataset directory) to train on")
+    if d.source == "file" and not isinstance(d.get("path"), str):
+        if not d.get("path") or not all(isinstance(part, str) for part in d.path):
+            raise ConfigError(f"dataset.path: a file, or a list of files to mix (got {d.get('path')})")
+        if not isinstance(d.get("mixture_seed"), int):
+            raise ConfigError("dataset.mixture_seed: a mixture (a list of dataset.path files) needs an integer seed")
+    held_out = [d.name] if d.source == "synthetic" else []
+    if unknown := [name for name in cfg.eval.datasets if name not in EVAL_SETS and name not in held_out]:
+        raise ConfigError(
+            f"eval.datasets: unknown evaluation set(s) {unknown} (known: {', '.join([*held_out, *EVAL_SETS])})"
+        )
 
 
 def data_files(cfg: DictConfig) -> dict[str, Path]:
@@ -55,7 +75,7 @@ def data_files(cfg: DictConfig) -> dict[str, Path]:
         wanted = {**{name: path for name, path in train_parts(cfg)}, **wanted}
     located = {name: locate(path, p.data_dir, p.data_url, p.data_hub, p.data_cache) for name, path in wanted.items()}
     if cfg.dataset.source == "hub" and cfg.mode == "train":
-        located = {"train": corpus.from_hub(cfg.dataset, cache(cfg)), **located}
+        located = {"train": arrow_cache.from_hub(cfg.dataset, cache(cfg)), **located}
     return located
 
 
@@ -77,11 +97,11 @@ def _read_train(cfg: DictConfig, located: dict[str, Path], digests: Fingerprint,
     keys = [key for key, _ in train_parts(cfg)]
     parts = [(located[key], digests[key]["sha256"]) for key in keys]
     if keys == ["train"]:
-        return Data(corpus.read(*parts[0], None, where), parts[0][1], {})
-    tables = [corpus.read(path, sha, None, where) for path, sha in parts]
+        return Data(arrow_cache.read(*parts[0], None, where), parts[0][1], {})
+    tables = [arrow_cache.read(path, sha, None, where) for path, sha in parts]
     seed = cfg.dataset.mixture_seed
     mixed = concatenate_datasets(tables).shuffle(seed=seed).flatten_indices()
-    return Data(mixed, corpus.digest("mixture", [sha for _, sha in parts], seed), {})
+    return Data(mixed, arrow_cache.digest("mixture", [sha for _, sha in parts], seed), {})
 
 
 def cache(cfg: DictConfig) -> Path:
@@ -91,7 +111,7 @@ def cache(cfg: DictConfig) -> Path:
 
 def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: Fingerprint | None = None) -> Data:
     """The training records and each whole evaluation set, all read (through ``datasets``) and validated before any
-    model loads (``located``: ``data_files(cfg)``, ``digests``: ``resume.fingerprint`` of them, when already known)."""
+    model loads (``located``: ``data_files(cfg)``, ``digests``: their ``fingerprint``, when already known)."""
     from datasets import Dataset
 
     located = data_files(cfg) if located is None else located
@@ -100,9 +120,9 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
     data = Data(None, "", {})
     if cfg.dataset.source == "synthetic":
         d = cfg.dataset
-        records, held_out = synthetic.generate(d.train_size, d.test_size, d.seed, d.two_step_fraction)
+        records, held_out = synthetic_math.generate(d.train_size, d.test_size, d.seed, d.two_step_fraction)
         data.train = Dataset.from_list(records)
-        data.train_id = corpus.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
+        data.train_id = arrow_cache.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
     elif cfg.mode == "train":  # evaluating a saved adapter needs no training file
         data = _read_train(cfg, located, digests, where)
         if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
@@ -118,7 +138,7 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
     for name in cfg.eval.datasets:
         spec = eval_set(name)  # a name that is not a file's is the synthetic data's held-out split (validated)
         if name in EVAL_SETS:
-            records = corpus.read(located[name], digests[name]["sha256"], spec, where).to_list()
+            records = arrow_cache.read(located[name], digests[name]["sha256"], spec, where).to_list()
         else:
             records = held_out
         data.eval_sets[name] = (spec, records)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from llm_adapters.examples import Examples, collate
+from llm_adapters.data.training_examples import Examples, collate
 from llm_adapters.models import autocast
 
 PAPER_SPLIT_SEED = 42  # finetune.py's train_test_split seed, fixed whatever the run's seed

@@ -1,7 +1,7 @@
 """The built-in tokenizer: no download, exact round trip of the paper's prompts, deterministic vocabulary."""
 
-from llm_adapters.prompts import evaluation_prompt, training_prompt
-from llm_adapters.tokenizer import build_tokenizer
+from llm_adapters.data.builtin_tokenizer import build_tokenizer
+from llm_adapters.data.templates import evaluation_prompt, training_prompt
 
 
 def test_round_trip_and_special_ids():

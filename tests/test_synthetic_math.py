@@ -2,7 +2,7 @@
 
 import re
 
-from llm_adapters.synthetic import generate
+from llm_adapters.data.synthetic_math import generate
 
 
 def test_same_seed_same_records_and_other_seed_differs():

@@ -7,18 +7,18 @@ import shutil
 import pytest
 import torch
 from datasets import Dataset
-
-from llm_adapters import validation
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.examples import Examples, tokenize_for_training
+from llm_adapters.synthetic import generate
+
+from llm_adapters import held_out_loss
+from llm_adapters.config import ConfigError, validate
 from llm_adapters.models import load_tokenizer
 from llm_adapters.phases import set_seed
-from llm_adapters.synthetic import generate
 from llm_adapters.training import train
 from tests.conftest import build_model, make_config
 
 CPU = torch.device("cpu")
-REAL_LOSS = validation.loss  # what the loop computes, before a test scripts what it sees
+REAL_LOSS = held_out_loss.loss  # what the loop computes, before a test scripts what it sees
 SETTINGS = [  # 24 records to train on, 16 held out, 15 validations
     *("train.val_set_size=16", "train.eval_every=4", "train.log_every=4", "train.batch_size=8"),
     *("train.micro_batch_size=8", "train.max_steps=60", "train.lr=0.1", "train.warmup_steps=0"),
@@ -28,11 +28,11 @@ SETTINGS = [  # 24 records to train on, 16 held out, 15 validations
 def test_the_split_is_finetune_pys():
     records = [{"i": i} for i in range(300)]
     examples = Examples(Dataset.from_list([{"input_ids": [i], "labels": [i], "length": 1} for i in range(300)]))
-    kept, held_out = validation.split(examples, 120)
+    kept, held_out = held_out_loss.split(examples, 120)
     reference = Dataset.from_list(records).train_test_split(test_size=120, shuffle=True, seed=42)
     assert [r["input_ids"][0] for r in held_out] == list(reference["test"]["i"])
     assert [r["input_ids"][0] for r in kept] == list(reference["train"]["i"])
-    everything, none = validation.split(examples, 0)
+    everything, none = held_out_loss.split(examples, 0)
     assert everything is examples and len(none) == 0
 
 
@@ -42,7 +42,7 @@ def fitted(*overrides, **kwargs):
     model, tokenizer, *_ = build_model(cfg)
     examples = tokenize_for_training(generate(40, 0, seed=0)[0], load_tokenizer(cfg.model), 64, False)
     fit = train(model, examples, cfg.train, tokenizer.pad_token_id, seed=0, device=CPU, **kwargs)
-    _, held_out = validation.split(examples, 16)
+    _, held_out = held_out_loss.split(examples, 16)
     return fit, model, REAL_LOSS(model, held_out, 8, tokenizer.pad_token_id, CPU, None)
 
 
@@ -54,15 +54,15 @@ def scripted_validation(monkeypatch, script: dict[int, float]) -> tuple[dict, di
 
     def loss(model, *args):
         step = next(steps)
-        weights[step], true_loss[step] = validation.trainable_copy(model), REAL_LOSS(model, *args)
+        weights[step], true_loss[step] = held_out_loss.trainable_copy(model), REAL_LOSS(model, *args)
         return script[step]
 
-    monkeypatch.setattr(validation, "loss", loss)
+    monkeypatch.setattr(held_out_loss, "loss", loss)
     return weights, true_loss
 
 
 def trainable_equal(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
-    now = validation.trainable_copy(model)
+    now = held_out_loss.trainable_copy(model)
     return now.keys() == weights.keys() and all(torch.equal(now[name], weights[name]) for name in weights)
 
 

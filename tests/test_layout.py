@@ -95,5 +95,7 @@ def test_the_data_package_sits_below_models_adapters_and_evaluation():
     for path in sorted((PACKAGE / "data").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llm_adapters"):
-                names = [node.module] if node.module != "llm_adapters" else [f"llm_adapters.{a.name}" for a in node.names]
+                names = (
+                    [node.module] if node.module != "llm_adapters" else [f"llm_adapters.{a.name}" for a in node.names]
+                )
                 assert all(n.startswith(allowed) for n in names), f"{path.name} imports {names}"

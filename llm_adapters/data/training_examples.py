@@ -6,7 +6,8 @@ is off, which masks the tokens of the prompt without its output. Batches are pad
 8, as the paper's DataCollatorForSeq2Seq did.
 
 The tokenized examples live in an Arrow table (``Examples``), not in Python lists: a 170k-record training set is
-read row by row from a memory-mapped file (``arrow_cache.tokenized`` caches it), so no job holds the whole corpus as objects.
+read row by row from a memory-mapped file (``arrow_cache.tokenized`` caches it), so no job holds the whole corpus
+as objects.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 from datasets import Dataset
-from llm_adapters.examples import Examples, tokenize_for_training
-from llm_adapters.synthetic import generate
+from llm_adapters.data.training_examples import Examples, tokenize_for_training
+from llm_adapters.data.synthetic_math import generate
 
 from llm_adapters import held_out_loss
 from llm_adapters.config import ConfigError, validate

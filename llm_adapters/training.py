@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 
 from llm_adapters import checkpoint, held_out_loss
 from llm_adapters.checkpoint import Preempted, stop_signals
+from llm_adapters.data.training_examples import IGNORE_INDEX, Examples, collate, grouped_by_length
 from llm_adapters.distributed import Distributed
 from llm_adapters.errors import DivergedError
-from llm_adapters.data.training_examples import IGNORE_INDEX, Examples, collate, grouped_by_length
 from llm_adapters.models import autocast
 from llm_adapters.optimization import Optimization, optimizer_steps
 

@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 from datasets import Dataset
-from llm_adapters.data.training_examples import Examples, tokenize_for_training
-from llm_adapters.data.synthetic_math import generate
 
 from llm_adapters import held_out_loss
 from llm_adapters.config import ConfigError, validate
+from llm_adapters.data.synthetic_math import generate
+from llm_adapters.data.training_examples import Examples, tokenize_for_training
 from llm_adapters.models import load_tokenizer
 from llm_adapters.phases import set_seed
 from llm_adapters.training import train

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import math
 
@@ -14,7 +13,7 @@ from llm_adapters.adapters import REGISTRY, known_kinds
 from llm_adapters.adapters.registry import KEY_RULES
 from llm_adapters.composition import yaml_keys
 from llm_adapters.data.loading import check_config as check_data
-from llm_adapters.errors import ConfigError
+from llm_adapters.errors import ConfigError, did_you_mean
 from llm_adapters.evaluation import check_config
 from llm_adapters.models import DTYPES
 from llm_adapters.placement import placement_sites
@@ -114,12 +113,6 @@ def _adapter_values(cfg: DictConfig) -> None:
 STUDY_KEYS = ("per_adapter", "per_run", "grid", "grid_point", "power")
 
 
-def _close(name: str, keys: list[str], prefix: str = "") -> str:
-    """ " (did you mean <prefix><closest key>?)", or nothing when no key is close."""
-    close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(name, keys, 1)
-    return f" (did you mean {prefix}{close[0]}?)" if close else ""
-
-
 def _no_unknown_keys(cfg: DictConfig) -> None:
     """A key nothing reads (``+eval.num_beam=1`` for ``num_beams``, ``+foo=bar``) would be saved in the config and
     ignored: refused, naming the closest key. A group's keys are those any of its options defines (what a study
@@ -129,25 +122,30 @@ def _no_unknown_keys(cfg: DictConfig) -> None:
     known_top = [*top, *groups, *STUDY_KEYS]
     for key in (str(k) for k in cfg):
         if key not in known_top:
-            raise ConfigError(f"{key}: the config has no such key{_close(key, known_top)}; nothing would read it")
+            raise ConfigError(f"{key}: the config has no such key{did_you_mean(key, known_top)}; nothing would read it")
     for group in (g for g in groups if g not in ("adapter", "experiment") and isinstance(cfg.get(g), DictConfig)):
         known = sorted({k for option in (CONF_DIR / group).glob("*.yaml") for k in yaml_keys(option)})
         for key in (str(k) for k in cfg[group]):
             if key not in known:
-                raise ConfigError(f"{group}.{key}: no {group} option reads such a key{_close(key, known, group + '.')}")
+                raise ConfigError(
+                    f"{group}.{key}: no {group} option reads such a key{did_you_mean(key, known, group + '.')}"
+                )
 
 
 def _no_unknown_adapter_keys(adapter: DictConfig) -> None:
     """A key the kind does not read (``+adapter.rank=8`` for ``r``) would be saved in the config and ignored by the
     run: refused, naming the keys the kind reads (those of its conf/adapter/<kind>.yaml and what it builds on)."""
     path = CONF_DIR / "adapter" / f"{adapter.kind}.yaml"
+    if (check := REGISTRY[adapter.kind].check_keys) is not None:
+        check(OmegaConf.to_container(adapter, resolve=True))
+        return
     if not path.is_file():
         return
     known = yaml_keys(path)
     unknown = [key for key in adapter if key not in known]
     if unknown:
         name, keys = str(unknown[0]), [str(k) for k in known]
-        hint = _close(name, keys)
+        hint = did_you_mean(name, keys)
         raise ConfigError(
             f"adapter.{name}: adapter '{adapter.kind}' reads no such key{hint}; it reads {', '.join(keys)}"
         )

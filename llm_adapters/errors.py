@@ -4,6 +4,8 @@ records it and goes on). Each kind keeps its own class, so a caller can tell the
 
 from __future__ import annotations
 
+import difflib
+
 
 class InputError(ValueError):
     """Something the user gave that cannot be used; the message names it (key, file, record) in one line."""
@@ -35,3 +37,10 @@ class WeightsError(InputError):
 
 class DivergedError(InputError, FloatingPointError):
     """Training reached a non-finite loss: the settings (most often ``train.lr``) or the data cannot be trained on."""
+
+
+def did_you_mean(name: str, keys: list[str], prefix: str = "") -> str:
+    """ " (did you mean <prefix><closest key>?)", or nothing when no key is close: the hint of every unknown-key
+    message."""
+    close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(name, keys, 1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""

@@ -118,9 +118,12 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         if (earlier := trained or (resume_from.parent.parent if resume_from else None)) is not None and dist.main:
             resume.supersede(earlier, job_dir)
     except BaseException as error:
-        results["status"] = "failed"
-        results["reason"] = f"{type(error).__name__}: {error}"
-        raise
+        skipped = sweep and isinstance(error, PlacementError)  # the model's family has no module the kind takes
+        results["status"] = "skipped" if skipped else "failed"
+        results["reason"] = str(error) if skipped else f"{type(error).__name__}: {error}"
+        if not skipped:
+            raise
+        log.warning("skipped: %s", error)
     finally:
         results["seconds"] = time.perf_counter() - start
         try:

@@ -1,6 +1,7 @@
-"""The README's "Extending" claim, checked: a new adapter kind is its module and its YAML, nothing else. In a copy of
-the project, a throwaway kind is added as those two files alone; validation, plan mode, the adapter × placement ×
-family matrix and the registry tests then cover it with no other file edited."""
+"""The README's "Extending" claims, checked: a new adapter kind is its module and its YAML, nothing else, and a new
+PEFT method is one YAML file. In a copy of the project, a throwaway kind is added as those two files alone (a PEFT
+method not yet bridged, as its YAML alone); validation, plan mode, the adapter × placement × family matrix, the
+registry tests and the PEFT bridge's proofs then cover it with no other file edited."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -70,7 +73,7 @@ print(json.dumps({"package": llm_adapters.__file__, "refused": refused, "plan_tr
 """
 
 
-def test_a_new_kind_is_its_module_and_its_yaml(tmp_path):
+def project_copy(tmp_path):
     copy = tmp_path / "project"
     for name in ("llm_adapters", "conf", "tests", "run.py", "pyproject.toml"):
         source = ROOT / name
@@ -78,6 +81,11 @@ def test_a_new_kind_is_its_module_and_its_yaml(tmp_path):
             shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, copy / name)
+    return copy
+
+
+def test_a_new_kind_is_its_module_and_its_yaml(tmp_path):
+    copy = project_copy(tmp_path)
     (copy / "llm_adapters" / "adapters" / "shift.py").write_text(KIND_MODULE)
     (copy / "conf" / "adapter" / "shift.yaml").write_text(KIND_YAML)
 
@@ -98,4 +106,33 @@ def test_a_new_kind_is_its_module_and_its_yaml(tmp_path):
     assert tests.returncode == 0, tests.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", tests.stdout).group(1))
     assert passed >= 6 + 1  # the matrix on every family, and the record-against-build check
+    assert "failed" not in tests.stdout
+
+
+PEFT_YAML = """# RandLoRA through PEFT: a bridge written as this one file.
+kind: randlora
+peft:
+  method: RANDLORA
+  size: r
+r: 32
+randlora_alpha: 640
+randlora_dropout: 0.0
+"""
+
+
+@pytest.mark.slow  # a copy of the project and three test files' share of it, in a subprocess (about a minute)
+def test_a_new_peft_method_is_one_yaml_file(tmp_path):
+    copy = project_copy(tmp_path)
+    (copy / "conf" / "adapter" / "randlora.yaml").write_text(PEFT_YAML)
+    tested = [*TESTED, "tests/test_peft_bridge.py"]
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "randlora", *tested],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    # the matrix on every family, the record's check, and PEFT's own modules, parameters, logits, counts, format
+    assert int(re.search(r"(\d+) passed", tests.stdout).group(1)) >= 9 + 1 + 3 + 2
     assert "failed" not in tests.stdout

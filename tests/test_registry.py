@@ -17,6 +17,7 @@ from llm_adapters.adapters import (
     spec,
     targets_for,
 )
+from llm_adapters.adapters.peft_bridge import bridged_yaml
 from llm_adapters.adapters.registry import register
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import yaml_keys
@@ -62,7 +63,10 @@ def test_the_lists_are_derived_from_the_records():
     assert set(adapter_kinds()) == {k for k, r in REGISTRY.items() if r.trains == "adapter"}
     assert set(known_kinds()) - set(adapter_kinds()) == {"none", "full"}
     assert {k for k, r in REGISTRY.items() if not r.placed} == {"none", "full", "prompt"}
-    assert {k for k, r in REGISTRY.items() if r.export} == {"lora"}
+    bridged = set(bridged_yaml())  # a conf/adapter/*.yaml with a peft block is a kind, with nothing else to write
+    assert {"vera", "loha", "lokr", "oft", "boft", "hra", "miss", "fourierft"} <= bridged
+    assert {k for k, r in REGISTRY.items() if r.inject} == bridged
+    assert {k for k, r in REGISTRY.items() if r.export} == {"lora", *bridged}
     assert spec("dora").presets == spec("lora").presets  # DoRA goes where LoRA goes, stated once
 
 

@@ -58,6 +58,8 @@ def targets_for(config: PretrainedConfig, adapter_cfg: Mapping, placement_cfg: M
             raise PlacementError(f"adapter '{kind}' takes no placement: placement.sites/layers cannot apply to it")
         return []
     targets = resolve(config, placement_cfg, kind, record.presets, record.sites, record.sliceable)
+    if record.inject is not None:  # PEFT decides which module types it takes: asked on the meta device, now
+        record.count(adapter_cfg, targets, config)
     if record.attach is not None:
         if placement_cfg.get("layers"):
             raise PlacementError(f"adapter '{kind}' acts on every layer: placement.layers cannot restrict it")
@@ -71,7 +73,7 @@ def prepare(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) -
     model.requires_grad_(record.trains == "all")
     parts = [REGISTRY[part] for part in record.parts] or [record]
     for part in (p for p in parts if p.attach is None and p.trains == "adapter"):  # first: inject freezes all
-        inject(model, {**adapter_cfg, "kind": part.kind}, targets)
+        (part.inject or inject)(model, {**adapter_cfg, "kind": part.kind}, targets)
     for part in (p for p in parts if p.attach is not None):
         part.attach(model, adapter_cfg)
 

@@ -5,13 +5,14 @@ module in this folder, so a new kind is its module and its YAML (``conf/adapter/
 list the rest of the code needs (the known kinds, the ones without a placement, the size axis, the test matrix, the
 benchmarks' kinds) is computed from these records, never written out again.
 
-A spec says how the kind is put on a model, in one of four ways:
+A spec says how the kind is put on a model, in one of five ways:
 
 - ``wrap(base_layer, site, cfg, rows) -> nn.Module`` wraps one frozen projection (all of it, or ``rows`` of a fused
   one) and keeps it as ``base_layer``;
 - ``sublayer(block, arch, site, cfg) -> nn.Module`` builds the module for a sublayer site of one block (wired in by
   hooks; it lives in the block's ``sublayer_adapters``); a kind may have both (series: projections and boundaries);
 - ``attach(model, cfg)`` acts on the whole model (prefix and prompt tuning, through hooks on its forward);
+- ``inject(model, cfg, targets)`` puts the kind on all its targets at once (the PEFT bridge: PEFT's own layers);
 - ``parts``: a composite, several registered kinds on one model, each reading its own keys from the one config;
 
 or, for the two baselines, none of these: ``trains`` says what trains (``all``: full fine-tuning; ``nothing``: the
@@ -55,12 +56,15 @@ class AdapterSpec:
     ``export``: writes its PEFT equivalent beside the native checkpoint. ``choices``: adapter keys that take one of
     a fixed set of values, and ``keys``: numeric adapter keys with their rule (``KEY_RULES``), both checked before
     anything loads. ``count``: its closed-form trainable-parameter count (a composite's is its parts' sum).
+    ``check_keys``: checks the adapter config's keys itself, where they are not those of its YAML alone (a bridged
+    PEFT method accepts every field of PEFT's config class).
     """
 
     kind: str
     wrap: Wrap | None = None
     sublayer: Wrap | None = None
     attach: Callable[[nn.Module, Mapping], None] | None = None
+    inject: Callable[[nn.Module, Mapping, Sequence[Any]], None] | None = None
     parts: tuple[str, ...] = ()
     trains: str = "adapter"
     sites: tuple[str, ...] = ()
@@ -74,6 +78,7 @@ class AdapterSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     keys: Mapping[str, str] = field(default_factory=dict)
     count: Count | None = None
+    check_keys: Callable[[Mapping], None] | None = None
 
 
 REGISTRY: dict[str, AdapterSpec] = {}

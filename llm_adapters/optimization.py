@@ -1,15 +1,17 @@
-"""What moves the trainable parameters: AdamW with the HF Trainer's linear schedule, float16 loss scaling, and the
-generator of the data order, built, stepped, checkpointed and restored together."""
+"""What moves the trainable parameters: AdamW with the HF Trainer's linear schedule, float16 loss scaling, the
+generator of the data order and the adapters' training hooks, built, stepped, checkpointed and restored together."""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from llm_adapters.adapters import train_hooks
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +52,15 @@ def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
 
 @dataclass
 class Optimization:
-    """What moves the trainable parameters: AdamW, the schedule, float16 loss scaling and the data-order generator,
-    saved into and restored from a checkpoint together."""
+    """What moves the trainable parameters: AdamW, the schedule, float16 loss scaling, the data-order generator and
+    the hooks the model's adapters attached (``train_hooks``), saved into and restored from a checkpoint together."""
 
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     order_rng: torch.Generator
+    hooks: list[train_hooks.TrainHook] = field(default_factory=list)
 
     @classmethod
     def build(cls, model: torch.nn.Module, cfg: Mapping, total: int, seed: int, device: torch.device) -> Optimization:
@@ -65,17 +68,26 @@ class Optimization:
         optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
         scheduler = linear_warmup_decay(optimizer, int(cfg["warmup_steps"]), total)
         scaler = gradient_scaler(device, cfg.get("autocast"))
-        return cls(params, optimizer, scheduler, scaler, torch.Generator().manual_seed(seed))
+        hooks = train_hooks.of(model)
+        for hook in hooks:
+            hook.start(total)
+        return cls(params, optimizer, scheduler, scaler, torch.Generator().manual_seed(seed), hooks)
 
-    def step(self, max_grad_norm: float | None) -> None:
-        """One optimizer step on the accumulated gradients (skipped, and the scale lowered, when float16 gradients
-        overflowed), then the schedule's."""
+    def extra_loss(self) -> torch.Tensor | float:
+        """What the hooks add to each micro-batch's loss."""
+        return train_hooks.extra_loss(self.hooks)
+
+    def step(self, max_grad_norm: float | None, number: int = 0) -> None:
+        """Optimizer step ``number`` on the accumulated gradients (skipped, and the scale lowered, when float16
+        gradients overflowed), then the schedule's and the hooks' (which still see the gradients)."""
         self.scaler.unscale_(self.optimizer)  # clipping sees the true gradients
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.params, float(max_grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        for hook in self.hooks:
+            hook.after_step(number)
         self.optimizer.zero_grad(set_to_none=True)
 
     def state(self, progress: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
@@ -87,6 +99,7 @@ class Optimization:
             "order_rng": self.order_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "progress": dict(progress),
+            "hooks": [hook.state_dict() for hook in self.hooks],
         }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -99,6 +112,8 @@ class Optimization:
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.order_rng.set_state(state["order_rng"])
+        for hook, saved in zip(self.hooks, state.get("hooks", []), strict=False):
+            hook.load_state_dict(saved)
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -121,14 +121,14 @@ def shares(ids: list[int], micro: int, dist: Distributed) -> tuple[list[list[int
 def accumulate(
     forward: Callable[..., Any],
     micro_batches: Sequence[Mapping[str, torch.Tensor]],
-    scaler: torch.amp.GradScaler,
+    opt: Optimization,
     precision: str | None,
     dist: Distributed,
     split: bool = False,
 ) -> tuple[float, int]:
-    """Gradients of one step's micro-batches (averaged across processes once, on the last); its loss and the
-    non-padding tokens processed. A micro-batch split across processes weighs each slice's mean loss by its share
-    of the micro-batch's labelled tokens, so the averaged gradient is the whole micro-batch's, as on one process."""
+    """Gradients of one step's micro-batches, each loss with the adapters' hook terms (``opt.extra_loss``), averaged
+    across processes once, on the last; its loss and the non-padding tokens processed. A slice of a micro-batch split
+    across processes weighs its mean loss by its share of the labelled tokens: the gradient is as on one process."""
     loss_sum, tokens, world = 0.0, 0, dist.world
     for index, batch in enumerate(micro_batches):
         last = index == len(micro_batches) - 1
@@ -138,8 +138,8 @@ def accumulate(
             weight = mine * world / max(1, dist.total(mine))
         with nullcontext() if last or world == 1 else forward.no_sync():
             with autocast(batch["input_ids"].device, precision):
-                loss = causal_lm_loss(forward, batch) * weight / len(micro_batches)
-            scaler.scale(loss).backward()
+                loss = (causal_lm_loss(forward, batch) + opt.extra_loss()) * weight / len(micro_batches)
+            opt.scaler.scale(loss).backward()
         loss_sum += loss.item()
         tokens += int(batch["attention_mask"].sum())
     return loss_sum, tokens
@@ -185,9 +185,9 @@ def train(
             ids = state.next_step(examples, cfg, opt.order_rng)
             mine, split = shares(ids, micro, dist)
             batches = [{k: v.to(device) for k, v in collate(examples.rows(s), pad_id).items()} for s in mine]
-            loss, tokens = accumulate(forward, batches, opt.scaler, cfg.get("autocast"), dist, split)
+            loss, tokens = accumulate(forward, batches, opt, cfg.get("autocast"), dist, split)
             _finite(loss := dist.mean(loss), state.steps + 1, cfg)
-            opt.step(cfg["max_grad_norm"])
+            opt.step(cfg["max_grad_norm"], state.steps + 1)
             mean = state.finish_step(loss, dist.total(tokens), int(cfg["log_every"]), total)
             bar.update()
             if mean is not None:

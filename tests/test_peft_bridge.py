@@ -22,7 +22,7 @@ from llm_adapters.placement import PlacementError
 from tests.conftest import FAST, build_model, make_config, tiny_model
 
 BRIDGED = sorted(bridged_yaml())
-SMALL = {"r": 4, "n_frequency": 100}
+SMALL = {"r": 4, "n_frequency": 100, "init_r": 4, "target_r": 2}
 IDS = torch.randint(3, 100, (2, 9))
 CPU = torch.device("cpu")
 
@@ -157,20 +157,39 @@ def test_values_peft_refuses_are_one_line_before_anything_loads():
         validate(cfg)
 
 
-def test_a_bridged_job_trains_saves_and_reloads(tmp_path):
+QUICK_JOBS = {("vera", "llama"), ("adalora", "bloom")}  # the rest in the slow suite
+
+
+@pytest.mark.parametrize(
+    ("kind", "family"),
+    [
+        pytest.param(kind, family, marks=() if (kind, family) in QUICK_JOBS else pytest.mark.slow)
+        for kind in BRIDGED
+        for family in ("llama", "bloom")
+    ],
+)
+def test_a_bridged_job_trains_evaluates_saves_and_reloads(kind, family, tmp_path):
     from llm_adapters.experiment import run
 
-    trained = run(make_config(*FAST, "adapter=vera", "adapter.r=16"), tmp_path / "job")
-    assert trained["status"] == "ok" and trained["params"]["trainable"] > 0 and trained["adapter"] == "vera"
+    family_cfg = [f"model.config.model_type={family}", *(f"adapter.{k}={v}" for k, v in SMALL.items() if k == kind)]
+    trained = run(make_config(*FAST, f"adapter={kind}", *family_cfg), tmp_path / "job")
+    assert trained["status"] == "ok" and trained["params"]["trainable"] > 0 and trained["adapter"] == kind
+    assert trained["eval"]["synthetic_math"]["n"] == 8  # evaluated
     weights = load_file(str(tmp_path / "job" / "adapter" / saving.WEIGHTS))
-    lambda_b = [value for name, value in weights.items() if "vera_lambda_b" in name]
-    assert lambda_b and all(value.abs().sum() > 0 for value in lambda_b)  # PEFT starts them at zero: they trained
-    model, *_ = build_model(make_config("mode=eval", f"adapter_path={tmp_path / 'job' / 'adapter'}"))
+    initial = copy.deepcopy(build_model(make_config(*FAST, f"adapter={kind}", *family_cfg)).model)
+    start = dict(initial.named_parameters())
+    assert any(not torch.equal(value, start[name]) for name, value in weights.items())  # it trained
+    reload = make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'job' / 'adapter'}", *family_cfg)
+    model, *_ = build_model(reload)
     params = dict(model.named_parameters())
     assert all(torch.equal(params[name], value) for name, value in weights.items())
+    again = run(reload, tmp_path / "eval")  # mode=eval on the saved adapter: the same answers
+    assert again["eval"]["synthetic_math"]["accuracy"] == trained["eval"]["synthetic_math"]["accuracy"]
+    answers = [(tmp_path / job / "predictions.jsonl").read_text() for job in ("job", "eval")]
+    assert answers[0] == answers[1]  # every generated answer, word for word
 
 
-@pytest.mark.parametrize("kind", BRIDGED)
+@pytest.mark.parametrize("kind", [k if k == "vera" else pytest.param(k, marks=pytest.mark.slow) for k in BRIDGED])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(kind, tmp_path):
     from llm_adapters.phases import set_seed
     from llm_adapters.training import train

@@ -64,7 +64,7 @@ def test_the_lists_are_derived_from_the_records():
     assert set(known_kinds()) - set(adapter_kinds()) == {"none", "full"}
     assert {k for k, r in REGISTRY.items() if not r.placed} == {"none", "full", "prompt"}
     bridged = set(bridged_yaml())  # a conf/adapter/*.yaml with a peft block is a kind, with nothing else to write
-    assert {"vera", "loha", "lokr", "oft", "boft", "hra", "miss", "fourierft"} <= bridged
+    assert {"vera", "loha", "lokr", "adalora", "oft", "boft", "hra", "miss", "fourierft"} <= bridged
     assert {k for k, r in REGISTRY.items() if r.inject} == bridged
     assert {k for k, r in REGISTRY.items() if r.export} == {"lora", *bridged}
     assert spec("dora").presets == spec("lora").presets  # DoRA goes where LoRA goes, stated once

@@ -10,22 +10,28 @@ adapter group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_adapters.adapters import REGISTRY
 
 
-def job_axes(config: Mapping[str, Any], adapter: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The axes of the job a resolved config describes; ``adapter``: the adapter config actually used, if not the
-    config's own (a loaded adapter)."""
+def job_axes(
+    config: Mapping[str, Any], adapter: Mapping[str, Any] | None = None, sites: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The axes of the job a resolved config describes; ``adapter`` and ``sites``: the adapter config and the sites
+    of the targets actually used, if not the config's own (a loaded adapter, placed where it was trained)."""
     adapter = adapter or config["adapter"]
     record = REGISTRY.get(adapter["kind"])
     placed = record is None or record.placed  # a kind this version does not know: report what the config said
+    placement = config["placement"]["name"]
+    if sites and record is not None:  # a preset with exactly those sites (the config's if it is one), else the sites
+        named = [name for name, preset in record.presets.items() if set(preset) == set(sites)]
+        placement = placement if placement in named else named[0] if named else "+".join(sorted(set(sites)))
     return {
         "model": config["model"]["name"],
         "adapter": adapter["kind"],
-        "placement": config["placement"]["name"] if placed else None,
+        "placement": placement if placed else None,
         "size": size(adapter),
         "dataset": config["dataset"]["name"],
         "method": (config.get("eval") or {}).get("method", "generate"),

@@ -23,6 +23,11 @@ class PlacementError(InputError):
     """A placement that has no meaning for this adapter or this model."""
 
 
+class BudgetError(PlacementError):
+    """A parameter budget (``+budget=...``) no size of this adapter kind reaches on this model and placement: as a
+    placement without meaning, a skipped job in a sweep."""
+
+
 class AdapterFileError(InputError):
     """A saved adapter (``adapter_path``) that cannot be loaded onto this model."""
 

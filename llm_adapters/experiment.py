@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import distributed, files, phases, resume, tracking
+from llm_adapters import budget, distributed, files, phases, resume, tracking
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import apply_study
 from llm_adapters.config import ConfigError, validate
@@ -89,6 +89,8 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     results = opening_record(cfg)
     try:
         validate(cfg)
+        cfg = budget.apply(cfg)  # +budget: the adapter's size solved for a parameter count, before it is recorded
+        results = opening_record(cfg)
         located = loading.data_files(cfg)
     except ValueError as error:  # ConfigError, DataError, or a PlacementError: a combination that has no meaning
         if sweep and isinstance(error, PlacementError):
@@ -172,7 +174,7 @@ def _recipe(
     phases.attach(build_cfg, built)
     if cfg.adapter_path:  # placed by what was loaded, not by what the command line's adapter group says
         results["loaded_adapter"] = built.adapter_cfg
-        results["axes"] = job_axes(results["config"], built.adapter_cfg)
+        results["axes"] = job_axes(results["config"], built.adapter_cfg, [t.site for t in built.targets if t.site])
         results.update({key: results["axes"][key] for key in AXES})
         wandb_run.config.update({"axes": results["axes"]}, allow_val_change=True)
     results.update(phases.place(job, built))

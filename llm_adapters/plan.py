@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
-from llm_adapters import adapters
+from llm_adapters import adapters, budget
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import apply_study
 from llm_adapters.config import validate
@@ -63,6 +63,7 @@ def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
     """Count the parameters of ``cfg``'s job on the meta device; write ``plan.json``."""
     cfg = apply_study(cfg)
     validate(cfg)
+    cfg = budget.apply(cfg)
     tokenizer = None if cfg.model.name_or_path else load_tokenizer(cfg.model)
     config = model_config(cfg.model, tokenizer, offline=True)
     adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)

@@ -30,7 +30,7 @@ NEEDS = (
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(group, option):
-    added = group in ("sweep", "experiment")  # a study or preset is added to the defaults, not chosen among them
+    added = group in ("sweep", "experiment", "budget")  # a study, preset or budget is added, not chosen among them
     cfg = make_config(f"{'+' if added else ''}{group}={option}", *NEEDS.get((group, option), []))
     assert added or cfg[group] is not None
     validate(apply_study(cfg))

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from llm_adapters import adapters
-from llm_adapters.adapters import targets_for
+from llm_adapters.adapters import REGISTRY, targets_for
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.templates import evaluation_prompt, response_text
 from llm_adapters.data.training_examples import tokenize_for_training
@@ -237,6 +237,9 @@ def test_saved_adapter_evaluates_to_the_same_predictions(tmp_path, adapter):
         make_config(*FAST, *quiet, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "eval"
     )
     assert evaluated["adapter"] == adapter and evaluated["mode"] == "eval" and evaluated["train"]["steps"] == 0
+    presets = REGISTRY[adapter].presets  # placed where it was trained, whatever the command line says
+    evaluated_at, trained_at = (presets.get(job["axes"].pop("placement")) for job in (evaluated, trained))
+    assert evaluated_at == trained_at and evaluated["axes"] == trained["axes"]
     assert evaluated["params"] == trained["params"]
     assert evaluated["eval"]["synthetic_math"]["accuracy"] == trained["eval"]["synthetic_math"]["accuracy"]
     read = [json.loads(line)["generation"] for line in (tmp_path / "train" / "predictions.jsonl").open()]

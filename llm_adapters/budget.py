@@ -107,9 +107,9 @@ def _solve(model_json: str, adapter_json: str, placement_json: str, budget_json:
 
 
 def apply(cfg: DictConfig) -> DictConfig:
-    """``cfg`` with its adapter's size solved for ``cfg.budget`` (unchanged without a budget)."""
-    if cfg.get("budget") is None:
-        return cfg
+    """``cfg`` with its adapter's size solved for ``cfg.budget`` (unchanged without a budget, or for a baseline)."""
+    if cfg.get("budget") is None or REGISTRY[cfg.adapter.kind].trains != "adapter":
+        return cfg  # the baselines (zero-shot, full fine-tuning) have no size to solve: a study's reference rows
     budget = OmegaConf.to_container(cfg.budget, resolve=True)
     _check(budget)
     budget.pop("target", None)

@@ -104,5 +104,6 @@ def test_a_job_runs_and_records_the_solved_size_and_a_sweep_skips_an_unreachable
     solved = result["config"]["adapter"]["r"]
     assert result["params"]["trainable"] == counts[solved]  # the job trained the solved size
     assert result["config"]["budget"]["target"] == budget.apply(make_config(*five)).budget.target
+    assert budget.apply(make_config("adapter=none", *five)).adapter == make_config("adapter=none").adapter  # a baseline
     skipped = run(make_config(*FAST, "adapter=ia3", *five), tmp_path / "ia3", sweep=True)
     assert skipped["status"] == "skipped" and "no size key" in skipped["reason"]

@@ -1,0 +1,1 @@
+"""``hydra/sweeper=optuna_search``: the harness's Optuna search, on current Optuna (see ``optuna_search.py``)."""

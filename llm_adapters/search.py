@@ -1,0 +1,229 @@
+"""What the Optuna sweeper (``hydra_plugins/optuna_search``) needs besides Hydra: the search space read from the
+sweep grammar, the study in its storage, and each trial's objective values read from its job's ``results.json``.
+
+Objectives are named by what a job records: ``accuracy`` (the mean accuracy over the job's evaluation sets, in
+points), ``accuracy/<set>`` (one set's), ``trainable`` (trainable parameters) or ``trainable_pct``. A job that did
+not end ``ok`` (failed, skipped as a combination without meaning) is told to Optuna as failed, its reason kept in
+the trial's ``reason`` attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_adapters import CONF_DIR
+from llm_adapters.composition import yaml_keys
+from llm_adapters.errors import ConfigError
+
+log = logging.getLogger(__name__)
+OBJECTIVES = ("accuracy", "accuracy/<set>", "trainable", "trainable_pct")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The sweeper's settings (``hydra.sweeper.*``), checked before any trial runs."""
+
+    n_trials: int
+    n_jobs: int
+    directions: tuple[str, ...]
+    objectives: tuple[str, ...]
+    storage: str | None
+    study_name: str
+    seed: int | None
+    params: Mapping[str, Any] | None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
+        objectives = _as_tuple(raw.get("objectives") or ["accuracy"])
+        directions = _as_tuple(raw.get("direction") or "maximize")
+        for objective in objectives:
+            if objective not in ("accuracy", "trainable", "trainable_pct") and not objective.startswith("accuracy/"):
+                raise ConfigError(
+                    f"hydra.sweeper.objectives: '{objective}' is not reported by jobs ({', '.join(OBJECTIVES)})"
+                )
+        for direction in directions:
+            if direction not in ("maximize", "minimize"):
+                raise ConfigError(f"hydra.sweeper.direction: '{direction}' is neither maximize nor minimize")
+        if len(directions) != len(objectives):
+            raise ConfigError(
+                f"hydra.sweeper.direction: one per objective ({', '.join(objectives)}), got {len(directions)}"
+            )
+        if int(raw.get("n_trials", 0)) < 1 or int(raw.get("n_jobs", 1)) < 1:
+            raise ConfigError("hydra.sweeper.n_trials and hydra.sweeper.n_jobs must be positive integers")
+        return cls(
+            int(raw["n_trials"]),
+            int(raw.get("n_jobs", 1)),
+            directions,
+            objectives,
+            raw.get("storage"),
+            str(raw.get("study_name") or "search"),
+            raw.get("seed"),
+            raw.get("params"),
+        )
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched key: its override prefix (``+`` to add a key), name, and distribution."""
+
+    prefix: str
+    key: str
+    distribution: Any
+
+
+@dataclass(frozen=True)
+class Space:
+    """The searched keys (drawn in order: the adapter kind first) and the fixed overrides of every trial."""
+
+    params: tuple[Param, ...]
+    fixed: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, overrides: Sequence[Any]) -> Space:
+        """From Hydra's parsed overrides: ``choice``/``range`` categorical, ``interval`` float (``int(...)``: int),
+        ``tag(log, ...)`` on a log scale."""
+        import optuna.distributions as dist
+        from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+        params, fixed = [], []
+        for override in overrides:
+            if not override.is_sweep_override():
+                fixed.append(override.input_line)
+                continue
+            key, value = override.get_key_element(), override.value()
+            prefix = "++" if override.is_force_add() else "+" if override.is_add() else ""
+            if isinstance(value, ChoiceSweep):
+                distribution = dist.CategoricalDistribution(list(value.list))
+            elif isinstance(value, RangeSweep):
+                distribution = dist.CategoricalDistribution(list(override.sweep_iterator()))
+            elif isinstance(value, IntervalSweep):
+                log_scale = "log" in value.tags
+                if isinstance(value.start, int) and isinstance(value.end, int):
+                    distribution = dist.IntDistribution(value.start, value.end, log=log_scale)
+                else:
+                    distribution = dist.FloatDistribution(float(value.start), float(value.end), log=log_scale)
+            else:
+                raise ConfigError(
+                    f"{override.input_line}: not a search space Optuna can draw from (choice, range, interval)"
+                )
+            params.append(Param(prefix, key.lstrip("+"), distribution))
+        params.sort(key=lambda p: p.key != "adapter")  # the kind first: its keys depend on it
+        return cls(tuple(params), tuple(fixed))
+
+    def overrides(self, trial: Any) -> list[str]:
+        """The trial's job overrides: the fixed ones, and a value drawn for each searched key that applies."""
+        kind = next((o.split("=", 1)[1] for o in self.fixed if o.startswith("adapter=")), "lora")
+        drawn = []
+        for param in self.params:
+            group, _, name = param.key.partition(".")
+            if group == "adapter" and name and name.split(".")[0] not in _adapter_keys(kind):
+                continue  # a kind's own key: only for the kinds that have it
+            value = _suggest(trial, param)
+            if param.key == "adapter":
+                kind = str(value)
+            drawn.append(f"{param.prefix}{param.key}={value}")
+        return [*self.fixed, *drawn]
+
+
+def _suggest(trial: Any, param: Param) -> Any:
+    """Optuna's public suggest call for the parameter's distribution."""
+    import optuna.distributions as dist
+
+    d = param.distribution
+    if isinstance(d, dist.CategoricalDistribution):
+        return trial.suggest_categorical(param.key, d.choices)
+    if isinstance(d, dist.IntDistribution):
+        return trial.suggest_int(param.key, d.low, d.high, log=d.log)
+    return trial.suggest_float(param.key, d.low, d.high, log=d.log)
+
+
+def _adapter_keys(kind: str) -> list[str]:
+    path = CONF_DIR / "adapter" / f"{kind}.yaml"
+    return yaml_keys(path) if path.is_file() else []
+
+
+def open_study(settings: Settings, sweep_dir: Path) -> Any:
+    """The study in its storage, created or continued; trials an earlier run left running are told failed and
+    asked again (so their jobs are reused or resumed by the harness, not lost)."""
+    import optuna
+
+    storage = settings.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+    sampler = optuna.samplers.TPESampler(seed=settings.seed) if len(settings.directions) == 1 else None
+    if sampler is None:
+        sampler = optuna.samplers.NSGAIISampler(seed=settings.seed)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=settings.study_name,
+            directions=list(settings.directions),
+            sampler=sampler,
+            load_if_exists=True,
+        )
+    except Exception as error:  # SQLAlchemy's errors for a URL that cannot be opened
+        raise ConfigError(
+            f"hydra.sweeper.storage {storage}: cannot be opened ({type(error).__name__}: {error})"
+        ) from None
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"continues": trial.number})
+    return study
+
+
+def finished(study: Any) -> int:
+    """Trials that count toward ``n_trials``: every one that ended (complete, failed, pruned)."""
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=done)) - _continued(study)
+
+
+def _continued(study: Any) -> int:
+    """Failed trials of a killed run that a later trial continues (not counted twice)."""
+    return sum(1 for trial in study.get_trials(deepcopy=False) if "continues" in trial.user_attrs)
+
+
+def values(results: Mapping[str, Any], objectives: Sequence[str]) -> list[float]:
+    """The objective values a job's results record reports."""
+    accuracies = {name: metrics["accuracy"] for name, metrics in (results.get("eval") or {}).items()}
+    out = []
+    for objective in objectives:
+        if objective == "accuracy":
+            out.append(sum(accuracies.values()) / len(accuracies))
+        elif objective.startswith("accuracy/"):
+            out.append(accuracies[objective.removeprefix("accuracy/")])
+        else:
+            out.append(float(results["params"][objective]))
+    return out
+
+
+def tell(study: Any, trial: Any, job_dir: Path, settings: Settings) -> None:
+    """Tell Optuna how the trial's job ended: its objective values, or failed with the job's reason."""
+    import optuna
+
+    path = job_dir / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"status": "failed", "reason": "no results.json"}
+    trial.set_user_attr("job_dir", str(job_dir))
+    if results.get("status") != "ok":
+        trial.set_user_attr("reason", f"{results.get('status')}: {results.get('reason')}")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    study.tell(trial, values(results, settings.objectives))
+
+
+def report(study: Any, settings: Settings) -> None:
+    """The best trial (one objective) or the Pareto front (several), in the log."""
+    completed = [t for t in study.trials if t.values is not None]
+    if not completed:
+        log.warning("no trial completed")
+        return
+    for trial in study.best_trials if len(settings.directions) > 1 else [study.best_trial]:
+        log.info("best: trial %d %s = %s (%s)", trial.number, settings.objectives, trial.values, trial.params)

@@ -1,0 +1,111 @@
+"""The Optuna sweeper: a search runs its trials as ordinary jobs and tells Optuna each job's recorded values; the
+same command continues the study without repeating a trial; a trial a killed run left running is asked again; a
+kind's own key is drawn only for that kind; several objectives give a non-dominated front; bad settings are one
+line before any trial."""
+
+import json
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from llm_adapters import search
+from tests.conftest import FAST
+from tests.test_sweep import run_py
+
+SPACE = ["adapter=choice(lora,series)", "adapter.r=int(interval(2,16))", "train.lr=tag(log,interval(1e-4,1e-2))"]
+
+
+def parsed(*overrides):
+    return search.Space.parse(OverridesParser.create().parse_overrides(list(overrides)))
+
+
+def test_the_space_is_read_from_the_sweep_grammar_and_a_kinds_key_is_only_drawn_for_it():
+    space = parsed(*reversed(SPACE), "seed=3")
+    assert space.params[0].key == "adapter" and space.fixed == ("seed=3",)  # the kind drawn first
+    kinds = {p.key: p.distribution for p in space.params}
+    assert kinds["adapter.r"] == optuna.distributions.IntDistribution(2, 16)
+    assert kinds["train.lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(12):
+        trial = study.ask()
+        overrides = space.overrides(trial)
+        kind = trial.params["adapter"]
+        assert ("adapter.r" in trial.params) == (kind == "lora")  # series has no r: not drawn, not passed
+        assert any(o.startswith("adapter.r=") for o in overrides) == (kind == "lora")
+        study.tell(trial, 0.0)
+
+
+def test_a_trial_a_killed_run_left_running_is_asked_again(tmp_path):
+    settings = search.Settings.from_mapping({"n_trials": 2})
+    study = search.open_study(settings, tmp_path)
+    left = study.ask()  # a sweep killed while this trial's job ran
+    drawn = left.suggest_categorical("adapter", ["lora", "series"])
+    again = search.open_study(settings, tmp_path)
+    assert again.trials[left.number].state == optuna.trial.TrialState.FAIL
+    assert search.finished(again) == 0  # not counted: it is asked again
+    continued = again.ask()
+    assert continued.user_attrs["continues"] == left.number
+    assert continued.suggest_categorical("adapter", ["lora", "series"]) == drawn  # its settings again
+
+
+def test_several_objectives_give_a_non_dominated_front(tmp_path):
+    settings = search.Settings.from_mapping(
+        {"n_trials": 6, "objectives": ["accuracy", "trainable"], "direction": ["maximize", "minimize"]}
+    )
+    study = search.open_study(settings, tmp_path)
+    points = [(10, 500), (20, 800), (15, 400), (5, 900), (20, 700), (12, 450)]
+    for accuracy, trainable in points:
+        job = tmp_path / f"job{accuracy}_{trainable}"
+        job.mkdir()
+        record = {"status": "ok", "eval": {"a": {"accuracy": accuracy}}, "params": {"trainable": trainable}}
+        (job / "results.json").write_text(json.dumps(record))
+        search.tell(study, study.ask(), job, settings)
+    front = sorted(tuple(t.values) for t in study.best_trials)
+    assert front == [(15, 400), (20, 700)]  # each of the others has one more accurate and smaller
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["hydra.sweeper.objectives=[loss]"], "error: hydra.sweeper.objectives: 'loss' is not reported by jobs"),
+        (["hydra.sweeper.direction=up"], "error: hydra.sweeper.direction: 'up' is neither maximize nor minimize"),
+        (["hydra.sweeper.storage=postgresql://nowhere.invalid/x"], "error: hydra.sweeper.storage postgresql://"),
+    ],
+)
+def test_bad_search_settings_are_one_line_before_any_trial(overrides, message, tmp_path):
+    job = run_py(
+        "-m",
+        "hydra/sweeper=optuna_search",
+        *overrides,
+        "adapter=choice(lora,series)",
+        *FAST,
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    out, _ = job.communicate(timeout=300)
+    assert job.returncode == 2 and message in out, out
+    assert not list(tmp_path.glob("*/results.json"))  # no trial ran
+
+
+@pytest.mark.slow  # eight small jobs in two sweeps (about a minute alone)
+def test_a_search_runs_its_trials_and_the_same_command_continues_it(tmp_path):
+    def sweep(n_trials):
+        args = ["-m", "hydra/sweeper=optuna_search", f"hydra.sweeper.n_trials={n_trials}", *SPACE, *FAST]
+        job = run_py(*args, f"hydra.sweep.dir={tmp_path}")
+        out, _ = job.communicate(timeout=600)
+        assert job.returncode == 0, out
+        return optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    study = sweep(3)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    for trial in study.trials:  # each trial is an ordinary job, and its value is what the job recorded
+        results = json.loads((tmp_path / trial.user_attrs["job_dir"] / "results.json").read_text())
+        assert results["status"] == "ok" and trial.values == [results["eval"]["synthetic_math"]["accuracy"]]
+        assert (
+            results["adapter"] == trial.params["adapter"]
+            and results["config"]["train"]["lr"] == trial.params["train.lr"]
+        )
+    first = [(t.number, t.params) for t in study.trials]
+    study = sweep(5)  # the same command, more trials: the three are not run again
+    assert len(study.trials) == 5 and [(t.number, t.params) for t in study.trials[:3]] == first
+    assert len(list(tmp_path.glob("*/results.json"))) == 5

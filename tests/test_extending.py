@@ -96,17 +96,20 @@ def test_a_new_kind_is_its_module_and_its_yaml(tmp_path):
     assert found["refused"] == "adapter.scale must be a positive number (got 0)"
     assert found["plan_trainable"] == 32 * 4096  # LLaMA-7B, best = mlp.down: one shift of width 4096 per layer
 
+    assert passed_in(copy, "shift", TESTED) >= 6 + 1  # the matrix on every family, and the record-against-build check
+
+
+def passed_in(copy, selection: str, files) -> int:
+    """How many of the copy's tests selected by ``-k selection`` in ``files`` passed (all must)."""
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "shift", *TESTED],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection, *files],
         cwd=copy,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
-    assert tests.returncode == 0, tests.stdout[-3000:]
-    passed = int(re.search(r"(\d+) passed", tests.stdout).group(1))
-    assert passed >= 6 + 1  # the matrix on every family, and the record-against-build check
-    assert "failed" not in tests.stdout
+    assert tests.returncode == 0 and "failed" not in tests.stdout, tests.stdout[-3000:]
+    return int(re.search(r"(\d+) passed", tests.stdout).group(1))
 
 
 PEFT_YAML = """# RandLoRA through PEFT: a bridge written as this one file.
@@ -125,14 +128,5 @@ def test_a_new_peft_method_is_one_yaml_file(tmp_path):
     copy = project_copy(tmp_path)
     (copy / "conf" / "adapter" / "randlora.yaml").write_text(PEFT_YAML)
     tested = [*TESTED, "tests/test_peft_bridge.py"]
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "randlora", *tested],
-        cwd=copy,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert tests.returncode == 0, tests.stdout[-3000:]
     # the matrix on every family, the record's check, and PEFT's own modules, parameters, logits, counts, format
-    assert int(re.search(r"(\d+) passed", tests.stdout).group(1)) >= 9 + 1 + 3 + 2
-    assert "failed" not in tests.stdout
+    assert passed_in(copy, "randlora", tested) >= 9 + 1 + 3 + 2

@@ -75,7 +75,7 @@ def _numbers_in_range(cfg: DictConfig) -> None:
         value = _number(cfg, key)
         if value is not None and value < 0:
             raise ConfigError(f"{key} must not be negative (got {value!r})")
-    for key in ("train.max_grad_norm", "train.save_every"):
+    for key in ("train.max_grad_norm", "train.save_every", "train.loraplus_ratio"):
         value = _number(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be positive, or null to turn it off (got {value!r})")

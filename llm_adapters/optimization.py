@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from llm_adapters.adapters import train_hooks
+from llm_adapters.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,20 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def loraplus_groups(model: torch.nn.Module, lr: float, ratio: float | None) -> list[dict[str, Any]]:
+    """The parameter groups: one, or with ``train.loraplus_ratio`` (LoRA+, Hayou et al., 2024) LoRA's B matrices
+    and every 1-D trainable tensor at ``ratio`` times the learning rate, as PEFT's ``create_loraplus_optimizer``
+    splits them (its embedding group aside: no kind here adapts embeddings)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if ratio is None:
+        return [{"params": [p for _, p in named]}]
+    faster = [p for n, p in named if "lora_B" in n or p.ndim == 1]
+    if not any("lora_B" in n for n, _ in named):
+        raise ConfigError(f"train.loraplus_ratio {ratio}: the adapter has no LoRA B matrices for it to speed up")
+    ids = {id(p) for p in faster}
+    return [{"params": [p for _, p in named if id(p) not in ids]}, {"params": faster, "lr": lr * float(ratio)}]
+
+
 def optimizer_steps(n_examples: int, cfg: Mapping) -> int:
     """Optimizer steps the run will take: ``max_steps`` when set (as the HF Trainer's, it overrides ``epochs``:
     the data is gone through as many times as it takes), else ceil(examples / batch) per epoch."""
@@ -65,7 +80,11 @@ class Optimization:
     @classmethod
     def build(cls, model: torch.nn.Module, cfg: Mapping, total: int, seed: int, device: torch.device) -> Optimization:
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+        optimizer = torch.optim.AdamW(
+            loraplus_groups(model, float(cfg["lr"]), cfg.get("loraplus_ratio")),
+            lr=float(cfg["lr"]),
+            weight_decay=float(cfg["weight_decay"]),
+        )
         scheduler = linear_warmup_decay(optimizer, int(cfg["warmup_steps"]), total)
         scaler = gradient_scaler(device, cfg.get("autocast"))
         hooks = train_hooks.of(model)

@@ -38,12 +38,20 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return next(iter(newest_first(directory)), None)
 
 
+# Keys added after studies were committed, which change nothing when null: left out of the hash then, so that adding
+# one does not make every committed job run again.
+NEUTRAL_WHEN_UNSET = (("train", "loraplus_ratio"),)
+
+
 def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None) -> str:
     """A digest of everything that decides a job's numbers (seed included; ``data``: the fingerprint of the files
     it reads), to recognise a job already done. The same files elsewhere give the same hash; changed files do not."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
     kept["data"] = dict(data or {})
     kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
+    for group, key in NEUTRAL_WHEN_UNSET:  # a key added later, at its default: the hash of the jobs before it
+        if group in kept and kept[group].get(key) is None:
+            kept[group] = {k: v for k, v in kept[group].items() if k != key}
     kind = kept["adapter"]["kind"]
     if not adapters.spec(kind).placed:  # a placement it ignores: a sweep over placements runs it once, not once each
         kept.pop("placement")

@@ -96,7 +96,8 @@ def test_a_schedule_the_run_is_too_short_for_is_one_line_before_the_first_step()
         Optimization.build(model, TRAIN, STEPS, 0, CPU)
 
 
-@pytest.mark.parametrize("tfinal", [0, 5])  # across the checkpoint: the importance averages; the final rank pattern
+# across the checkpoint: the importance averages (quick); the final rank pattern (slow)
+@pytest.mark.parametrize("tfinal", [0, pytest.param(5, marks=pytest.mark.slow)])
 def test_a_resumed_run_continues_the_schedule(tfinal, tmp_path):
     from llm_adapters.data.synthetic_math import generate
     from llm_adapters.data.training_examples import tokenize_for_training

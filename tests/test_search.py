@@ -69,8 +69,16 @@ def test_several_objectives_give_a_non_dominated_front(tmp_path):
     ("overrides", "message"),
     [
         (["hydra.sweeper.objectives=[loss]"], "error: hydra.sweeper.objectives: 'loss' is not reported by jobs"),
-        (["hydra.sweeper.direction=up"], "error: hydra.sweeper.direction: 'up' is neither maximize nor minimize"),
-        (["hydra.sweeper.storage=postgresql://nowhere.invalid/x"], "error: hydra.sweeper.storage postgresql://"),
+        pytest.param(
+            ["hydra.sweeper.direction=up"],
+            "error: hydra.sweeper.direction: 'up' is neither maximize nor minimize",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["hydra.sweeper.storage=postgresql://nowhere.invalid/x"],
+            "error: hydra.sweeper.storage postgresql://",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_search_settings_are_one_line_before_any_trial(overrides, message, tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import budget, distributed, files, phases, resume, tracking
+from llm_adapters.adapters import saving
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import apply_study
 from llm_adapters.config import ConfigError, validate
@@ -175,6 +176,8 @@ def _recipe(
     if cfg.adapter_path:  # placed by what was loaded, not by what the command line's adapter group says
         results["loaded_adapter"] = built.adapter_cfg
         results["axes"] = job_axes(results["config"], built.adapter_cfg, [t.site for t in built.targets if t.site])
+        trained_at = saving.trained_on(Path(cfg.adapter_path))  # recorded by this version: the placement's own name
+        results["axes"].update({k: v for k, v in trained_at.items() if k in results["axes"] and results["axes"][k]})
         results.update({key: results["axes"][key] for key in AXES})
         wandb_run.config.update({"axes": results["axes"]}, allow_val_change=True)
     results.update(phases.place(job, built))

@@ -148,7 +148,8 @@ def fit(
             dist=dist,
         )
         if dist.main:
-            saving.save(built.model, built.adapter_cfg, cfg.model.name, built.targets, job.dir / "adapter")
+            trained_on = {"dataset": cfg.dataset.name, "placement": cfg.placement.name}
+            saving.save(built.model, built.adapter_cfg, cfg.model.name, built.targets, job.dir / "adapter", trained_on)
             shutil.rmtree(checkpoints, ignore_errors=True)
     return {
         "steps": result.steps,

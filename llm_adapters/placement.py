@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from transformers import PretrainedConfig
 
 from llm_adapters.architectures import PROJECTION_SITES, SITES, SUBLAYER_SITES, architecture_of
-from llm_adapters.errors import PlacementError
+from llm_adapters.errors import ConfigError, PlacementError
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def resolve(
     layers: Sequence[int] = placement.get("layers") or range(n_layers)
     bad = [i for i in layers if not 0 <= i < n_layers]
     if bad:
-        raise PlacementError(f"placement.layers {bad} out of range: the model has {n_layers} layers")
+        raise ConfigError(f"placement.layers {bad} out of range: the model has {n_layers} layers")
     targets, seen = [], set()
     for layer in layers:
         block = f"{arch.layers}.{layer}"

@@ -10,7 +10,7 @@ import torch
 
 from llm_adapters.adapters import prepare, saving, targets_for, train_hooks
 from llm_adapters.adapters.peft_bridge import peft_config
-from llm_adapters.config import ConfigError
+from llm_adapters.config import ConfigError, validate
 from llm_adapters.distributed import Distributed
 from llm_adapters.optimization import Optimization, linear_warmup_decay
 from llm_adapters.training import accumulate, causal_lm_loss
@@ -94,6 +94,17 @@ def test_a_schedule_the_run_is_too_short_for_is_one_line_before_the_first_step()
     prepare(model, adapter, targets_for(model.config, adapter, placement))
     with pytest.raises(ConfigError, match=r"adapter.tinit \(3\) \+ adapter.tfinal \(5\) leave no step of the run's 8"):
         Optimization.build(model, TRAIN, STEPS, 0, CPU)
+
+
+def test_a_target_rank_above_the_initial_one_is_one_line_before_anything_is_built():
+    """PEFT takes target_r > init_r and fails inside the first reallocation (its budget mask indexes past the end)."""
+    with pytest.raises(ConfigError, match=r"adapter.target_r \(8\) exceeds adapter.init_r \(4\) for 'adalora'"):
+        validate(make_config("adapter=adalora", "adapter.init_r=4"))
+    validate(make_config("adapter=adalora", "adapter.init_r=4", "adapter.target_r=4"))  # equal: nothing to prune
+    model = tiny_model("llama")
+    adapter, placement = adalora(init_r=4, target_r=6)
+    with pytest.raises(ConfigError, match=r"adapter.target_r \(6\) exceeds"):  # a size +budget tries, refused
+        prepare(model, adapter, targets_for(model.config, adapter, placement))
 
 
 # across the checkpoint: the importance averages (quick); the final rank pattern (slow)

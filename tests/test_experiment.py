@@ -13,9 +13,9 @@ from llm_adapters.adapters import REGISTRY, targets_for
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.templates import evaluation_prompt, response_text
 from llm_adapters.data.training_examples import tokenize_for_training
+from llm_adapters.errors import ConfigError
 from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.placement import PlacementError
 from llm_adapters.report import summary
 from llm_adapters.scoring import extract_number, number_correct
 from llm_adapters.training import train
@@ -138,7 +138,7 @@ def test_wandb_offline_run_lives_in_the_job_dir(tmp_path):
 
 
 def test_failed_job_records_the_reason_and_closes_its_run(tmp_path):
-    with pytest.raises(PlacementError):
+    with pytest.raises(ConfigError):  # a layer the model lacks: the user's mistake, failed even in a sweep
         run(make_config(*FAST, "logger=wandb", "placement.layers=[99]"), tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "failed"
@@ -240,6 +240,15 @@ def test_saved_adapter_evaluates_to_the_same_predictions(tmp_path, adapter):
     presets = REGISTRY[adapter].presets  # placed where it was trained, whatever the command line says
     evaluated_at, trained_at = (presets.get(job["axes"].pop("placement")) for job in (evaluated, trained))
     assert evaluated_at == trained_at and evaluated["axes"] == trained["axes"]
+    saved = json.loads((tmp_path / "train" / "adapter" / "adapter_config.json").read_text())
+    assert saved["trained_on"] == {"dataset": "synthetic_math", "placement": placement}  # the config's names
+    if adapter == "lora":  # an adapter trained on another set: its evaluation is recorded at the axes it was trained at
+        saved["trained_on"]["dataset"] = "commonsense_mix"
+        (tmp_path / "train" / "adapter" / "adapter_config.json").write_text(json.dumps(saved))
+        again = run(
+            make_config(*FAST, *quiet, "mode=eval", f"adapter_path={tmp_path / 'train' / 'adapter'}"), tmp_path / "e2"
+        )
+        assert again["axes"]["dataset"] == "commonsense_mix" and again["axes"]["placement"] == "both"
     assert evaluated["params"] == trained["params"]
     assert evaluated["eval"]["synthetic_math"]["accuracy"] == trained["eval"]["synthetic_math"]["accuracy"]
     read = [json.loads(line)["generation"] for line in (tmp_path / "train" / "predictions.jsonl").open()]

@@ -4,6 +4,7 @@ import pytest
 
 from llm_adapters.adapters import targets_for
 from llm_adapters.architectures import architecture_of
+from llm_adapters.errors import ConfigError
 from llm_adapters.placement import PlacementError
 from tests.conftest import make_config, tiny_model
 
@@ -104,7 +105,7 @@ def test_meaningless_or_missing_placements_are_clear_errors():
         targets_for(model.config, {"kind": "lora"}, make_config("placement.sites=[mlp]").placement)
     with pytest.raises(PlacementError, match="adapter 'prompt' takes no placement"):
         targets_for(model.config, {"kind": "prompt"}, make_config("placement.sites=[mlp.up]").placement)
-    with pytest.raises(PlacementError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
+    with pytest.raises(ConfigError, match=r"placement.layers \[3\] out of range: the model has 3 layers"):
         targets_for(model.config, {"kind": "lora"}, make_config("placement.layers=[0,3]").placement)
 
 

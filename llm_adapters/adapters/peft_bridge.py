@@ -55,6 +55,9 @@ SET_BY_HARNESS = frozenset(
         "rank_pattern",  # what AdaLoRA learns, not a setting
     }
 )
+# Bounds PEFT does not check itself, which would otherwise fail inside its training loop: (key, the key it may not
+# exceed). AdaLoRA only prunes: an average target rank above the initial one makes its budget mask index past the end.
+AT_MOST = {"ADALORA": (("target_r", "init_r"),)}
 TUNER = "_peft_tuner"  # where the model keeps PEFT's tuner (not a submodule): shared state, PEFT-format export
 
 
@@ -75,8 +78,12 @@ def peft_config(cfg: Mapping, targets: Sequence[Any], **extra: Any) -> Any:
     needs the run's step count gets the smallest its schedule accepts until training starts (``_Schedule.start``)."""
     kwargs = {key: value for key, value in cfg.items() if key not in ("kind", BLOCK)}
     config_class, _ = _classes(cfg[BLOCK]["method"])
+    defaults = config_class.__dataclass_fields__
+    for key, ceiling in AT_MOST.get(cfg[BLOCK]["method"], ()):
+        value, most = (kwargs.get(k, defaults[k].default) for k in (key, ceiling))
+        if value > most:
+            raise ConfigError(f"adapter.{key} ({value}) exceeds adapter.{ceiling} ({most}) for '{cfg['kind']}'")
     if "total_step" in {f.name for f in dataclasses.fields(config_class)}:
-        defaults = config_class.__dataclass_fields__
         tinit, tfinal = (int(kwargs.get(key, defaults[key].default)) for key in ("tinit", "tfinal"))
         extra = {"total_step": tinit + tfinal + 1, **extra}
     return config_class(target_modules=[t.module_name for t in targets], **kwargs, **extra)
@@ -93,6 +100,8 @@ def check_keys(cfg: Mapping) -> None:
             )
     try:
         peft_config(cfg, [])
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"adapter '{cfg['kind']}': PEFT's {method} config refuses it: {error}") from None
 
@@ -105,6 +114,8 @@ def inject(model: nn.Module, cfg: Mapping, targets: Sequence[Any]) -> None:
     try:
         with torch.device("cpu"):  # built for real even on a meta base (plan mode): some methods' init reads values
             tuner = tuner_class(model, peft_config(cfg, targets), adapter_name="default")
+    except ConfigError:
+        raise
     except (ValueError, TypeError, NotImplementedError) as error:
         sites = ", ".join(sorted({t.site for t in targets}))
         reason = str(error).strip().splitlines()[0]

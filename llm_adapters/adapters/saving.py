@@ -39,10 +39,16 @@ def _write(directory: Path, weights: Mapping[str, torch.Tensor], config: Mapping
 
 
 def save(
-    model: torch.nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Target], directory: Path
+    model: torch.nn.Module,
+    adapter_cfg: Mapping,
+    model_name: str,
+    targets: Sequence[Target],
+    directory: Path,
+    trained_on: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the trainable weights and the config that rebuilds their structure (and, for a kind with a PEFT
-    equivalent, PEFT's format in ``peft/``).
+    equivalent, PEFT's format in ``peft/``). ``trained_on``: the job's axes it was trained at (its dataset and
+    placement), which a later ``mode=eval`` of it records as its own.
 
     Everything is written into a sibling folder first and renamed into place at the end: a job killed while saving
     leaves no adapter directory that looks complete, so its checkpoints (deleted only after this) still count.
@@ -54,6 +60,7 @@ def save(
         "model": model_name,
         "model_type": model.config.model_type,
         "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets],
+        "trained_on": dict(trained_on or {}),
     }
     _write(partial, trainable_state_dict(model), config)
     export = spec(adapter_cfg["kind"]).export
@@ -83,6 +90,15 @@ def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConf
         targets.append(Target(sites[0], int(layer_text), module))
     adapter = {"kind": "lora", "r": saved["r"], "alpha": saved["lora_alpha"], "dropout": saved.get("lora_dropout", 0.0)}
     return adapter, targets
+
+
+def trained_on(directory: Path) -> dict[str, Any]:
+    """The axes a saved adapter was trained at (empty for one saved before they were recorded, or not ours)."""
+    path = directory / CONFIG
+    try:
+        return dict(json.loads(path.read_text()).get("trained_on") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, Any], list[Target]]:

@@ -5,6 +5,9 @@ second table of acc_norm (``<domain>_norm_table.*``). ``--wandb ENTITY/PROJECT``
 runs, ``--jobs JOBS_CSV`` from an earlier jobs.csv (a study whose results.json files were not kept: intervals from
 the counts).
 
+``python -m analysis search SWEEP_DIR [--out DIR] [--storage URL] [--study NAME]``: a search's trials, its best
+trial or Pareto front with intervals, and its history and Pareto figures (``analysis.search``).
+
 ``python -m analysis compare RESULTS_DIR... [--by AXIS] [--out DIR]``: the paired comparisons alone, printed one
 line per pair and set; ``--by placement`` (or any axis or config key) keeps the pairs that differ in it alone."""
 
@@ -18,6 +21,8 @@ from pathlib import Path
 from analysis.collect import from_jobs_csv, from_wandb, load
 from analysis.compare import CompareError, comparisons, write
 from analysis.figures import configuration_figure, placement_figure
+from analysis.search import SearchError
+from analysis.search import write as write_search
 from analysis.tables import domain_sets, formatted, table, tex_escaped
 
 
@@ -89,7 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("directories", nargs="+", type=Path)
     cmp.add_argument("--by", help="only pairs that differ in this axis alone (placement, adapter, size, train.lr, ...)")
     cmp.add_argument("--out", type=Path, default=Path("analysis_out"))
+    found = sub.add_parser("search", help="a search's trials, best trial or Pareto front, and figures")
+    found.add_argument("sweep_dir", type=Path)
+    found.add_argument("--out", type=Path, default=None, help="default: SWEEP_DIR/analysis")
+    found.add_argument("--storage", help="the study's RDB URL, when it is not SWEEP_DIR/optuna.db")
+    found.add_argument("--study", help="the study's name, when the storage holds several")
     args = parser.parse_args(argv)
+    if args.command == "search":
+        try:
+            written = write_search(args.sweep_dir, args.out or args.sweep_dir / "analysis", args.storage, args.study)
+        except SearchError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(written))
+        return 0
     if args.command == "compare":
         return compare_command(args.directories, args.out, args.by)
     if not args.directories and not args.wandb and not args.jobs:

@@ -24,7 +24,7 @@ def _cells(group: pd.DataFrame, sets: Sequence[str], metric: str) -> dict[str, C
     return {s: Cell.of([per_job.get(s, {}) for per_job in scores]) for s in sets}
 
 
-def _average(cells: Sequence[Cell], seed: int = 0) -> tuple[float, list[float]]:
+def average(cells: Sequence[Cell], seed: int = 0) -> tuple[float, list[float]]:
     """The Avg column's mean and interval: each set's questions resampled on their own, the seeds once."""
     rng = np.random.default_rng(seed)
     values = np.mean([c.replicates(rng.integers(0, len(c.ids), size=(2000, len(c.ids))), rng) for c in cells], axis=0)
@@ -55,7 +55,7 @@ def statistics(
             row[f"{s} n×k"] = f"{int(n.max()) if n.notna().any() else '?'} × {seeds}"
             by_column[s].append(c)
         present = [cells[s] for s in sets if cells[s] is not None]
-        row["Avg low"], row["Avg high"] = _average(present)[1] if len(present) == len(sets) else (np.nan, np.nan)
+        row["Avg low"], row["Avg high"] = average(present)[1] if len(present) == len(sets) else (np.nan, np.nan)
         if len(sets) == 1 and not present:  # one set from counts alone: its Avg is that set, and so is its interval
             row["Avg low"], row["Avg high"] = row[f"{sets[0]} low"], row[f"{sets[0]} high"]
         by_column["Avg"].append(present if len(present) == len(sets) else None)

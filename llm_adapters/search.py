@@ -172,6 +172,7 @@ def open_study(settings: Settings, sweep_dir: Path) -> Any:
         raise ConfigError(
             f"hydra.sweeper.storage {storage}: cannot be opened ({type(error).__name__}: {error})"
         ) from None
+    study.set_user_attr("objectives", list(settings.objectives))  # names the values for `python -m analysis search`
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"continues": trial.number})

@@ -76,7 +76,8 @@ def trials_frame(study: Any, sweep_dir: Path) -> pd.DataFrame:
     for trial in study.trials:
         row = {"trial": trial.number, "state": trial.state.name, **trial.params}
         row["job"], row["reason"] = _job(trial.user_attrs.get("job_dir"), sweep_dir), trial.user_attrs.get("reason")
-        for name, value in zip(objectives, trial.values or [None] * len(objectives), strict=True):
+        complete = trial.state.name == "COMPLETE"  # a pruned trial's values are its last validation report
+        for name, value in zip(objectives, trial.values if complete else [None] * len(objectives), strict=True):
             row[name] = value
             if name.startswith("accuracy") and value is not None and row["job"]:
                 results = json.loads((Path(row["job"]) / "results.json").read_text())

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import budget, distributed, files, phases, resume, tracking
+from llm_adapters import budget, distributed, files, phases, pruning, resume, tracking
 from llm_adapters.adapters import saving
 from llm_adapters.axes import job_axes
 from llm_adapters.composition import apply_study
@@ -122,11 +122,12 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
             resume.supersede(earlier, job_dir)
     except BaseException as error:
         skipped = sweep and isinstance(error, PlacementError)  # the model's family has no module the kind takes
-        results["status"] = "skipped" if skipped else "failed"
-        results["reason"] = str(error) if skipped else f"{type(error).__name__}: {error}"
-        if not skipped:
+        ended = "pruned" if isinstance(error, pruning.Pruned) else "skipped" if skipped else "failed"
+        results["status"] = ended
+        results["reason"] = f"{type(error).__name__}: {error}" if ended == "failed" else str(error)
+        if ended == "failed":
             raise
-        log.warning("skipped: %s", error)
+        log.warning("%s: %s", ended, error)
     finally:
         results["seconds"] = time.perf_counter() - start
         try:
@@ -185,7 +186,9 @@ def _recipe(
         log.info("evaluating the adapter %s already trained, instead of training again", trained / "adapter")
         results["train"] = trained_record
     else:
-        results["train"] = phases.fit(job, built, data, wandb_run.log, resume_from)
+        results["train"] = phases.fit(
+            job, built, data, pruning.reporting(cfg.get("search"), wandb_run.log), resume_from
+        )
     if not dist.main:  # evaluation and every file of the job belong to rank 0
         results["eval"] = {}
         return

@@ -23,7 +23,7 @@ from llm_adapters.errors import ConfigError
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
 # same experiment.
-_NOT_THE_EXPERIMENT = ("logger", "paths", "power")  # power: plan mode's assumptions
+_NOT_THE_EXPERIMENT = ("logger", "paths", "power", "search")  # power: plan mode's; search: where a trial reports
 
 
 def newest_first(directory: Path) -> list[Path]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_adapters import CONF_DIR
+from llm_adapters import CONF_DIR, pruning
 from llm_adapters.composition import yaml_keys
 from llm_adapters.errors import ConfigError
 
@@ -36,6 +36,7 @@ class Settings:
     study_name: str
     seed: int | None
     params: Mapping[str, Any] | None
+    pruner: Mapping[str, Any] | None = None  # Optuna's pruner for the trials' validation losses (llm_adapters.pruning)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
@@ -55,6 +56,11 @@ class Settings:
             )
         if int(raw.get("n_trials", 0)) < 1 or int(raw.get("n_jobs", 1)) < 1:
             raise ConfigError("hydra.sweeper.n_trials and hydra.sweeper.n_jobs must be positive integers")
+        spec = dict(raw.get("pruner") or {}) or None
+        pruning.pruner(spec)  # an unknown pruner or arguments it refuses: one line now
+        if spec and len(objectives) > 1:
+            log.warning("hydra.sweeper.pruner: Optuna does not prune a study of several objectives; trials run whole")
+            spec = None
         return cls(
             int(raw["n_trials"]),
             int(raw.get("n_jobs", 1)),
@@ -64,6 +70,7 @@ class Settings:
             str(raw.get("study_name") or "search"),
             raw.get("seed"),
             raw.get("params"),
+            spec,
         )
 
 
@@ -151,12 +158,40 @@ def _adapter_keys(kind: str) -> list[str]:
     return yaml_keys(path) if path.is_file() else []
 
 
+def storage_url(settings: Settings, sweep_dir: Path) -> str:
+    """The study's storage: ``hydra.sweeper.storage``, or ``optuna.db`` in the sweep directory."""
+    return settings.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+
+
+def check_pruning(settings: Settings, val_set_size: int) -> None:
+    """A pruner without a validation split has nothing to judge a trial by: one line, before any trial runs."""
+    if settings.pruner is not None and not val_set_size:
+        raise ConfigError(
+            "hydra.sweeper.pruner prunes on validation loss: set train.val_set_size (and train.eval_every)"
+        )
+
+
+def reporting_overrides(settings: Settings, sweep_dir: Path, trial: Any) -> list[str]:
+    """The ``search`` block a trial's job reports its validation losses through (none without a pruner)."""
+    if settings.pruner is None:
+        return []
+    spec = f"++search.pruner={{{','.join(f'{key}:{value}' for key, value in settings.pruner.items())}}}"  # one key
+    # Optuna has no public lookup of a trial by number for another process: its id is what Trial(study, id) takes.
+    storage = storage_url(settings, sweep_dir)
+    return [
+        f"++search.storage='{storage}'",
+        f"++search.study={settings.study_name}",
+        f"++search.trial={trial._trial_id}",
+        spec,
+    ]
+
+
 def open_study(settings: Settings, sweep_dir: Path) -> Any:
     """The study in its storage, created or continued; trials an earlier run left running are told failed and
     asked again (so their jobs are reused or resumed by the harness, not lost)."""
     import optuna
 
-    storage = settings.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+    storage = storage_url(settings, sweep_dir)
     sampler = optuna.samplers.TPESampler(seed=settings.seed) if len(settings.directions) == 1 else None
     if sampler is None:
         sampler = optuna.samplers.NSGAIISampler(seed=settings.seed)
@@ -215,14 +250,17 @@ def tell(study: Any, trial: Any, job_dir: Path, settings: Settings) -> None:
     trial.set_user_attr("job_dir", str(job_dir))
     if results.get("status") != "ok":
         trial.set_user_attr("reason", f"{results.get('status')}: {results.get('reason')}")
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        pruned = results.get("status") == "pruned"  # its pruner stopped it (llm_adapters.pruning)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL)
         return
     study.tell(trial, values(results, settings.objectives))
 
 
 def report(study: Any, settings: Settings) -> None:
     """The best trial (one objective) or the Pareto front (several), in the log."""
-    completed = [t for t in study.trials if t.values is not None]
+    import optuna
+
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))  # a pruned one has values
     if not completed:
         log.warning("no trial completed")
         return

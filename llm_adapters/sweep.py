@@ -33,7 +33,7 @@ def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
     # Job directories start with the job number: order them by it, not as strings.
     for job in sorted(jobs, key=lambda p: (len(p.name.split("_")[0]), p.name)):
         results = read_results(job / "results.json") if (job / "results.json").is_file() else None
-        if results is None or results.get("status") not in ("ok", "failed", "skipped", "superseded"):
+        if results is None or results.get("status") not in ("ok", "failed", "skipped", "superseded", "pruned"):
             why = "no results.json" if not (job / "results.json").is_file() else "no final record"
             if results is not None and results.get("status") == "running":
                 why = "still marked running (killed?)"
@@ -93,7 +93,7 @@ class SweepSummary(Callback):
         total = sum(counts.values())
         print(
             f"sweep {sweep_dir}: {total} jobs, {counts['ok']} ok, {counts['failed']} failed, "
-            f"{counts['skipped']} skipped"
+            f"{counts['skipped']} skipped" + (f", {counts['pruned']} pruned" if counts["pruned"] else "")
         )
         for note in notes:
             print(note)

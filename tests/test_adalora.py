@@ -96,15 +96,32 @@ def test_a_schedule_the_run_is_too_short_for_is_one_line_before_the_first_step()
         Optimization.build(model, TRAIN, STEPS, 0, CPU)
 
 
-def test_a_target_rank_above_the_initial_one_is_one_line_before_anything_is_built():
-    """PEFT takes target_r > init_r and fails inside the first reallocation (its budget mask indexes past the end)."""
-    with pytest.raises(ConfigError, match=r"adapter.target_r \(8\) exceeds adapter.init_r \(4\) for 'adalora'"):
+def test_a_target_rank_not_below_the_initial_one_is_one_line_before_anything_is_built():
+    """PEFT takes target_r >= init_r and fails inside the first reallocation: its budget mask has nothing to prune
+    (``kthvalue`` with k = 0, as the methods study's first AdaLoRA job found at init_r = target_r = 8)."""
+    with pytest.raises(ConfigError, match=r"adapter.target_r \(8\) must be below adapter.init_r \(4\) for 'adalora'"):
         validate(make_config("adapter=adalora", "adapter.init_r=4"))
-    validate(make_config("adapter=adalora", "adapter.init_r=4", "adapter.target_r=4"))  # equal: nothing to prune
+    with pytest.raises(ConfigError, match=r"adapter.target_r \(4\) must be below adapter.init_r \(4\)"):
+        validate(make_config("adapter=adalora", "adapter.init_r=4", "adapter.target_r=4"))
+    validate(make_config("adapter=adalora", "adapter.init_r=4", "adapter.target_r=3"))
     model = tiny_model("llama")
     adapter, placement = adalora(init_r=4, target_r=6)
-    with pytest.raises(ConfigError, match=r"adapter.target_r \(6\) exceeds"):  # a size +budget tries, refused
+    with pytest.raises(ConfigError, match=r"adapter.target_r \(6\) must be below"):  # a size +budget tries, refused
         prepare(model, adapter, targets_for(model.config, adapter, placement))
+
+
+def test_a_run_at_the_smallest_gap_reallocates_to_its_target():
+    """target_r one below init_r: the budget falls by one rank a matrix, and PEFT's schedule runs to the end."""
+    adapter, placement = adalora(init_r=3, target_r=2)
+    model = tiny_model("llama")
+    targets = targets_for(model.config, adapter, placement)
+    prepare(model, adapter, targets)
+    opt = Optimization.build(model, TRAIN, STEPS, 0, CPU)
+    for step, batch in enumerate(batches(STEPS), start=1):
+        accumulate(model, [batch], opt, None, Distributed())
+        opt.step(None, step)
+    pattern = model._peft_tuner.peft_config["default"].rank_pattern
+    assert sum(sum(mask) for mask in pattern.values()) == 2 * len(targets)
 
 
 # across the checkpoint: the importance averages (quick); the final rank pattern (slow)

@@ -42,6 +42,7 @@ class OptunaSearchConf:
     study_name: str = "search"
     seed: Any = 0  # the sampler's seed
     params: Any = None  # the search space in the sweep grammar, as hydra.sweeper.params of the basic sweeper
+    pruner: Any = None  # {type: <a class in optuna.pruners>, its arguments}: trials stopped on validation loss
 
 
 ConfigStore.instance().store(
@@ -78,13 +79,17 @@ class OptunaSearch(Sweeper):
         params = {str(k): str(v) for k, v in (self.settings.params or {}).items()}
         overrides = [*(f"{k}={v}" for k, v in params.items()), *arguments]
         space = search.Space.parse(OverridesParser.create().parse_overrides(overrides))
+        search.check_pruning(self.settings, int(self.config.train.val_set_size or 0))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = search.open_study(self.settings, sweep_dir)
         while (left := self.settings.n_trials - search.finished(study)) > 0:
             trials = [study.ask() for _ in range(min(left, self.settings.n_jobs))]
-            batch = [space.overrides(trial) for trial in trials]
+            batch = [
+                [*space.overrides(trial), *search.reporting_overrides(self.settings, sweep_dir, trial)]
+                for trial in trials
+            ]
             # A job directory is named by its trial's number: a batch whose numbers another sweep sharing the
             # study interleaved is launched in runs of consecutive numbers.
             start = 0

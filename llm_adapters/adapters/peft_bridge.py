@@ -55,9 +55,10 @@ SET_BY_HARNESS = frozenset(
         "rank_pattern",  # what AdaLoRA learns, not a setting
     }
 )
-# Bounds PEFT does not check itself, which would otherwise fail inside its training loop: (key, the key it may not
-# exceed). AdaLoRA only prunes: an average target rank above the initial one makes its budget mask index past the end.
-AT_MOST = {"ADALORA": (("target_r", "init_r"),)}
+# Bounds PEFT does not check itself, which would otherwise fail inside its training loop: (key, the key it must stay
+# below). AdaLoRA only prunes: a target rank not below the initial one leaves its budget mask nothing to select
+# (``kthvalue`` out of range at the first reallocation).
+BELOW = {"ADALORA": (("target_r", "init_r"),)}
 TUNER = "_peft_tuner"  # where the model keeps PEFT's tuner (not a submodule): shared state, PEFT-format export
 
 
@@ -79,10 +80,10 @@ def peft_config(cfg: Mapping, targets: Sequence[Any], **extra: Any) -> Any:
     kwargs = {key: value for key, value in cfg.items() if key not in ("kind", BLOCK)}
     config_class, _ = _classes(cfg[BLOCK]["method"])
     defaults = config_class.__dataclass_fields__
-    for key, ceiling in AT_MOST.get(cfg[BLOCK]["method"], ()):
+    for key, ceiling in BELOW.get(cfg[BLOCK]["method"], ()):
         value, most = (kwargs.get(k, defaults[k].default) for k in (key, ceiling))
-        if value > most:
-            raise ConfigError(f"adapter.{key} ({value}) exceeds adapter.{ceiling} ({most}) for '{cfg['kind']}'")
+        if value >= most:
+            raise ConfigError(f"adapter.{key} ({value}) must be below adapter.{ceiling} ({most}) for '{cfg['kind']}'")
     if "total_step" in {f.name for f in dataclasses.fields(config_class)}:
         tinit, tfinal = (int(kwargs.get(key, defaults[key].default)) for key in ("tinit", "tfinal"))
         extra = {"total_step": tinit + tfinal + 1, **extra}

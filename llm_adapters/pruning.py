@@ -1,0 +1,64 @@
+"""Stopping a search's hopeless trials early: a trial job reports its validation loss to its Optuna study at every
+``train.eval_every`` and stops when the study's pruner says so.
+
+The sweeper (``hydra/sweeper=optuna_search`` with ``hydra.sweeper.pruner``) gives each trial's job a ``search``
+block: the study's storage and name, the trial's id and the pruner. The job reaches the storage itself, so it
+reports from any process or node the launcher put it on. Optuna's pruners compare intermediate values in the study's
+direction; for a study that maximizes (accuracy), the value reported is the negated validation loss, so a trial whose
+loss is high is the one that looks bad. A pruned job raises ``Pruned``, which ends it ``pruned`` with its partial
+record (losses so far, its checkpoints) kept, not failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llm_adapters.errors import ConfigError
+
+OnLog = Callable[[dict[str, float], int], None]
+
+
+class Pruned(Exception):
+    """The study's pruner stopped this trial at a validation step."""
+
+
+def pruner(spec: Mapping[str, Any] | None) -> Any:
+    """Optuna's pruner named by ``spec`` (``{type: MedianPruner, n_startup_trials: 2, ...}``: the class in
+    ``optuna.pruners`` and its arguments); None for no spec."""
+    if not spec:
+        return None
+    import optuna
+
+    kwargs = {k: v for k, v in spec.items() if k != "type"}
+    name = str(spec.get("type"))
+    known = [n for n in dir(optuna.pruners) if n.endswith("Pruner") and n not in ("BasePruner", "NopPruner")]
+    if name not in known:
+        raise ConfigError(f"hydra.sweeper.pruner.type: '{name}' is not one of Optuna's pruners ({', '.join(known)})")
+    try:
+        return getattr(optuna.pruners, name)(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"hydra.sweeper.pruner: {name} refuses {kwargs}: {error}") from None
+
+
+def reporting(search: Mapping[str, Any] | None, on_log: OnLog) -> OnLog:
+    """``on_log`` that also reports every validation loss to the job's trial and raises ``Pruned`` when its pruner
+    says so; ``on_log`` itself for a job that is not a pruned search's trial."""
+    if not search or not search.get("pruner"):
+        return on_log
+    import optuna
+
+    study = optuna.load_study(study_name=search["study"], storage=search["storage"], pruner=pruner(search["pruner"]))
+    trial = optuna.trial.Trial(study, int(search["trial"]))
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        on_log(metrics, step)
+        if "val/loss" in metrics:
+            trial.report(sign * metrics["val/loss"], step)
+            if trial.should_prune():
+                raise Pruned(
+                    f"pruned at step {step} by {search['pruner']['type']} (validation loss {metrics['val/loss']:.4f})"
+                )
+
+    return log

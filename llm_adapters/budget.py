@@ -36,13 +36,22 @@ def closest_size(count: Callable[[int], int | None], target: int, largest: int) 
     None for a size the kind refuses, and grows with the size: the sizes double until one passes the target, then
     interpolation between the two around it (exact in a step or two where the count is linear in the size)."""
     seen: dict[int, int] = {}
-    size, low, high, refused = 1, None, None, 0
+    size, low, high, refused, floor = 1, None, None, 0, 0
     while size <= largest and high is None and refused < 3:  # three refusals after a count: past the kind's range
         if (n := count(size)) is not None:
             seen[size], refused = n, 0
             low, high = (size, None) if n <= target else (low, size)
+        elif not seen:
+            floor = size  # refused below the first size accepted (AdaLoRA's init_r up to its target_r)
         refused += n is None and bool(seen)
         size *= 2
+    while low is None and high is not None and high - floor > 1:  # the first accepted size already passes: halve
+        middle = (floor + high) // 2
+        if (n := count(middle)) is None:
+            floor = middle
+        else:
+            seen[middle] = n
+            low, high = (middle, high) if n <= target else (low, middle)
     if high is None and low is not None and low < largest and (n := count(largest)) is not None:
         seen[largest] = n  # the largest size is the last to try before giving up on passing the target
         high = largest if n > target else None

@@ -27,6 +27,10 @@ def test_the_search_finds_the_closest_size_in_few_counts():
     even = budget.closest_size(lambda s: 10 * s if s % 2 == 0 else None, 95, 64)  # odd sizes refused
     assert even == (10, 100)  # 8 gives 80, 10 gives 100: the closer
     assert budget.closest_size(lambda s: None, 50, 64) is None
+    # refused up to a threshold (AdaLoRA's init_r up to its target_r), and the first accepted power of two already
+    # past the target: the sizes between the last refusal and it are halved into, not given up on
+    above_five = budget.closest_size(lambda s: 100 * s if s > 5 else None, 640, 64)
+    assert above_five == (6, 600)
 
 
 def every_size(kind: str, overrides=(), sizes=range(1, 65)):
@@ -44,11 +48,22 @@ def every_size(kind: str, overrides=(), sizes=range(1, 65)):
     return key, counts
 
 
-@pytest.mark.parametrize(("kind", "target"), [("lora", 20_000), ("series", 33_333), ("hra", 9_000), ("oft", 5_000)])
-def test_the_solved_size_is_the_closest_of_all(kind, target):
-    key, counts = every_size(kind)
+@pytest.mark.parametrize(
+    ("kind", "target", "overrides"),
+    [
+        ("lora", 20_000, ()),
+        ("series", 33_333, ()),
+        ("hra", 9_000, ()),
+        ("oft", 5_000, ()),
+        ("adalora", 45_000, ("adapter.target_r=4",)),  # init_r 1 to 4 refused, 5 gives 32,100
+    ],
+)
+def test_the_solved_size_is_the_closest_of_all(kind, target, overrides):
+    key, counts = every_size(kind, overrides)
     solved = budget.apply(
-        make_config(f"adapter={kind}", "+budget=one_percent", f"budget.trainable={target}", "budget.fraction=null")
+        make_config(
+            f"adapter={kind}", *overrides, "+budget=one_percent", f"budget.trainable={target}", "budget.fraction=null"
+        )
     )
     best = min(counts, key=lambda s: (abs(counts[s] - target), s))
     assert solved.adapter[key] == best and solved.budget.target == target

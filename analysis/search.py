@@ -61,11 +61,14 @@ def accuracy_interval(job_dir: Path, results: dict[str, Any], objective: str) ->
 
 
 def _job(recorded: str | None, sweep_dir: Path) -> str | None:
-    """A trial's job directory: as recorded, or by its name in the sweep directory (a study moved or cloned)."""
-    if recorded is None or Path(recorded).is_dir():
-        return recorded
-    moved = sweep_dir / Path(recorded).name
-    return str(moved) if moved.is_dir() else None
+    """A trial's job directory: as recorded, or by its name in the sweep directory (a study moved or cloned);
+    relative to the working directory when it is below it, so written tables name no machine's paths."""
+    if recorded is None:
+        return None
+    found = Path(recorded) if Path(recorded).is_dir() else sweep_dir / Path(recorded).name
+    if not found.is_dir():
+        return None
+    return str(found.resolve().relative_to(Path.cwd())) if found.resolve().is_relative_to(Path.cwd()) else str(found)
 
 
 def trials_frame(study: Any, sweep_dir: Path) -> pd.DataFrame:

@@ -41,6 +41,28 @@ def pruner(spec: Mapping[str, Any] | None) -> Any:
         raise ConfigError(f"hydra.sweeper.pruner: {name} refuses {kwargs}: {error}") from None
 
 
+def check(spec: Mapping[str, Any] | None, val_set_size: int) -> None:
+    """A pruner without a validation split has nothing to judge a trial by: one line, before any trial runs."""
+    if spec and not val_set_size:
+        raise ConfigError(
+            "hydra.sweeper.pruner prunes on validation loss: set train.val_set_size (and train.eval_every)"
+        )
+
+
+def trial_overrides(spec: Mapping[str, Any] | None, storage: str, study: str, trial: Any) -> list[str]:
+    """The ``search`` block through which a trial's job reports its validation losses (none without a pruner)."""
+    if not spec:
+        return []
+    pruner_override = f"++search.pruner={{{','.join(f'{key}:{value}' for key, value in spec.items())}}}"  # one key
+    # Optuna has no public lookup of a trial by number for another process: its id is what Trial(study, id) takes.
+    return [
+        f"++search.storage='{storage}'",
+        f"++search.study={study}",
+        f"++search.trial={trial._trial_id}",
+        pruner_override,
+    ]
+
+
 def reporting(search: Mapping[str, Any] | None, on_log: OnLog) -> OnLog:
     """``on_log`` that also reports every validation loss to the job's trial and raises ``Pruned`` when its pruner
     says so; ``on_log`` itself for a job that is not a pruned search's trial."""

@@ -163,29 +163,6 @@ def storage_url(settings: Settings, sweep_dir: Path) -> str:
     return settings.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
 
 
-def check_pruning(settings: Settings, val_set_size: int) -> None:
-    """A pruner without a validation split has nothing to judge a trial by: one line, before any trial runs."""
-    if settings.pruner is not None and not val_set_size:
-        raise ConfigError(
-            "hydra.sweeper.pruner prunes on validation loss: set train.val_set_size (and train.eval_every)"
-        )
-
-
-def reporting_overrides(settings: Settings, sweep_dir: Path, trial: Any) -> list[str]:
-    """The ``search`` block a trial's job reports its validation losses through (none without a pruner)."""
-    if settings.pruner is None:
-        return []
-    spec = f"++search.pruner={{{','.join(f'{key}:{value}' for key, value in settings.pruner.items())}}}"  # one key
-    # Optuna has no public lookup of a trial by number for another process: its id is what Trial(study, id) takes.
-    storage = storage_url(settings, sweep_dir)
-    return [
-        f"++search.storage='{storage}'",
-        f"++search.study={settings.study_name}",
-        f"++search.trial={trial._trial_id}",
-        spec,
-    ]
-
-
 def open_study(settings: Settings, sweep_dir: Path) -> Any:
     """The study in its storage, created or continued; trials an earlier run left running are told failed and
     asked again (so their jobs are reused or resumed by the harness, not lost)."""

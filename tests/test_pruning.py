@@ -21,7 +21,7 @@ def _trial_job(tmp_path, lower):
     settings = search.Settings.from_mapping({"n_trials": 2, "pruner": {"type": "ThresholdPruner", "lower": lower}})
     study = search.open_study(settings, tmp_path)
     trial = study.ask()
-    reporting = search.reporting_overrides(settings, tmp_path, trial)
+    reporting = pruning.trial_overrides(settings.pruner, search.storage_url(settings, tmp_path), "search", trial)
     results = run(make_config(*FAST, *VALIDATED, *reporting), tmp_path / f"trial{trial.number}")
     search.tell(study, trial, tmp_path / f"trial{trial.number}", settings)
     return results, study.trials[trial.number]
@@ -51,7 +51,7 @@ def test_bad_pruner_settings_are_one_line():
         pruning.pruner({"type": "MedianPruner", "n_startup": 2})
     settings = search.Settings.from_mapping({"n_trials": 1, "pruner": {"type": "MedianPruner"}})
     with pytest.raises(ConfigError, match=r"prunes on validation loss: set train\.val_set_size"):
-        search.check_pruning(settings, 0)
+        pruning.check(settings.pruner, 0)
     several = {"n_trials": 1, "objectives": ["accuracy", "trainable"], "direction": ["maximize", "minimize"]}
     assert search.Settings.from_mapping({**several, "pruner": {"type": "MedianPruner"}}).pruner is None
 

@@ -1,5 +1,6 @@
-"""What the Optuna sweeper (``hydra_plugins/optuna_search``) needs besides Hydra: the search space read from the
-sweep grammar, the study in its storage, and each trial's objective values read from its job's ``results.json``.
+"""What the Optuna sweeper (``hydra_plugins/optuna_search``) needs besides Hydra and its search space
+(``search_space``): its settings, the study in its storage, and each trial's objective values read from its job's
+``results.json``.
 
 Objectives are named by what a job records: ``accuracy`` (the mean accuracy over the job's evaluation sets, in
 points), ``accuracy/<set>`` (one set's), ``trainable`` (trainable parameters) or ``trainable_pct``. A job that did
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_adapters import CONF_DIR, pruning
-from llm_adapters.composition import yaml_keys
+from llm_adapters import pruning
 from llm_adapters.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,86 +80,6 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
-@dataclass(frozen=True)
-class Param:
-    """One searched key: its override prefix (``+`` to add a key), name, and distribution."""
-
-    prefix: str
-    key: str
-    distribution: Any
-
-
-@dataclass(frozen=True)
-class Space:
-    """The searched keys (drawn in order: the adapter kind first) and the fixed overrides of every trial."""
-
-    params: tuple[Param, ...]
-    fixed: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, overrides: Sequence[Any]) -> Space:
-        """From Hydra's parsed overrides: ``choice``/``range`` categorical, ``interval`` float (``int(...)``: int),
-        ``tag(log, ...)`` on a log scale."""
-        import optuna.distributions as dist
-        from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-
-        params, fixed = [], []
-        for override in overrides:
-            if not override.is_sweep_override():
-                fixed.append(override.input_line)
-                continue
-            key, value = override.get_key_element(), override.value()
-            prefix = "++" if override.is_force_add() else "+" if override.is_add() else ""
-            if isinstance(value, ChoiceSweep):
-                distribution = dist.CategoricalDistribution(list(value.list))
-            elif isinstance(value, RangeSweep):
-                distribution = dist.CategoricalDistribution(list(override.sweep_iterator()))
-            elif isinstance(value, IntervalSweep):
-                log_scale = "log" in value.tags
-                if isinstance(value.start, int) and isinstance(value.end, int):
-                    distribution = dist.IntDistribution(value.start, value.end, log=log_scale)
-                else:
-                    distribution = dist.FloatDistribution(float(value.start), float(value.end), log=log_scale)
-            else:
-                raise ConfigError(
-                    f"{override.input_line}: not a search space Optuna can draw from (choice, range, interval)"
-                )
-            params.append(Param(prefix, key.lstrip("+"), distribution))
-        params.sort(key=lambda p: p.key != "adapter")  # the kind first: its keys depend on it
-        return cls(tuple(params), tuple(fixed))
-
-    def overrides(self, trial: Any) -> list[str]:
-        """The trial's job overrides: the fixed ones, and a value drawn for each searched key that applies."""
-        kind = next((o.split("=", 1)[1] for o in self.fixed if o.startswith("adapter=")), "lora")
-        drawn = []
-        for param in self.params:
-            group, _, name = param.key.partition(".")
-            if group == "adapter" and name and name.split(".")[0] not in _adapter_keys(kind):
-                continue  # a kind's own key: only for the kinds that have it
-            value = _suggest(trial, param)
-            if param.key == "adapter":
-                kind = str(value)
-            drawn.append(f"{param.prefix}{param.key}={value}")
-        return [*self.fixed, *drawn]
-
-
-def _suggest(trial: Any, param: Param) -> Any:
-    """Optuna's public suggest call for the parameter's distribution."""
-    import optuna.distributions as dist
-
-    d = param.distribution
-    if isinstance(d, dist.CategoricalDistribution):
-        return trial.suggest_categorical(param.key, d.choices)
-    if isinstance(d, dist.IntDistribution):
-        return trial.suggest_int(param.key, d.low, d.high, log=d.log)
-    return trial.suggest_float(param.key, d.low, d.high, log=d.log)
-
-
-def _adapter_keys(kind: str) -> list[str]:
-    path = CONF_DIR / "adapter" / f"{kind}.yaml"
-    return yaml_keys(path) if path.is_file() else []
-
-
 def storage_url(settings: Settings, sweep_dir: Path) -> str:
     """The study's storage: ``hydra.sweeper.storage``, or ``optuna.db`` in the sweep directory."""
     return settings.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
@@ -186,9 +108,36 @@ def open_study(settings: Settings, sweep_dir: Path) -> Any:
         ) from None
     study.set_user_attr("objectives", list(settings.objectives))  # names the values for `python -m analysis search`
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if _alive(trial.user_attrs.get("sweeper")):
+            continue  # another sweep sharing the study runs it now
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"continues": trial.number})
     return study
+
+
+def ask(study: Any) -> Any:
+    """A new trial, marked with the sweep that runs it (host and process), so a sweep started later on the same
+    study tells a trial in flight from one a killed sweep left running."""
+    trial = study.ask()
+    trial.set_user_attr("sweeper", f"{socket.gethostname()}:{os.getpid()}")
+    return trial
+
+
+def _alive(sweeper: str | None) -> bool:
+    """Whether the sweep that marked a trial still runs: on this host, its process exists; on another, assumed so
+    (it cannot be looked at from here: its trial stays running until that sweep tells it)."""
+    if sweeper is None:
+        return False
+    host, _, pid = sweeper.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def finished(study: Any) -> int:

@@ -10,6 +10,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from llm_adapters import search
+from llm_adapters.search_space import Space
 from tests.conftest import FAST
 from tests.test_sweep import run_py
 
@@ -17,7 +18,7 @@ SPACE = ["adapter=choice(lora,series)", "adapter.r=int(interval(2,16))", "train.
 
 
 def parsed(*overrides):
-    return search.Space.parse(OverridesParser.create().parse_overrides(list(overrides)))
+    return Space.parse(OverridesParser.create().parse_overrides(list(overrides)))
 
 
 def test_the_space_is_read_from_the_sweep_grammar_and_a_kinds_key_is_only_drawn_for_it():
@@ -47,6 +48,8 @@ def test_a_trial_a_killed_run_left_running_is_asked_again(tmp_path):
     continued = again.ask()
     assert continued.user_attrs["continues"] == left.number
     assert continued.suggest_categorical("adapter", ["lora", "series"]) == drawn  # its settings again
+    in_flight = search.ask(again)  # marked with this process, which lives: another sweep leaves it running
+    assert search.open_study(settings, tmp_path).trials[in_flight.number].state == optuna.trial.TrialState.RUNNING
 
 
 def test_several_objectives_give_a_non_dominated_front(tmp_path):
@@ -117,3 +120,43 @@ def test_a_search_runs_its_trials_and_the_same_command_continues_it(tmp_path):
     study = sweep(5)  # the same command, more trials: the three are not run again
     assert len(study.trials) == 5 and [(t.number, t.params) for t in study.trials[:3]] == first
     assert len(list(tmp_path.glob("*/results.json"))) == 5
+
+
+@pytest.mark.slow  # two searches at once, six small jobs (about a minute alone)
+def test_two_sweeps_sharing_one_study_draw_distinct_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = ["-m", "hydra/sweeper=optuna_search", "hydra.sweeper.n_trials=4", *SPACE, *FAST]
+    args.append(f"hydra.sweeper.storage='{storage}'")
+    first = run_py(*args, f"hydra.sweep.dir={tmp_path / 'a'}")
+    second = run_py(*args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    for job in (first, second):
+        out, _ = job.communicate(timeout=600)
+        assert job.returncode == 0, out
+    study = optuna.load_study(study_name="search", storage=storage)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) >= 4  # one study: every trial numbered once, by both sweeps together
+    ran = sorted(int(p.parent.name.split("_")[0]) for p in tmp_path.glob("[ab]/*/results.json"))
+    assert ran == sorted(t.number for t in study.trials if t.state != optuna.trial.TrialState.RUNNING)
+
+
+@pytest.mark.slow  # a search through submitit's local launcher: its jobs are other processes
+def test_a_search_through_another_launcher_prunes_from_the_jobs_own_processes(tmp_path):
+    job = run_py(
+        "-m",
+        "hydra/sweeper=optuna_search",
+        "hydra/launcher=submitit_local",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "+hydra.sweeper.pruner={type: ThresholdPruner, lower: 0.0}",
+        "adapter=choice(lora,series)",
+        "train.val_set_size=8",
+        "train.eval_every=2",
+        *FAST,
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(t.intermediate_values for t in study.trials)  # reported by the submitit jobs themselves
+    assert list(tmp_path.glob(".submitit/*"))  # submitit ran them

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import pruning, search
 from llm_adapters.errors import ConfigError
+from llm_adapters.search_space import Space
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,14 @@ class OptunaSearch(Sweeper):
         assert self.config is not None
         params = {str(k): str(v) for k, v in (self.settings.params or {}).items()}
         overrides = [*(f"{k}={v}" for k, v in params.items()), *arguments]
-        space = search.Space.parse(OverridesParser.create().parse_overrides(overrides))
+        space = Space.parse(OverridesParser.create().parse_overrides(overrides))
         pruning.check(self.settings.pruner, int(self.config.train.val_set_size or 0))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = search.open_study(self.settings, sweep_dir)
         while (left := self.settings.n_trials - search.finished(study)) > 0:
-            trials = [study.ask() for _ in range(min(left, self.settings.n_jobs))]
+            trials = [search.ask(study) for _ in range(min(left, self.settings.n_jobs))]
             storage, name = search.storage_url(self.settings, sweep_dir), self.settings.study_name
             batch = [
                 [*space.overrides(trial), *pruning.trial_overrides(self.settings.pruner, storage, name, trial)]

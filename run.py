@@ -114,6 +114,24 @@ def misused_override(arguments: list[str]) -> str | None:
     return None
 
 
+def unparsable(arguments: list[str]) -> str | None:
+    """An override Hydra's grammar cannot read (a search space's unclosed ``interval(4``, a sweep function given the
+    wrong types), which Hydra reports over three lines with exit 1."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for argument in (a for a in arguments if "=" in a and not a.startswith("-")):
+        try:
+            parser.parse_overrides([argument])
+        except OverrideParseException as error:
+            lines = [
+                line for line in str(error).splitlines() if line and not line.startswith(("See ", "Error parsing"))
+            ]
+            return f"{argument}: {'; '.join(lines) or 'not an override'} (Hydra's override grammar)"
+    return None
+
+
 def already_set(key: str) -> bool:
     """Whether the composed default config already has ``key`` (top level, or a key of a group's default option)."""
     defaults = OmegaConf.load(CONF_DIR / "config.yaml")
@@ -193,7 +211,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    checks = (unknown_choice, misused_override, unknown_key, unusable_directory)
+    checks = (unparsable, unknown_choice, misused_override, unknown_key, unusable_directory)
     if problem := next((found for check in checks if (found := check(arguments))), None):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -181,6 +181,16 @@ def test_override_mistakes_are_one_line_before_hydra_composes(arguments, message
     assert found is None if message is None else found.startswith(message)
 
 
+def test_an_override_hydras_grammar_cannot_read_is_one_line():
+    check = run_script().unparsable
+    assert check(["-m", "adapter.r=int(interval(4"]) == (
+        "adapter.r=int(interval(4: no viable alternative at input 'int(interval(4' (Hydra's override grammar)"
+    )
+    assert check(["adapter.r=glob(4,5)"]).startswith("adapter.r=glob(4,5): TypeError while evaluating 'glob(4,5)'")
+    ok = ["-m", "hydra/sweeper=optuna_search", "adapter=choice(lora,series)", "train.lr=tag(log,interval(1e-5,1e-3))"]
+    assert check([*ok, "++search.pruner={type:MedianPruner}", "hydra.sweeper.storage='sqlite:////tmp/x.db'"]) is None
+
+
 def test_unusable_job_directories_are_one_line(tmp_path):
     check = run_script().unusable_directory
     assert check(["hydra.run.dir="]).startswith("hydra.run.dir is empty: name a directory")

@@ -27,6 +27,7 @@ def _trial_job(tmp_path, lower):
     return results, study.trials[trial.number]
 
 
+@pytest.mark.slow  # two small jobs: the quick suite keeps within its ten minutes
 def test_a_trial_reports_minus_its_validation_loss_and_runs_whole_when_not_pruned(tmp_path):
     results, trial = _trial_job(tmp_path, lower=-1e9)
     assert results["status"] == "ok" and trial.state == optuna.trial.TrialState.COMPLETE
@@ -35,6 +36,7 @@ def test_a_trial_reports_minus_its_validation_loss_and_runs_whole_when_not_prune
     assert results["config_hash"] == run(make_config(*FAST, *VALIDATED), tmp_path / "alone")["config_hash"]
 
 
+@pytest.mark.slow  # a small job: the quick suite keeps within its ten minutes
 def test_a_pruned_trial_ends_pruned_with_its_record_and_is_told_so(tmp_path):
     results, trial = _trial_job(tmp_path, lower=0.0)  # -loss is below 0 at the first validation step
     assert results["status"] == "pruned" and results["reason"].startswith("pruned at step 2 by ThresholdPruner")

@@ -88,12 +88,17 @@ def test_resume_matches_on_the_whole_config(tmp_path):
             f"error: adapter=lora2: no such adapter (available: {', '.join(sorted(ADAPTER_YAMLS))})",
         ),
         ("placement=mpl", "error: placement=mpl: no such placement (available: attn, best, both, mlp)"),
-        (
+        pytest.param(  # the same check as adapter= and placement= above, on other groups: the slow suite's
             "model=llama-70b",
             "error: model=llama-70b: no such model (available: bloomz-7b1, gemma3-270m, gpt-j-6b, gpt2-xl, llama-13b, "
             "llama-7b, opt-6.7b, pythia-6.9b, smollm2-135m, tiny-llama)",
+            marks=pytest.mark.slow,
         ),
-        ("eval=maths", "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)"),
+        pytest.param(
+            "eval=maths",
+            "error: eval=maths: no such eval (available: commonsense, math, math_mawps, synthetic)",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(
             "placement.layers=[7]",
             "error: placement.layers [7] out of range: the model has 4 layers",
@@ -106,11 +111,12 @@ def test_resume_matches_on_the_whole_config(tmp_path):
             "winogrande, arc_e, arc_c, obqa)",
             marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             "dataset=math_9k",
             "error: dataset=math_9k: no such dataset (available: arc_c, arc_e, boolq, commonsense_15k, "
             "commonsense_170k, commonsense_mix, hellaswag, hub, math_10k, math_14k, math_50k, math_7k, math_data, "
             "obqa, piqa, siqa, synthetic_math, winogrande)",
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -191,6 +197,7 @@ def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, m
         run(make_config(*FAST, "train.val_set_size=64"), tmp_path / "d")
 
 
+@pytest.mark.slow  # a whole subprocess job: CI's second pass, not the quick suite
 def test_a_full_disk_is_one_line_and_the_failure_is_recorded(tmp_path):
     """The disk fills while the adapter is saved: one line naming the path, exit 1, and results.json says failed."""
     script = (

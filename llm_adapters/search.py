@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_adapters import pruning
+from llm_adapters import pruning, resume
 from llm_adapters.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,7 @@ def _alive(sweeper: str | None) -> bool:
     if sweeper is None:
         return False
     host, _, pid = sweeper.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+    return resume.process_alive(host, int(pid))
 
 
 def finished(study: Any) -> int:

@@ -122,23 +122,6 @@ def test_a_search_runs_its_trials_and_the_same_command_continues_it(tmp_path):
     assert len(list(tmp_path.glob("*/results.json"))) == 5
 
 
-@pytest.mark.slow  # two searches at once, six small jobs (about a minute alone)
-def test_two_sweeps_sharing_one_study_draw_distinct_trials(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    args = ["-m", "hydra/sweeper=optuna_search", "hydra.sweeper.n_trials=4", *SPACE, *FAST]
-    args.append(f"hydra.sweeper.storage='{storage}'")
-    first = run_py(*args, f"hydra.sweep.dir={tmp_path / 'a'}")
-    second = run_py(*args, f"hydra.sweep.dir={tmp_path / 'b'}")
-    for job in (first, second):
-        out, _ = job.communicate(timeout=600)
-        assert job.returncode == 0, out
-    study = optuna.load_study(study_name="search", storage=storage)
-    numbers = [t.number for t in study.trials]
-    assert len(numbers) == len(set(numbers)) >= 4  # one study: every trial numbered once, by both sweeps together
-    ran = sorted(int(p.parent.name.split("_")[0]) for p in tmp_path.glob("[ab]/*/results.json"))
-    assert ran == sorted(t.number for t in study.trials if t.state != optuna.trial.TrialState.RUNNING)
-
-
 @pytest.mark.slow  # a search through submitit's local launcher: its jobs are other processes
 def test_a_search_through_another_launcher_prunes_from_the_jobs_own_processes(tmp_path):
     job = run_py(

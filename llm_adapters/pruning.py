@@ -70,7 +70,11 @@ def reporting(search: Mapping[str, Any] | None, on_log: OnLog) -> OnLog:
         return on_log
     import optuna
 
-    study = optuna.load_study(study_name=search["study"], storage=search["storage"], pruner=pruner(search["pruner"]))
+    from llm_adapters.search import storage  # here: search imports this module
+
+    study = optuna.load_study(
+        study_name=search["study"], storage=storage(search["storage"]), pruner=pruner(search["pruner"])
+    )
     trial = optuna.trial.Trial(study, int(search["trial"]))
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
 

@@ -14,16 +14,21 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from llm_adapters import pruning, resume
 from llm_adapters.errors import ConfigError
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("accuracy", "accuracy/<set>", "trainable", "trainable_pct")
+UNMARKED_GRACE_S = 60.0  # a running trial not yet marked with its sweep: in flight this long after it was asked
 
 
 @dataclass(frozen=True)
@@ -87,32 +92,59 @@ def storage_url(settings: Settings, sweep_dir: Path) -> str:
 
 def open_study(settings: Settings, sweep_dir: Path) -> Any:
     """The study in its storage, created or continued; trials an earlier run left running are told failed and
-    asked again (so their jobs are reused or resumed by the harness, not lost)."""
+    asked again (so their jobs are reused or resumed by the harness, not lost).
+
+    Sweeps sharing the study may start at once: on SQLite, opening is done under a file lock (two processes creating
+    a new file's schema together fail in Optuna's migration step), and each sweep's sampler is seeded
+    ``seed + k`` for the k-th sweep to open the study (the first keeps ``hydra.sweeper.seed``), so concurrent sweeps
+    do not draw the same trials."""
     import optuna
 
-    storage = storage_url(settings, sweep_dir)
-    sampler = optuna.samplers.TPESampler(seed=settings.seed) if len(settings.directions) == 1 else None
-    if sampler is None:
-        sampler = optuna.samplers.NSGAIISampler(seed=settings.seed)
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=settings.study_name,
-            directions=list(settings.directions),
-            sampler=sampler,
-            load_if_exists=True,
-        )
-    except Exception as error:  # SQLAlchemy's errors for a URL that cannot be opened
-        raise ConfigError(
-            f"hydra.sweeper.storage {storage}: cannot be opened ({type(error).__name__}: {error})"
-        ) from None
-    study.set_user_attr("objectives", list(settings.objectives))  # names the values for `python -m analysis search`
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if _alive(trial.user_attrs.get("sweeper")):
-            continue  # another sweep sharing the study runs it now
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"continues": trial.number})
+    url = storage_url(settings, sweep_dir)
+    with _opening(url):
+        try:
+            study = optuna.create_study(
+                storage=storage(url),
+                study_name=settings.study_name,
+                directions=list(settings.directions),
+                load_if_exists=True,
+            )
+        except Exception as error:  # SQLAlchemy's errors for a URL that cannot be opened
+            raise ConfigError(
+                f"hydra.sweeper.storage {url}: cannot be opened ({type(error).__name__}: {error})"
+            ) from None
+        opened = int(study.user_attrs.get("sweeps", 0))
+        study.set_user_attr("sweeps", opened + 1)
+        study.set_user_attr("objectives", list(settings.objectives))  # names the values for `python -m analysis search`
+        seed = None if settings.seed is None else int(settings.seed) + opened
+        single = len(settings.directions) == 1
+        study.sampler = optuna.samplers.TPESampler(seed=seed) if single else optuna.samplers.NSGAIISampler(seed=seed)
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if _in_flight(trial):
+                continue  # another sweep sharing the study runs it now
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"continues": trial.number})
     return study
+
+
+def storage(url: str) -> Any:
+    """Optuna's storage for ``url``; on SQLite with a 60 s wait for a writer (two sweeps or a sweep and its jobs
+    writing at once), where the driver's default of 5 s can fail a trial's report."""
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+@contextmanager
+def _opening(url: str) -> Iterator[None]:
+    """A lock on ``<file>.lock`` beside a SQLite study's file while it is opened (nothing for other databases)."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if path is None or not Path(path).parent.is_dir():
+        yield  # not SQLite, or a directory that does not exist: create_study names what is wrong
+        return
+    with FileLock(f"{path}.lock", timeout=120):
+        yield
 
 
 def ask(study: Any) -> Any:
@@ -123,11 +155,14 @@ def ask(study: Any) -> Any:
     return trial
 
 
-def _alive(sweeper: str | None) -> bool:
-    """Whether the sweep that marked a trial still runs: on this host, its process exists; on another, assumed so
-    (it cannot be looked at from here: its trial stays running until that sweep tells it)."""
+def _in_flight(trial: Any) -> bool:
+    """Whether the sweep that asked a running trial still runs: on this host, its process exists; on another,
+    assumed so (it cannot be looked at from here: its trial stays running until that sweep tells it). A trial not
+    yet marked was asked a moment ago (ask and mark are two writes) by a sweep alive then: in flight for a minute."""
+    sweeper = trial.user_attrs.get("sweeper")
     if sweeper is None:
-        return False
+        started = trial.datetime_start
+        return started is not None and (datetime.now() - started).total_seconds() < UNMARKED_GRACE_S
     host, _, pid = sweeper.rpartition(":")
     return resume.process_alive(host, int(pid))
 

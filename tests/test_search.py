@@ -4,6 +4,10 @@ kind's own key is drawn only for that kind; several objectives give a non-domina
 line before any trial."""
 
 import json
+import socket
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -37,10 +41,17 @@ def test_the_space_is_read_from_the_sweep_grammar_and_a_kinds_key_is_only_drawn_
         study.tell(trial, 0.0)
 
 
+def dead_sweeper() -> str:
+    """A sweep's mark whose process has ended."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return f"{socket.gethostname()}:{int(ended.stdout)}"
+
+
 def test_a_trial_a_killed_run_left_running_is_asked_again(tmp_path):
     settings = search.Settings.from_mapping({"n_trials": 2})
     study = search.open_study(settings, tmp_path)
-    left = study.ask()  # a sweep killed while this trial's job ran
+    left = search.ask(study)  # a sweep killed while this trial's job ran
+    left.set_user_attr("sweeper", dead_sweeper())
     drawn = left.suggest_categorical("adapter", ["lora", "series"])
     again = search.open_study(settings, tmp_path)
     assert again.trials[left.number].state == optuna.trial.TrialState.FAIL
@@ -50,6 +61,76 @@ def test_a_trial_a_killed_run_left_running_is_asked_again(tmp_path):
     assert continued.suggest_categorical("adapter", ["lora", "series"]) == drawn  # its settings again
     in_flight = search.ask(again)  # marked with this process, which lives: another sweep leaves it running
     assert search.open_study(settings, tmp_path).trials[in_flight.number].state == optuna.trial.TrialState.RUNNING
+
+
+def test_a_trial_asked_but_not_yet_marked_is_in_flight_for_a_minute(tmp_path, monkeypatch):
+    settings = search.Settings.from_mapping({"n_trials": 2})
+    unmarked = search.open_study(settings, tmp_path).ask()  # another sweep between its ask and its mark
+    running = optuna.trial.TrialState.RUNNING
+    assert search.open_study(settings, tmp_path).trials[unmarked.number].state == running
+    monkeypatch.setattr(search, "UNMARKED_GRACE_S", 0.0)  # the minute over: a sweep killed between the two writes
+    assert search.open_study(settings, tmp_path).trials[unmarked.number].state == optuna.trial.TrialState.FAIL
+
+
+def test_each_sweep_opening_a_study_draws_from_its_own_seed_the_first_from_the_configured_one(tmp_path):
+    settings = search.Settings.from_mapping({"n_trials": 4, "seed": 7})
+
+    def first_draw(directory):
+        directory.mkdir(exist_ok=True)
+        trial = search.open_study(settings, directory).ask()
+        return trial.suggest_float("x", 0.0, 1.0)
+
+    alone = first_draw(tmp_path / "a")
+    assert first_draw(tmp_path / "b") == alone  # a study's first sweep: the seed given, reproducible
+    assert first_draw(tmp_path / "b") != alone  # a second sweep on the same study: seed + 1, other trials
+    assert (
+        optuna.load_study(study_name="search", storage=search.storage_url(settings, tmp_path / "b")).user_attrs[
+            "sweeps"
+        ]
+        == 2
+    )
+
+
+def test_sweeps_opening_one_new_sqlite_study_at_once_all_succeed(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    code = (  # imports first, then all four open the study at one moment
+        "import sys, time; from pathlib import Path; from llm_adapters import search; "
+        "s = search.Settings.from_mapping({'n_trials': 1, 'storage': sys.argv[1]}); "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); search.open_study(s, Path('.')).ask()"
+    )
+    at = str(time.time() + 10)
+    openers = [
+        subprocess.Popen([sys.executable, "-c", code, storage, at], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    for opener in openers:
+        _, err = opener.communicate(timeout=300)
+        assert opener.returncode == 0, err  # without the lock: "table alembic_version already exists" in some
+    study = optuna.load_study(study_name="search", storage=storage)
+    assert study.user_attrs["sweeps"] == 4 and len(study.trials) == 4
+
+
+@pytest.mark.slow  # eight small jobs in two sweeps (about a minute alone)
+def test_a_search_runs_its_trials_and_the_same_command_continues_it(tmp_path):
+    def sweep(n_trials):
+        args = ["-m", "hydra/sweeper=optuna_search", f"hydra.sweeper.n_trials={n_trials}", *SPACE, *FAST]
+        job = run_py(*args, f"hydra.sweep.dir={tmp_path}")
+        out, _ = job.communicate(timeout=600)
+        assert job.returncode == 0, out
+        return optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    study = sweep(3)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    for trial in study.trials:  # each trial is an ordinary job, and its value is what the job recorded
+        results = json.loads((tmp_path / trial.user_attrs["job_dir"] / "results.json").read_text())
+        assert results["status"] == "ok" and trial.values == [results["eval"]["synthetic_math"]["accuracy"]]
+        assert (
+            results["adapter"] == trial.params["adapter"]
+            and results["config"]["train"]["lr"] == trial.params["train.lr"]
+        )
+    first = [(t.number, t.params) for t in study.trials]
+    study = sweep(5)  # the same command, more trials: the three are not run again
+    assert len(study.trials) == 5 and [(t.number, t.params) for t in study.trials[:3]] == first
+    assert len(list(tmp_path.glob("*/results.json"))) == 5
 
 
 def test_several_objectives_give_a_non_dominated_front(tmp_path):
@@ -98,28 +179,22 @@ def test_bad_search_settings_are_one_line_before_any_trial(overrides, message, t
     assert not list(tmp_path.glob("*/results.json"))  # no trial ran
 
 
-@pytest.mark.slow  # eight small jobs in two sweeps (about a minute alone)
-def test_a_search_runs_its_trials_and_the_same_command_continues_it(tmp_path):
-    def sweep(n_trials):
-        args = ["-m", "hydra/sweeper=optuna_search", f"hydra.sweeper.n_trials={n_trials}", *SPACE, *FAST]
-        job = run_py(*args, f"hydra.sweep.dir={tmp_path}")
+@pytest.mark.slow  # two searches at once, six small jobs (about a minute alone)
+def test_two_sweeps_sharing_one_study_draw_distinct_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = ["-m", "hydra/sweeper=optuna_search", "hydra.sweeper.n_trials=4", *SPACE, *FAST]
+    args.append(f"hydra.sweeper.storage='{storage}'")
+    first = run_py(*args, f"hydra.sweep.dir={tmp_path / 'a'}")
+    second = run_py(*args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    for job in (first, second):
         out, _ = job.communicate(timeout=600)
         assert job.returncode == 0, out
-        return optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-
-    study = sweep(3)
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
-    for trial in study.trials:  # each trial is an ordinary job, and its value is what the job recorded
-        results = json.loads((tmp_path / trial.user_attrs["job_dir"] / "results.json").read_text())
-        assert results["status"] == "ok" and trial.values == [results["eval"]["synthetic_math"]["accuracy"]]
-        assert (
-            results["adapter"] == trial.params["adapter"]
-            and results["config"]["train"]["lr"] == trial.params["train.lr"]
-        )
-    first = [(t.number, t.params) for t in study.trials]
-    study = sweep(5)  # the same command, more trials: the three are not run again
-    assert len(study.trials) == 5 and [(t.number, t.params) for t in study.trials[:3]] == first
-    assert len(list(tmp_path.glob("*/results.json"))) == 5
+    study = optuna.load_study(study_name="search", storage=storage)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) >= 4  # one study: every trial numbered once, by both sweeps together
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)  # each told by its own sweep
+    ran = sorted(int(p.parent.name.split("_")[0]) for p in tmp_path.glob("[ab]/*/results.json"))
+    assert ran == sorted(t.number for t in study.trials)
 
 
 @pytest.mark.slow  # a search through submitit's local launcher: its jobs are other processes

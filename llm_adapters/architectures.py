@@ -9,13 +9,19 @@ A *site* is an architecture-independent name for a place in a decoder block. Two
   sublayer, for adapters in series with it). They are derived from the projection sites: a sublayer's input is what
   its first projections read (q/k/v; gate/up), its output what its last projection writes (o; down) before any
   dropout and the residual add. That definition holds in every family, including OPT whose MLP has no module of its
-  own and GPT-J whose attention and MLP read the same input.
+  own and GPT-J whose attention and MLP read the same input;
+- norm sites: ``attn.norm`` and ``mlp.norm``, the norm module that normalises each sublayer's input (for LN
+  tuning, which trains the norms themselves). GPT-J's sublayers share one (``ln_1``); Gemma 3's MLP input norm is
+  ``pre_feedforward_layernorm`` (its ``post_*`` norms act on sublayer outputs); OPT's are its
+  ``self_attn_layer_norm`` and ``final_layer_norm`` wherever its config places them. A model's final norm, after
+  the last block, is not a site of any block.
 
 Adding a model family is one entry here and one model YAML. Families without a gated MLP simply lack ``mlp.gate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 
@@ -28,7 +34,8 @@ PROJECTION_SITES = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up"
 SUBLAYERS = {"attn": (("attn.q", "attn.k", "attn.v"), "attn.o"), "mlp": (("mlp.gate", "mlp.up"), "mlp.down")}
 BOUNDARY_SITES = ("attn.input", "attn.output", "mlp.input", "mlp.output")
 SUBLAYER_SITES = (*SUBLAYERS, *BOUNDARY_SITES)
-SITES = (*PROJECTION_SITES, *SUBLAYER_SITES)
+NORM_SITES = ("attn.norm", "mlp.norm")
+SITES = (*PROJECTION_SITES, *SUBLAYER_SITES, *NORM_SITES)
 
 
 @dataclass(frozen=True)
@@ -36,10 +43,12 @@ class Architecture:
     """How to reach the decoder blocks (``layers``, a dotted path from the model root) and, inside one block,
     the module that implements each projection site. Sites listed in ``fused`` share one projection (BLOOM's and
     GPT-NeoX's ``query_key_value``, GPT-2's ``c_attn``); ``fused_layout`` says how its output rows are laid out:
-    ``per_head`` (q, k, v of head 0, then of head 1, ...) or ``contiguous`` (all q, then all k, then all v)."""
+    ``per_head`` (q, k, v of head 0, then of head 1, ...) or ``contiguous`` (all q, then all k, then all v).
+    ``norms``: the module of each norm site inside a block."""
 
     layers: str
     sites: dict[str, str]
+    norms: dict[str, str]
     fused: frozenset[str] = frozenset()
     fused_layout: str = "per_head"
 
@@ -74,12 +83,14 @@ _LLAMA = Architecture(
         "mlp.up": "mlp.up_proj",
         "mlp.down": "mlp.down_proj",
     },
+    norms={"attn.norm": "input_layernorm", "mlp.norm": "post_attention_layernorm"},
 )
 
 
 def _fused_qkv(layers: str, attention: str, mlp: str) -> Architecture:
     return Architecture(
         layers=layers,
+        norms={"attn.norm": "input_layernorm", "mlp.norm": "post_attention_layernorm"},
         sites={
             "attn.q": f"{attention}.query_key_value",
             "attn.k": f"{attention}.query_key_value",
@@ -102,7 +113,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     # norm: a series adapter there is normed with the sublayer), and a 512-token sliding window on five of every six
     # layers (virtual tokens of prefix tuning at the start of the sequence are outside the window only for
     # sequences longer than 512 tokens).
-    "gemma3_text": _LLAMA,
+    "gemma3_text": dataclasses.replace(
+        _LLAMA, norms={"attn.norm": "input_layernorm", "mlp.norm": "pre_feedforward_layernorm"}
+    ),
     "gptj": Architecture(
         layers="transformer.h",
         sites={
@@ -113,6 +126,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "mlp.up": "mlp.fc_in",
             "mlp.down": "mlp.fc_out",
         },
+        norms={"attn.norm": "ln_1", "mlp.norm": "ln_1"},  # attention and MLP read one normed input
     ),
     "opt": Architecture(
         layers="model.decoder.layers",
@@ -124,6 +138,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "mlp.up": "fc1",
             "mlp.down": "fc2",
         },
+        norms={"attn.norm": "self_attn_layer_norm", "mlp.norm": "final_layer_norm"},
     ),
     "gpt2": Architecture(
         layers="transformer.h",
@@ -135,6 +150,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "mlp.up": "mlp.c_fc",
             "mlp.down": "mlp.c_proj",
         },
+        norms={"attn.norm": "ln_1", "mlp.norm": "ln_2"},
         fused=frozenset({"attn.q", "attn.k", "attn.v"}),
         fused_layout="contiguous",
     ),

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from llm_adapters.adapters import trainable_state_dict
+from llm_adapters.adapters import adapter_state_dict, load_adapter_state
 from llm_adapters.errors import CheckpointError
 from llm_adapters.resume import newest_first
 
@@ -47,7 +47,7 @@ def save(
     tmp = directory / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(trainable_state_dict(model), str(tmp / "weights.safetensors"))
+    save_file(adapter_state_dict(model), str(tmp / "weights.safetensors"))
     if best is not None:
         save_file(best, str(tmp / "best.safetensors"))
     torch.save(training_state, tmp / "state.pt")
@@ -84,13 +84,8 @@ def load(path: Path, model: torch.nn.Module) -> dict[str, Any]:
             state["best_weights"] = load_file(str(path / "best.safetensors"))
     except Exception as error:  # a truncated or foreign file fails in many ways; all of them mean the same here
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from None
-    params = dict(model.named_parameters())
-    missing = [name for name in weights if name not in params]
-    if missing or len(weights) != sum(p.requires_grad for p in params.values()):
-        raise CheckpointError(f"checkpoint {path} does not match this model's trainable parameters")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
+    if (problem := load_adapter_state(model, weights)) is not None:
+        raise CheckpointError(f"checkpoint {path} does not match this model's adapter: {problem}")
     return state
 
 

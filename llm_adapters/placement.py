@@ -23,9 +23,9 @@ from llm_adapters.errors import ConfigError, PlacementError
 
 @dataclass(frozen=True)
 class Target:
-    """One adapter's place: the site name, the layer index and the full name of the module it wraps (a projection)
-    or becomes (a sublayer adapter, ``<block>.sublayer_adapters.<site>``). ``sliced``: only the site's slice of a
-    fused projection's output is adapted."""
+    """One adapter's place: the site name, the layer index and the full name of the module it wraps (a projection,
+    a norm) or becomes (a sublayer adapter, ``<block>.sublayer_adapters.<site>``). ``sliced``: only the site's slice
+    of a fused projection's output is adapted."""
 
     site: str
     layer: int
@@ -103,6 +103,10 @@ def resolve(
         for site in sites:
             if site in SUBLAYER_SITES:
                 targets.append(Target(site, layer, f"{block}.sublayer_adapters.{sublayer_key(site)}"))
+            elif site in arch.norms:
+                if (module := f"{block}.{arch.norms[site]}") not in seen:  # GPT-J's sublayers share one norm
+                    seen.add(module)
+                    targets.append(Target(site, layer, module))
             elif site in arch.sites:
                 module = f"{block}.{arch.sites[site]}"
                 if sliced and site in arch.fused:

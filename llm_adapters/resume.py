@@ -38,9 +38,9 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return next(iter(newest_first(directory)), None)
 
 
-# Keys added after studies were committed, which change nothing when null: left out of the hash then, so that adding
-# one does not make every committed job run again.
-NEUTRAL_WHEN_UNSET = (("train", "loraplus_ratio"),)
+# Keys added after studies were committed, at the value that changes nothing: left out of the hash then, so that
+# adding one does not make every committed job run again. (group, key, that value)
+NEUTRAL_WHEN_UNSET = (("train", "loraplus_ratio", None), ("adapter", "init", "default"))
 
 
 def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None) -> str:
@@ -49,8 +49,8 @@ def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None)
     kept = {k: v for k, v in resolved.items() if k not in _NOT_THE_EXPERIMENT}
     kept["data"] = dict(data or {})
     kept["train"] = {k: v for k, v in kept["train"].items() if k != "resume"}
-    for group, key in NEUTRAL_WHEN_UNSET:  # a key added later, at its default: the hash of the jobs before it
-        if group in kept and kept[group].get(key) is None:
+    for group, key, neutral in NEUTRAL_WHEN_UNSET:  # a key added later, at its default: the jobs' hash before it
+        if group in kept and key in kept[group] and kept[group][key] == neutral:
             kept[group] = {k: v for k, v in kept[group].items() if k != key}
     kind = kept["adapter"]["kind"]
     if not adapters.spec(kind).placed:  # a placement it ignores: a sweep over placements runs it once, not once each

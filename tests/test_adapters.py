@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from llm_adapters.adapters import inject, spec, targets_for, trainable_state_dict
+from llm_adapters.adapters import adapter_state_dict, inject, spec, targets_for
 from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
 from llm_adapters.adapters.lora import LoRALinear
 from llm_adapters.models import count_parameters
@@ -41,7 +41,7 @@ def test_only_adapters_train_and_counts_are_exact(kind, placement):
     params = count_parameters(model)
     assert params["trainable"] == expected
     assert params["total"] == base_total + expected
-    trainable = trainable_state_dict(model)
+    trainable = adapter_state_dict(model)
     assert sum(t.numel() for t in trainable.values()) == expected
     assert all(("lora_" in name) or (".adapter." in name) for name in trainable)
 
@@ -90,7 +90,7 @@ def test_learned_scaling_is_a_trainable_scalar():
     model = tiny_model("llama")
     cfg = make_config("placement=mlp")
     inject(model, bottleneck("series", scaling="learned"), targets_for(model.config, {"kind": "series"}, cfg.placement))
-    scales = [n for n in trainable_state_dict(model) if n.endswith("adapter_scale")]
+    scales = [n for n in adapter_state_dict(model) if n.endswith("adapter_scale")]
     assert len(scales) == 3
 
 

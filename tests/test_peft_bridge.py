@@ -19,7 +19,7 @@ from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.placement import PlacementError
-from tests.conftest import FAST, build_model, make_config, tiny_model
+from tests.conftest import FAST, TINY_CONFIGS, build_model, make_config, tiny_model
 
 BRIDGED = sorted(bridged_yaml())
 SMALL = {"r": 4, "n_frequency": 100, "init_r": 4, "target_r": 2}
@@ -79,6 +79,8 @@ def test_the_same_modules_parameters_and_logits_as_peft_itself(kind, arch):
 
 def closed_form(kind: str, adapter, targets, config) -> int | None:
     """The trainable count of the methods whose structure is one line (from each paper's definition)."""
+    if kind == "ln_tuning":  # one trained copy of each norm: the tiny LLaMA's RMS norms have a scale, no bias
+        return len(targets) * config.hidden_size
     dims = [target_dims(config, t.site, t.sliced) for t in targets]
     r = adapter.get("r")
     forms = {
@@ -122,6 +124,32 @@ def test_placement_layers_and_explicit_sites_reach_peft():
     prepare(model, adapter, targets_for(base.config, adapter, cfg.placement))
     adapted = {n for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
     assert adapted == {"model.layers.1.self_attn.o_proj", "model.layers.1.mlp.gate_proj"}
+
+
+@pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
+def test_ln_tuning_trains_each_blocks_input_norms_in_every_family(family):
+    base = tiny_model(family)
+    adapter, placement = adapter_of("ln_tuning", "both")
+    targets = targets_for(base.config, adapter, placement)
+    norms = {n for n, m in base.named_modules() if "norm" in type(m).__name__.lower()} - {"model.norm"}
+    assert {t.module_name for t in targets} <= norms and targets  # norm modules of the blocks, each once
+    per_block = 1 if family == "gptj" else 2  # GPT-J's attention and MLP read one normed input
+    assert len(targets) == per_block * base.config.num_hidden_layers
+    model = copy.deepcopy(base)
+    prepare(model, adapter, targets)
+    trained = {n.rpartition(".ln_tuning_layers.")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {t.module_name for t in targets}  # PEFT's trained copies there and nowhere else
+
+
+def test_norm_sites_are_ln_tunings_alone_and_ln_tuning_takes_no_projection():
+    config = tiny_model("llama").config
+    adapter, _ = adapter_of("ln_tuning")
+    one = targets_for(config, adapter, {"sites": ["mlp.norm"], "layers": [1]})
+    assert [t.module_name for t in one] == ["model.layers.1.post_attention_layernorm"]
+    with pytest.raises(PlacementError, match=r"no meaning at site\(s\) \['attn.q'\]"):
+        targets_for(config, adapter, {"sites": ["attn.q"]})
+    with pytest.raises(PlacementError, match=r"no meaning at site\(s\) \['attn.norm'\]"):
+        targets_for(config, adapter_of("vera")[0], {"sites": ["attn.norm"]})
 
 
 PEFT_CONV1D = {"vera", "fourierft"}  # of these, PEFT 0.21's methods with a layer for GPT-2's Conv1D

@@ -16,9 +16,11 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+from llm_adapters.adapters.lora import BASE_BUFFERS
 from llm_adapters.adapters.registry import REGISTRY, AdapterSpec, adapter_kinds, known_kinds, spec
 from llm_adapters.adapters.virtual_tokens import carries_virtual_tokens
 from llm_adapters.architectures import PROJECTION_SITES, architecture_of
@@ -106,9 +108,39 @@ def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) ->
         setattr(parent, attr, record.wrap(getattr(parent, attr), target.site, adapter_cfg, rows))
 
 
-def trainable_state_dict(model: nn.Module) -> dict[str, object]:
-    """The trainable parameters by name: what an adapter checkpoint holds."""
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What an adapter checkpoint holds: the trainable parameters by name, and the initial factors of every layer
+    whose init moved part of the frozen base into the adapter (PiSSA, OLoRA: ``lora.BASE_BUFFERS``), without which a
+    fresh base cannot be made the residual it trained on."""
+    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    return state | {name: buffer.detach().cpu().contiguous() for name, buffer in _base_buffers(model)}
+
+
+def load_adapter_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """Copy ``state`` (``adapter_state_dict``'s) into a model built with the same adapter; what does not fit, in
+    words (the caller's error names the file), or None. A layer's saved initial factors make its base the residual
+    they define (``LoRALinear.restore_base``)."""
+    params = dict(model.named_parameters())
+    expected = {n for n, p in params.items() if p.requires_grad} | {name for name, _ in _base_buffers(model)}
+    if set(state) != expected:
+        return "its weights do not match the adapter built from its config"
+    with torch.no_grad():
+        for name, value in state.items():
+            target = params[name] if name in params else model.get_buffer(name)
+            if target.shape != value.shape:
+                return f"{name} has shape {tuple(value.shape)}, the model expects {tuple(target.shape)}"
+        for name, value in state.items():
+            if name in params:
+                params[name].copy_(value)
+        for module_name in {n.rpartition(".")[0] for n in state if n not in params}:
+            factors = {part: state[f"{module_name}.{part}"] for part in BASE_BUFFERS}
+            model.get_submodule(module_name).restore_base(**factors)
+    return None
+
+
+def _base_buffers(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The initial-factor buffers an adapter state holds besides its trainable parameters."""
+    return [(name, b) for name, b in model.named_buffers() if name.rpartition(".")[2] in BASE_BUFFERS]
 
 
 def set_adapter_dropout(model: nn.Module, active: bool) -> None:

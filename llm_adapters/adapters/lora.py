@@ -1,7 +1,13 @@
 """LoRA (Hu et al., 2021) as the paper's code used it: y = W x + (alpha / r) · B A dropout(x); with
 ``adapter.rslora`` the rank-stabilised scaling alpha / √r (Kalajdzievski, 2023; PEFT's ``use_rslora``).
 
-A starts Kaiming-uniform (a = √5) and B at zero, so the wrapped layer is unchanged at step 0. The adapter weights
+``adapter.init`` (PEFT's ``init_lora_weights``): ``default``, A Kaiming-uniform (a = √5) and B at zero, so the
+wrapped layer is unchanged at step 0; ``gaussian``, A ~ N(0, 1/r²) instead; ``pissa`` (Meng et al., 2024), A and B
+the r principal singular directions of W (√σ on each side, over the scaling), and W replaced by the residual
+W − s·B A; ``olora`` (Büyükakyüz, 2024), B and A the first r columns of Q and rows of R of W = QR, W − s·B A the
+residual. Either way the layer computes what it did at step 0; the initial factors (B₀, A₀) are kept as buffers
+(``lora_B0``, ``lora_A0``) and saved with the adapter, since the residual base is part of what it learned: on a fresh
+base, loading puts W − s·B₀ A₀ back without a decomposition of its own (``restore_base``). The adapter weights
 keep their own dtype (fp32 by default) and the input is cast to it, as PEFT does, so a half-precision base trains
 an fp32 adapter. On a slice of a fused projection (``rows``) B writes only those output rows.
 """
@@ -19,6 +25,10 @@ from transformers.pytorch_utils import Conv1D
 from llm_adapters.adapters.registry import PEFT_PREFIX, AdapterSpec, register
 from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight, target_dims
 
+INITS = ("default", "gaussian", "pissa", "olora")  # adapter.init: PEFT's init_lora_weights True, "gaussian", ...
+FROM_THE_BASE = ("pissa", "olora")  # the inits that move part of W into B A (their factors saved: BASE_BUFFERS)
+BASE_BUFFERS = ("lora_A0", "lora_B0")
+
 
 class LoRALinear(nn.Module):
     """A frozen projection plus a trainable low-rank update of all its outputs, or of the output ``rows`` only."""
@@ -31,10 +41,13 @@ class LoRALinear(nn.Module):
         dropout: float,
         rows: torch.Tensor | None = None,
         rslora: bool = False,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if r <= 0:
             raise ValueError(f"adapter.r must be positive (got {r})")
+        if init not in INITS:
+            raise ValueError(f"adapter.init must be one of {', '.join(INITS)} (got {init})")
         self.base_layer = base_layer
         device = linear_weight(base_layer).device
         in_features, out_features = features(base_layer)
@@ -44,8 +57,56 @@ class LoRALinear(nn.Module):
         self.lora_dropout = nn.Dropout(dropout)
         self.scaling = alpha / math.sqrt(r) if rslora else alpha / r
         self.merged = False
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        if init == "gaussian":  # in place of Kaiming, as PEFT: the same draws from the same seed
+            nn.init.normal_(self.lora_A.weight, std=1 / r)
+        else:
+            nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
+        if init in FROM_THE_BASE:
+            self._from_the_base(init, r)
+
+    def _from_the_base(self, init: str, r: int) -> None:
+        """A and B from a decomposition of the adapted rows of W (in fp32, as PEFT), W the residual W − s·B A."""
+        weight = self._frozen_rows()
+        if weight.is_meta:  # plan mode: shapes only
+            factors = (torch.empty_like(self.lora_A.weight), torch.empty_like(self.lora_B.weight))
+        elif init == "pissa":
+            u, sigma, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+            root = torch.sqrt(sigma[:r] / self.scaling)
+            factors = (root[:, None] * vh[:r], u[:, :r] * root)
+        else:  # olora
+            q, upper = torch.linalg.qr(weight.float())
+            factors = (upper[:r].contiguous(), q[:, :r].contiguous())
+        with torch.no_grad():
+            self.lora_A.weight.copy_(factors[0])
+            self.lora_B.weight.copy_(factors[1])
+        self.register_buffer("lora_A0", factors[0].clone())
+        self.register_buffer("lora_B0", factors[1].clone())
+        if not weight.is_meta:
+            self._set_frozen_rows(weight.float() - self.scaling * (factors[1] @ factors[0]))
+
+    def restore_base(self, lora_A0: torch.Tensor, lora_B0: torch.Tensor) -> None:
+        """Make the frozen rows the residual of the saved initial factors (a saved PiSSA/OLoRA adapter on a fresh
+        base): W − s·B₀ A₀, reached from this layer's own residual by adding back the difference, which is exactly
+        zero where the decomposition is the same (the same machine), and the saved factors then become its own."""
+        with torch.no_grad():
+            correction = self.lora_B0 @ self.lora_A0 - lora_B0.to(self.lora_B0) @ lora_A0.to(self.lora_A0)
+            self._set_frozen_rows(self._frozen_rows().float() + self.scaling * correction)
+            self.lora_A0.copy_(lora_A0)
+            self.lora_B0.copy_(lora_B0)
+
+    def _frozen_rows(self) -> torch.Tensor:
+        """The frozen weight's rows this layer adapts (all of them, or a fused projection's slice)."""
+        weight = linear_weight(self.base_layer)
+        return weight if self.rows is None else weight[self.rows]
+
+    def _set_frozen_rows(self, values: torch.Tensor) -> None:
+        weight = linear_weight(self.base_layer)
+        with torch.no_grad():
+            if self.rows is None:
+                weight.copy_(values)
+            else:
+                weight.index_copy_(0, self.rows, values.to(weight.dtype))
 
     def _add(self, out: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         """The frozen output plus the update, summed at the update's precision and rounded once to the output's, as
@@ -86,24 +147,22 @@ def _sized(cfg: Mapping) -> tuple[int, float, float]:
 
 def wrap(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """Wrap one targeted projection (or its ``rows``); LoRA behaves the same at every site."""
-    return LoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)))
+    return LoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)), cfg.get("init", "default"))
 
 
 class DoRALinear(LoRALinear):
     """DoRA (Liu et al., 2024): the adapted weight W + (alpha / r) B A split into a direction, renormalised per output
     row, and a trainable magnitude m (initialised to W's row norms): y = m · (W + s B A) x / ‖W + s B A‖ + b. As in
     the paper's section 4.3 (and PEFT), the norm is treated as a constant in the backward pass. On a slice of a fused
-    projection (``rows``) only those rows are decomposed: DoRA works row by row."""
+    projection (``rows``) only those rows are decomposed: DoRA works row by row. m starts at the row norms of the
+    adapted weight W + s B A (W's own, unless ``adapter.init`` moved part of W into B A)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # LoRALinear's arguments
         super().__init__(*args, **kwargs)
         with torch.no_grad():
-            norm = torch.linalg.norm(self._frozen_rows().float(), dim=1)
+            adapted = self._frozen_rows().float() + self.scaling * (self.lora_B.weight @ self.lora_A.weight)
+            norm = torch.linalg.norm(adapted, dim=1)
         self.magnitude = nn.Parameter(norm.to(self.lora_A.weight.dtype))
-
-    def _frozen_rows(self) -> torch.Tensor:
-        weight = linear_weight(self.base_layer)
-        return weight if self.rows is None else weight[self.rows]
 
     def _scale(self) -> torch.Tensor:
         weight = self._frozen_rows().to(self.lora_A.weight.dtype)
@@ -131,34 +190,42 @@ class DoRALinear(LoRALinear):
 
 def wrap_dora(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor | None = None) -> nn.Module:
     """Wrap one targeted projection (or its ``rows``) with DoRA; it goes where LoRA goes."""
-    return DoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)))
+    return DoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)), cfg.get("init", "default"))
 
 
 def peft_export(
     model: nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Any]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The same LoRA in PEFT's format, which ``peft.PeftModel.from_pretrained`` loads (none for a slice of a fused
-    projection: PEFT has no such thing)."""
+    """The same LoRA in PEFT's format, which ``peft.PeftModel.from_pretrained`` loads onto the unmodified base (none
+    for a slice of a fused projection: PEFT has no such thing). A PiSSA or OLoRA adapter is written as PEFT writes
+    one converted for an unmodified base (its ``path_initial_model_for_weight_conversion``)."""
     if any(t.sliced for t in targets):
         return None
     weights, transposed = {}, False
+    moved = adapter_cfg.get("init", "default") in FROM_THE_BASE
     for target in targets:
         module = model.get_submodule(target.module_name)
         transposed |= isinstance(module.base_layer, Conv1D)
-        for part in ("lora_A", "lora_B"):
-            weights[f"{PEFT_PREFIX}{target.module_name}.{part}.weight"] = getattr(module, part).weight
+        a, b = module.lora_A.weight, module.lora_B.weight
+        if moved:  # PEFT's conversion: rank 2r, [A; A₀] and [B, −B₀], so s (B A − B₀ A₀) on the unmodified base
+            a, b = torch.cat([a, module.lora_A0]), torch.cat([b, -module.lora_B0], dim=1)
+        weights[f"{PEFT_PREFIX}{target.module_name}.lora_A.weight"] = a
+        weights[f"{PEFT_PREFIX}{target.module_name}.lora_B.weight"] = b
+    rslora = bool(adapter_cfg.get("rslora", False))
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
         "base_model_name_or_path": model_name,
-        "r": adapter_cfg["r"],
-        "lora_alpha": adapter_cfg["alpha"],
+        "r": 2 * adapter_cfg["r"] if moved else adapter_cfg["r"],
+        # the same scaling at twice the rank: alpha doubled for alpha / r, times √2 for alpha / √r
+        "lora_alpha": adapter_cfg["alpha"] * ((math.sqrt(2) if rslora else 2) if moved else 1),
         "lora_dropout": adapter_cfg["dropout"],
         "target_modules": [t.module_name for t in targets],  # full names: PEFT matches them exactly
         "bias": "none",
         "fan_in_fan_out": transposed,  # PEFT's flag for GPT-2's Conv1D; the LoRA weights are the same
         "use_dora": False,
-        "use_rslora": bool(adapter_cfg.get("rslora", False)),
+        "use_rslora": rslora,
+        "init_lora_weights": "gaussian" if adapter_cfg.get("init") == "gaussian" else True,
         "inference_mode": True,
     }
     return weights, config
@@ -186,7 +253,7 @@ def count_dora(cfg: Mapping, targets: Sequence[Any], config: Any) -> int:
 _LOW_RANK = {
     **{"sites": PROJECTION_SITES, "presets": PRESETS, "sliceable": True, "size_key": "r", "mergeable": True},
     "keys": {"r": "count", "alpha": "positive", "dropout": "probability"},
-    "choices": {"rslora": (True, False)},
+    "choices": {"rslora": (True, False), "init": INITS},
 }
 register(AdapterSpec("lora", wrap=wrap, export=peft_export, count=count, **_LOW_RANK))
 register(AdapterSpec("dora", wrap=wrap_dora, count=count_dora, **_LOW_RANK))  # DoRA goes where LoRA goes

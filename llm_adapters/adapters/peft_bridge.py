@@ -2,7 +2,8 @@
 only says where they go.
 
 A bridged kind is one file, ``conf/adapter/<kind>.yaml``, whose ``peft`` block names PEFT's method (its
-``PeftType``, e.g. ``VERA``) and the key that sizes it; every other key but ``kind`` belongs to that method's PEFT
+``PeftType``, e.g. ``VERA``), the key that sizes it and, for a method not put on projections (LN tuning: norms),
+the sites it goes at and its presets; every other key but ``kind`` belongs to that method's PEFT
 config class and is passed to it as it is. This module registers one record per such file at import, so a new
 PEFT method is that one YAML file. ``target_modules`` is the full name of every module the harness's placement
 resolves for the model's family, which PEFT matches exactly: ``placement=attn|mlp|both|best``, explicit sites and
@@ -239,7 +240,7 @@ for _kind, _yaml in bridged_yaml().items():
             count=count,
             export=export,
             check_keys=check_keys,
-            sites=PROJECTION_SITES,
+            sites=tuple(_yaml[BLOCK].get("sites", PROJECTION_SITES)),  # the projections, or the file's (norms)
             presets=_yaml[BLOCK].get("presets", PRESETS),  # where LoRA goes, unless the file says otherwise
             size_key=_yaml[BLOCK].get("size"),
             keys={_yaml[BLOCK]["size"]: "count"} if "size" in _yaml[BLOCK] else {},  # a size is a positive integer

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
-from llm_adapters.adapters import spec, trainable_state_dict
+from llm_adapters.adapters import adapter_state_dict, load_adapter_state, spec
 from llm_adapters.adapters.registry import PEFT_PREFIX
 from llm_adapters.architectures import architecture_of
 from llm_adapters.errors import AdapterFileError
@@ -62,7 +62,7 @@ def save(
         "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets],
         "trained_on": dict(trained_on or {}),
     }
-    _write(partial, trainable_state_dict(model), config)
+    _write(partial, adapter_state_dict(model), config)
     export = spec(adapter_cfg["kind"]).export
     if export is not None and (exported := export(model, adapter_cfg, model_name, targets)) is not None:
         _write(partial / PEFT_DIR, *exported)
@@ -133,15 +133,5 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
     """Copy the saved weights into a model built with the saved structure; every tensor must fit."""
     weights = {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(directory / WEIGHTS)).items()}
-    params = dict(model.named_parameters())
-    trainable = {name for name, p in params.items() if p.requires_grad}
-    if set(weights) != trainable:
-        raise AdapterFileError(f"adapter_path {directory}: its weights do not match the adapter built from its config")
-    with torch.no_grad():
-        for name, value in weights.items():
-            if params[name].shape != value.shape:
-                raise AdapterFileError(
-                    f"adapter_path {directory}: {name} has shape {tuple(value.shape)}, "
-                    f"the model expects {tuple(params[name].shape)}"
-                )
-            params[name].copy_(value)
+    if (problem := load_adapter_state(model, weights)) is not None:
+        raise AdapterFileError(f"adapter_path {directory}: {problem}")

@@ -70,6 +70,20 @@ def test_factors_residual_base_and_logits_are_pefts(family, init, kind):
     torch.testing.assert_close(ours(input_ids=IDS).logits, theirs(input_ids=IDS).logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+@pytest.mark.parametrize(
+    ("family", "sites"), [("gpt2", None), ("gptj", None), ("gpt_neox", None), ("bloom", ("attn.q", "attn.v"))]
+)
+def test_at_step_0_the_layer_computes_what_the_base_did_on_conv1d_and_on_fused_slices(family, sites, init):
+    base = tiny_model(family)
+    adapter = {**LORA, "init": init}
+    model = copy.deepcopy(base)
+    prepare(model, adapter, targets_for(base.config, adapter, {"sites": list(sites)} if sites else {"name": "both"}))
+    moved = [m for m in model.modules() if hasattr(m, "lora_A0")]
+    assert moved and all(not torch.equal(m.lora_B.weight, torch.zeros_like(m.lora_B.weight)) for m in moved)
+    torch.testing.assert_close(model(input_ids=IDS).logits, base(input_ids=IDS).logits, atol=1e-5, rtol=0)
+
+
 def test_gaussian_draws_pefts_a_from_the_same_seed():
     base, ours, theirs, targets = ours_and_peft("llama", "gaussian", sites=("attn.q",), layers=[0])
     mine = ours.get_submodule(targets[0].module_name)

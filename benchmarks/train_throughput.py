@@ -5,7 +5,7 @@
 paper's kinds on a bf16 base against the fp32 base (``<kind>_bf16_vs_fp32``: job-like steps, adapters fp32).
 
     python -m benchmarks.train_throughput [--model smollm2-135m|HUB_ID_OR_PATH] [--device cuda] [--repeats 5]
-                                          [--hidden 512] [--layers 8] [--step-only]
+                                          [--hidden 512] [--layers 8] [--step-only] [--kinds vera,hra,...]
 """
 
 from __future__ import annotations
@@ -116,11 +116,15 @@ def pipeline_tokens_per_second(base: torch.nn.Module, tokenizer, device: str, gr
 def main() -> None:
     options = parser(__doc__.split("\n\n")[0])
     options.add_argument("--step-only", action="store_true", help="step ratios only, no training pipeline")
+    options.add_argument("--kinds", help="comma-separated kinds to time (LoRA always, for lora_vs_peft); default all")
     args = options.parse_args()
+    kinds = KINDS if not args.kinds else ("lora", *(k for k in args.kinds.split(",") if k != "lora"))
+    if unknown := [k for k in kinds if k not in KINDS]:
+        options.error(f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})")
     base = base_model(args.model, args.device, hidden=args.hidden, layers=args.layers)
     ids = torch.randint(3, base.config.vocab_size, (BATCH, LENGTH), device=args.device)
     time = {"floor": median_seconds(floor_step(copy.deepcopy(base), ids), args.repeats)}
-    for kind in tqdm(KINDS, desc="adapters"):
+    for kind in tqdm(kinds, desc="adapters"):
         time[kind] = median_seconds(train_step(with_adapter(copy.deepcopy(base), kind), ids), args.repeats)
     time["full"] = median_seconds(train_step(copy.deepcopy(base).requires_grad_(True), ids), args.repeats)
     lora = adapter_config("lora")
@@ -144,7 +148,7 @@ def main() -> None:
         figures["tokens_per_second"] = {"paper_setup": paper_pipeline, "group_by_length": grouped_pipeline}
     figures = {
         **figures,
-        **{f"{kind}_vs_floor": time[kind] / time["floor"] for kind in (*KINDS, "full")},
+        **{f"{kind}_vs_floor": time[kind] / time["floor"] for kind in (*kinds, "full")},
         "seconds": time,
         "model_parameters": sum(p.numel() for p in base.parameters()),
         "batch": [BATCH, LENGTH],

@@ -17,6 +17,7 @@ from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
 from tests.conftest import FAST, build_model, make_config, tiny_model
+from tests.test_peft_bridge import perturb
 
 IDS = torch.randint(3, 100, (2, 9))
 LORA = {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
@@ -42,14 +43,6 @@ def ours_and_peft(family: str, init: str, kind: str = "lora", sites=None, layers
     return base, ours.eval(), theirs.eval(), targets
 
 
-def move_off_init(model: torch.nn.Module) -> None:
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn(p.shape, generator=generator))
-
-
 @pytest.mark.parametrize("kind", ["lora", "dora"])
 @pytest.mark.parametrize("init", ["pissa", "olora"])
 @pytest.mark.parametrize("family", ["llama", "opt", "bloom"])
@@ -65,8 +58,8 @@ def test_factors_residual_base_and_logits_are_pefts(family, init, kind):
         torch.testing.assert_close(mine.base_layer.weight, residual, atol=1e-6, rtol=0)
         original = base.get_submodule(target.module_name).weight
         assert not torch.allclose(residual, original, atol=1e-3)  # the principal part moved into B A
-    move_off_init(ours)
-    move_off_init(theirs)
+    perturb(ours)
+    perturb(theirs)
     torch.testing.assert_close(ours(input_ids=IDS).logits, theirs(input_ids=IDS).logits, atol=1e-5, rtol=0)
 
 
@@ -97,7 +90,7 @@ def test_gaussian_draws_pefts_a_from_the_same_seed():
 @pytest.mark.parametrize("init", ["pissa", "olora"])
 def test_a_saved_adapter_brings_its_residual_base_to_a_fresh_base_in_both_formats(init, tmp_path):
     base, ours, _, targets = ours_and_peft("llama", init)
-    move_off_init(ours)
+    perturb(ours)
     expected = ours(input_ids=IDS).logits
     adapter = {**LORA, "init": init}
     saving.save(ours, adapter, "tiny", targets, tmp_path)
@@ -115,7 +108,7 @@ def test_loading_corrects_a_base_whose_own_decomposition_differs():
     saved factors, not the recomputed ones, decide the residual. Stood in for by a fresh OLoRA layer loaded with a
     PiSSA state."""
     base, pissa, _, targets = ours_and_peft("llama", "pissa")
-    move_off_init(pissa)
+    perturb(pissa)
     other = copy.deepcopy(base)
     prepare(other, {**LORA, "init": "olora"}, targets)
     assert load_adapter_state(other, adapter_state_dict(pissa)) is None

@@ -176,3 +176,19 @@ def test_a_job_trains_reloads_and_resumes(init, tmp_path):
     )
     reloaded = build_model(make_config(*FAST, "mode=eval", f"adapter_path={tmp_path / 'saved'}")).model.eval()
     assert torch.equal(reloaded(input_ids=IDS).logits, whole.model.eval()(input_ids=IDS).logits)
+
+
+def test_dropout_on_a_pissa_layer_is_warned_once_since_training_then_leaves_the_bases_function(caplog):
+    base = tiny_model("llama")
+    outputs = {}
+    for dropout in (0.0, 0.0123):
+        adapter = {**LORA, "init": "pissa", "dropout": dropout}
+        model = copy.deepcopy(base)
+        with caplog.at_level("WARNING"):
+            prepare(model, adapter, targets_for(base.config, adapter, {"name": "both"}))
+        outputs[dropout] = model.train()(input_ids=IDS).logits  # dropout active
+    warned = [r for r in caplog.records if "adapter.dropout=0.0123" in r.getMessage()]
+    assert len(warned) == 1 and not any("adapter.dropout=0.0 " in r.getMessage() for r in caplog.records)
+    expected = base(input_ids=IDS).logits
+    torch.testing.assert_close(outputs[0.0], expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(outputs[0.0123], expected, atol=1e-3)

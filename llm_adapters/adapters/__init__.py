@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from llm_adapters.adapters.lora import BASE_BUFFERS
+from llm_adapters.adapters.lora_init import BASE_BUFFERS
 from llm_adapters.adapters.registry import REGISTRY, AdapterSpec, adapter_kinds, known_kinds, spec
 from llm_adapters.adapters.virtual_tokens import carries_virtual_tokens
 from llm_adapters.architectures import PROJECTION_SITES, architecture_of
@@ -110,8 +110,8 @@ def inject(model: nn.Module, adapter_cfg: Mapping, targets: Sequence[Target]) ->
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """What an adapter checkpoint holds: the trainable parameters by name, and the initial factors of every layer
-    whose init moved part of the frozen base into the adapter (PiSSA, OLoRA: ``lora.BASE_BUFFERS``), without which a
-    fresh base cannot be made the residual it trained on."""
+    whose init moved part of the frozen base into the adapter (PiSSA, OLoRA: ``lora_init.BASE_BUFFERS``), without
+    which a fresh base cannot be made the residual it trained on."""
     state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     return state | {name: buffer.detach().cpu().contiguous() for name, buffer in _base_buffers(model)}
 

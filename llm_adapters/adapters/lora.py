@@ -1,15 +1,10 @@
 """LoRA (Hu et al., 2021) as the paper's code used it: y = W x + (alpha / r) · B A dropout(x); with
 ``adapter.rslora`` the rank-stabilised scaling alpha / √r (Kalajdzievski, 2023; PEFT's ``use_rslora``).
 
-``adapter.init`` (PEFT's ``init_lora_weights``): ``default``, A Kaiming-uniform (a = √5) and B at zero, so the
-wrapped layer is unchanged at step 0; ``gaussian``, A ~ N(0, 1/r²) instead; ``pissa`` (Meng et al., 2024), A and B
-the r principal singular directions of W (√σ on each side, over the scaling), and W replaced by the residual
-W − s·B A; ``olora`` (Büyükakyüz, 2024), B and A the first r columns of Q and rows of R of W = QR, W − s·B A the
-residual. Either way the layer computes what it did at step 0; the initial factors (B₀, A₀) are kept as buffers
-(``lora_B0``, ``lora_A0``) and saved with the adapter, since the residual base is part of what it learned: on a fresh
-base, loading puts W − s·B₀ A₀ back without a decomposition of its own (``restore_base``). The adapter weights
-keep their own dtype (fp32 by default) and the input is cast to it, as PEFT does, so a half-precision base trains
-an fp32 adapter. On a slice of a fused projection (``rows``) B writes only those output rows.
+By default A starts Kaiming-uniform (a = √5) and B at zero, so the wrapped layer is unchanged at step 0;
+``adapter.init`` chooses another start (``lora_init``: gaussian, PiSSA, OLoRA). The adapter weights keep their own
+dtype (fp32 by default) and the input is cast to it, as PEFT does, so a half-precision base trains an fp32 adapter.
+On a slice of a fused projection (``rows``) B writes only those output rows.
 """
 
 from __future__ import annotations
@@ -22,12 +17,9 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from llm_adapters.adapters.lora_init import FROM_THE_BASE, INITS, factors, warn_dropout
 from llm_adapters.adapters.registry import PEFT_PREFIX, AdapterSpec, register
 from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight, target_dims
-
-INITS = ("default", "gaussian", "pissa", "olora")  # adapter.init: PEFT's init_lora_weights True, "gaussian", ...
-FROM_THE_BASE = ("pissa", "olora")  # the inits that move part of W into B A (their factors saved: BASE_BUFFERS)
-BASE_BUFFERS = ("lora_A0", "lora_B0")
 
 
 class LoRALinear(nn.Module):
@@ -64,26 +56,20 @@ class LoRALinear(nn.Module):
         nn.init.zeros_(self.lora_B.weight)
         if init in FROM_THE_BASE:
             self._from_the_base(init, r)
+            if dropout:
+                warn_dropout(init, dropout)
 
     def _from_the_base(self, init: str, r: int) -> None:
-        """A and B from a decomposition of the adapted rows of W (in fp32, as PEFT), W the residual W − s·B A."""
+        """A and B from a decomposition of the adapted rows of W (``lora_init.factors``), W the residual W − s·B A."""
         weight = self._frozen_rows()
-        if weight.is_meta:  # plan mode: shapes only
-            factors = (torch.empty_like(self.lora_A.weight), torch.empty_like(self.lora_B.weight))
-        elif init == "pissa":
-            u, sigma, vh = torch.linalg.svd(weight.float(), full_matrices=False)
-            root = torch.sqrt(sigma[:r] / self.scaling)
-            factors = (root[:, None] * vh[:r], u[:, :r] * root)
-        else:  # olora
-            q, upper = torch.linalg.qr(weight.float())
-            factors = (upper[:r].contiguous(), q[:, :r].contiguous())
+        a, b = factors(weight, init, r, self.scaling)
         with torch.no_grad():
-            self.lora_A.weight.copy_(factors[0])
-            self.lora_B.weight.copy_(factors[1])
-        self.register_buffer("lora_A0", factors[0].clone())
-        self.register_buffer("lora_B0", factors[1].clone())
+            self.lora_A.weight.copy_(a)
+            self.lora_B.weight.copy_(b)
+        self.register_buffer("lora_A0", a.clone())
+        self.register_buffer("lora_B0", b.clone())
         if not weight.is_meta:
-            self._set_frozen_rows(weight.float() - self.scaling * (factors[1] @ factors[0]))
+            self._set_frozen_rows(weight.float() - self.scaling * (b @ a))
 
     def restore_base(self, lora_A0: torch.Tensor, lora_B0: torch.Tensor) -> None:
         """Make the frozen rows the residual of the saved initial factors (a saved PiSSA/OLoRA adapter on a fresh

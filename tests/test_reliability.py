@@ -81,7 +81,7 @@ def test_resume_matches_on_the_whole_config(tmp_path):
         (
             "placement.sites=[attn.z]",
             "error: unknown site(s) ['attn.z'] in placement 'best' (known: attn.q, attn.k, attn.v, attn.o, mlp.gate, "
-            "mlp.up, mlp.down, attn, mlp, attn.input, attn.output, mlp.input, mlp.output)",
+            "mlp.up, mlp.down, attn, mlp, attn.input, attn.output, mlp.input, mlp.output, attn.norm, mlp.norm)",
         ),
         (
             "adapter=lora2",

@@ -30,14 +30,14 @@ def register_resolvers() -> None:
 
 def compose(*overrides: str) -> DictConfig:
     """The project's config as ``python run.py`` composes it (the groups, their inheritance from ``conf/base``,
-    the overrides), outside a Hydra app: what tests and benchmarks build their jobs' settings from, so neither
-    reads a YAML file alone."""
+    the overrides, a study file's patches applied as ``run.py`` applies them), outside a Hydra app: what tests and
+    benchmarks build their jobs' settings from, so neither reads a YAML file alone."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return apply_study(hydra_compose(config_name="config", overrides=list(overrides)))
 
 
 def apply_study(cfg: DictConfig) -> DictConfig:

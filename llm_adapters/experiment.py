@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from llm_adapters import budget, distributed, files, phases, pruning, resume, tracking
 from llm_adapters.adapters import saving
 from llm_adapters.axes import job_axes
-from llm_adapters.composition import apply_study
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.data import loading
 from llm_adapters.data.checksums import fingerprint
@@ -84,8 +83,8 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
 
     A job whose config hash matches an earlier ``ok`` job under ``resume_search`` is skipped (``train.resume``).
     In a sweep (``sweep=True``) a combination that has no meaning is recorded as skipped; alone, it is an error.
+    ``cfg`` has its study's patches applied already (``run.py`` applies them once, where it saves the config).
     """
-    cfg = apply_study(cfg)
     job_dir.mkdir(parents=True, exist_ok=True)
     results = opening_record(cfg)
     try:

@@ -20,7 +20,6 @@ from transformers import AutoModelForCausalLM
 
 from llm_adapters import adapters, budget
 from llm_adapters.axes import job_axes
-from llm_adapters.composition import apply_study
 from llm_adapters.config import validate
 from llm_adapters.data.sets import EVAL_SETS
 from llm_adapters.files import write_json
@@ -61,7 +60,6 @@ def eval_questions(cfg: DictConfig) -> dict[str, int | None]:
 
 def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
     """Count the parameters of ``cfg``'s job on the meta device; write ``plan.json``."""
-    cfg = apply_study(cfg)
     validate(cfg)
     cfg = budget.apply(cfg)
     tokenizer = None if cfg.model.name_or_path else load_tokenizer(cfg.model)

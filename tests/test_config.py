@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from llm_adapters.composition import apply_study
 from llm_adapters.config import ConfigError, validate
 from tests.conftest import CONF, make_config
 
@@ -33,7 +32,7 @@ def test_every_option_composes(group, option):
     added = group in ("sweep", "experiment", "budget")  # a study, preset or budget is added, not chosen among them
     cfg = make_config(f"{'+' if added else ''}{group}={option}", *NEEDS.get((group, option), []))
     assert added or cfg[group] is not None
-    validate(apply_study(cfg))
+    validate(cfg)
 
 
 @pytest.mark.parametrize(

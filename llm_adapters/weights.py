@@ -24,11 +24,10 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
-from llm_adapters import wheels
+from llm_adapters import hub, wheels
 from llm_adapters.errors import WeightsError
 from llm_adapters.files import sha256
 from llm_adapters.wheels import PYPI
@@ -63,21 +62,16 @@ def resolve(name_or_path: str, cache: str | os.PathLike) -> str:
 def _reachable_on_hub(repo_id: str) -> None:
     """A hub id is usable when the hub cache has it or the hub answers; otherwise one line now, instead of the
     hub client's retries (a minute) and two chained tracebacks."""
-    from urllib.parse import urlparse
+    from huggingface_hub import try_to_load_from_cache
 
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
         return
-    endpoint = urlparse(constants.ENDPOINT)
-    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as error:
+    why = hub.unreachable()
+    if why:
         raise WeightsError(
-            f"model.name_or_path {repo_id}: not a local path, not in the hub cache, and the hub ({host}) cannot be "
-            f"reached ({error}); set model.name_or_path to a local directory or a GGUF file"
-        ) from None
+            f"model.name_or_path {repo_id}: not a local path, not in the hub cache, and {why}; set "
+            "model.name_or_path to a local directory or a GGUF file"
+        )
 
 
 def _done(directory: Path) -> bool:

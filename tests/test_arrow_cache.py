@@ -229,3 +229,19 @@ def test_a_mixture_without_files_or_seed_is_one_line(override, named):
 
     with pytest.raises(ConfigError, match=named):
         validate(make_config("dataset=commonsense_mix", override))
+
+
+def test_a_hub_dataset_name_the_hub_cannot_answer_is_one_line_before_the_hub_client_retries(tmp_path, monkeypatch):
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("the hub client was asked"))
+    dataset = {"hub": "org/name", "split": "train", "columns": {"instruction": "q", "output": "s", "answer": "a"}}
+    with pytest.raises(
+        DataError,
+        match=r"^dataset.hub org/name \(split train\): not a local dataset directory, and "
+        r"the hub \(127\.0\.0\.1\) cannot be reached .*; set HF_HUB_OFFLINE=1 to use the cache$",
+    ):
+        arrow_cache.from_hub(dataset, tmp_path / "cache")

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_adapters import files
+from llm_adapters import files, hub
 from llm_adapters.data.sets import EvalSet, load_records, validate_records
 from llm_adapters.data.templates import training_prompt
 from llm_adapters.data.training_examples import Examples, map_tokens
@@ -109,6 +109,9 @@ def from_hub(dataset: Mapping[str, Any], cache: Path) -> Path:
 
     name, subset, split, columns = dataset["hub"], dataset.get("subset"), dataset["split"], dict(dataset["columns"])
     where = f"dataset.hub {name} (split {split})"
+    why = None if Path(name).expanduser().exists() else hub.unreachable()
+    if why:  # one line now, not the hub client's retries (25 s)
+        raise DataError(f"{where}: not a local dataset directory, and {why}; set HF_HUB_OFFLINE=1 to use the cache")
     try:
         table = load_dataset(name, subset, split=split, cache_dir=str(cache / "hub"))
     except Exception as error:  # not found, unreachable, no such split: one line whatever the cause
@@ -121,9 +124,8 @@ def from_hub(dataset: Mapping[str, Any], cache: Path) -> Path:
         picked = table.select_columns(sorted(set(columns.values())))
         records = [{field: row[column] for field, column in columns.items()} for row in picked]
         validate_records(records, where)
-        partial = export.with_name(f".{export.name}.{os.getpid()}")
-        partial.write_text(json.dumps(records, ensure_ascii=False))
-        os.replace(partial, export)
+        with files.written_whole(export, export.with_name(f".{export.name}.{os.getpid()}")) as partial:
+            partial.write_text(json.dumps(records, ensure_ascii=False))
     return export
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from llm_adapters.adapters import adapter_state_dict, load_adapter_state
 from llm_adapters.errors import CheckpointError
+from llm_adapters.files import written_whole
 from llm_adapters.resume import newest_first
 
 KEEP = 2  # checkpoints kept: the newest, and the one before it in case the newest cannot be read
@@ -47,12 +48,11 @@ def save(
     tmp = directory / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(adapter_state_dict(model), str(tmp / "weights.safetensors"))
-    if best is not None:
-        save_file(best, str(tmp / "best.safetensors"))
-    torch.save(training_state, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)  # a leftover of the same step (a run started over): replaced whole
-    os.replace(tmp, final)
+    with written_whole(final, tmp):  # a leftover of the same step (a run started over) is replaced whole
+        save_file(adapter_state_dict(model), str(tmp / "weights.safetensors"))
+        if best is not None:
+            save_file(best, str(tmp / "best.safetensors"))
+        torch.save(training_state, tmp / "state.pt")
     for older in newest_first(directory)[KEEP:]:
         shutil.rmtree(older, ignore_errors=True)
     return final

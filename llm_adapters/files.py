@@ -4,11 +4,14 @@ score CLI, saving and analysis use it without loading W&B or torch."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +33,46 @@ def read_results(path: Path) -> dict[str, Any] | None:
     return results
 
 
+_NEARLY_FULL = 1 << 20  # bytes free under which a library's write error is taken for a full disk
+
+
+@contextmanager
+def written_whole(path: Path, tmp: Path) -> Iterator[Path]:
+    """Write ``path`` (a file or a folder) as ``tmp`` beside it, renamed onto ``path`` when the block ends: a reader
+    never sees half of it. When the block fails, ``tmp`` is removed, so a full disk leaves nothing half-written
+    behind; a library that reports the full disk in its own words (safetensors' SafetensorError, torch.save's
+    RuntimeError) is raised as ``OSError(ENOSPC)`` naming ``path``, the one-line error ``run.py`` gives for it."""
+    try:
+        yield tmp
+    except BaseException as error:
+        full = isinstance(error, Exception) and not isinstance(error, OSError) and _nearly_full(tmp.parent)
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from error
+        raise
+    if path.is_dir():  # a leftover of an earlier write of the same thing: replaced whole
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON atomically, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with written_whole(path, path.with_suffix(path.suffix + ".tmp")) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """One JSON object per line."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as f:
+    """One JSON object per line, written atomically."""
+    with written_whole(path, path.with_suffix(path.suffix + ".tmp")) as tmp, tmp.open("w") as f:
         for row in rows:
             f.write(json.dumps(row, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def sha256(path: Path) -> str:

@@ -157,3 +157,40 @@ def test_submitit_requeues_a_preempted_job_and_it_continues_in_place(tmp_path, u
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.*"))
     assert "Requeued job" in logs and f"stopped: {sig.name} at step" in logs
+
+
+def test_a_full_disk_while_saving_leaves_no_half_written_folder_and_is_an_enospc(tmp_path, monkeypatch):
+    """safetensors says "No space left on device" in a SafetensorError, torch.save in a RuntimeError: either is
+    raised as OSError(ENOSPC) naming the checkpoint or adapter (run.py's one line), the temporary folder is gone,
+    and the earlier checkpoint is kept."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from llm_adapters import checkpoint, files
+    from llm_adapters.adapters import saving
+    from llm_adapters.placement import Target
+    from tests.conftest import build_model
+
+    model, *_ = build_model(make_config())
+    checkpoint.save(tmp_path, 5, model, {"step": 5})
+    usage, room = namedtuple("usage", "total used free"), shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda _: usage(1 << 30, 1 << 30, 4096))
+
+    def full(*_args, **_kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        checkpoint.save(tmp_path, 10, model, {"step": 10})
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "step-10")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-5"]
+    monkeypatch.setattr(saving, "save_file", full)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        saving.save(model, {"kind": "lora"}, "tiny", [Target("q_proj", 0, "x", False)], tmp_path / "adapter")
+    assert error.value.filename == str(tmp_path / "adapter")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-5"]
+    monkeypatch.setattr(files.shutil, "disk_usage", room)  # room on the disk: the error is the error
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        checkpoint.save(tmp_path, 10, model, {"step": 10})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-5"]

@@ -9,7 +9,6 @@ as ``adapter_path``. Nothing is ever unpickled: weights are safetensors, configs
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,11 +19,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
-from llm_adapters.adapters import adapter_state_dict, load_adapter_state, spec
+from llm_adapters.adapters import adapter_state_dict, known_kinds, load_adapter_state, spec
 from llm_adapters.adapters.registry import PEFT_PREFIX
-from llm_adapters.architectures import architecture_of
 from llm_adapters.errors import AdapterFileError
-from llm_adapters.files import write_json
+from llm_adapters.files import write_json, written_whole
 from llm_adapters.placement import Target
 
 WEIGHTS = "adapter_model.safetensors"
@@ -62,34 +60,11 @@ def save(
         "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets],
         "trained_on": dict(trained_on or {}),
     }
-    _write(partial, adapter_state_dict(model), config)
     export = spec(adapter_cfg["kind"]).export
-    if export is not None and (exported := export(model, adapter_cfg, model_name, targets)) is not None:
-        _write(partial / PEFT_DIR, *exported)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(partial, directory)
-
-
-def _from_peft(saved: Mapping[str, Any], directory: Path, config: PretrainedConfig) -> tuple[dict, list[Target]]:
-    """A PEFT LoRA checkpoint as our adapter config and targets (sites found through the site registry)."""
-    unsupported = [k for k in ("use_dora", "use_rslora") if saved.get(k)]
-    if saved.get("peft_type") != "LORA" or unsupported or saved.get("bias", "none") != "none":
-        raise AdapterFileError(
-            f"adapter_path {directory}: only plain PEFT LoRA can be imported ({unsupported or saved.get('peft_type')})"
-        )
-    arch = architecture_of(config)
-    modules = sorted({k.removeprefix(PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in load_file(str(directory / WEIGHTS))})
-    targets = []
-    for module in modules:
-        layer_text, _, inner = module.removeprefix(arch.layers + ".").partition(".")
-        sites = [site for site, name in arch.sites.items() if name == inner]
-        if not module.startswith(arch.layers + ".") or not layer_text.isdigit() or not sites:
-            raise AdapterFileError(
-                f"adapter_path {directory}: {module} is not a projection of model type '{config.model_type}'"
-            )
-        targets.append(Target(sites[0], int(layer_text), module))
-    adapter = {"kind": "lora", "r": saved["r"], "alpha": saved["lora_alpha"], "dropout": saved.get("lora_dropout", 0.0)}
-    return adapter, targets
+    with written_whole(directory, partial):
+        _write(partial, adapter_state_dict(model), config)
+        if export is not None and (exported := export(model, adapter_cfg, model_name, targets)) is not None:
+            _write(partial / PEFT_DIR, *exported)
 
 
 def trained_on(directory: Path) -> dict[str, Any]:
@@ -112,8 +87,14 @@ def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, An
             pass
     except (ValueError, OSError, SafetensorError) as error:  # before the base model loads: minutes for a 7B
         raise AdapterFileError(f"adapter_path {directory}: cannot be read ({type(error).__name__}: {error})") from None
-    if "peft_type" in saved:
-        return _from_peft(saved, directory, config)
+    if "peft_type" in saved:  # a PEFT checkpoint: read by the kind PEFT calls by that name
+        readers = {s.peft_type: s.peft_read for s in map(spec, known_kinds()) if s.peft_read is not None}
+        if saved["peft_type"] not in readers:
+            raise AdapterFileError(
+                f"adapter_path {directory}: a PEFT {saved['peft_type']} checkpoint cannot be imported (only "
+                f"{', '.join(sorted(readers))})"
+            )
+        return readers[saved["peft_type"]](saved, list(load_file(str(directory / WEIGHTS))), config, str(directory))
     missing = [key for key in ("adapter", "model_type", "targets") if key not in saved]
     if missing:
         raise AdapterFileError(f"adapter_path {directory}: {CONFIG} lacks {', '.join(missing)}")

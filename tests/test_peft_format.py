@@ -57,3 +57,24 @@ def test_gpt2_conv1d_lora_loads_in_peft(tmp_path):
     theirs = peft.PeftModel.from_pretrained(tiny_model("gpt2"), str(tmp_path / "peft")).eval()
     ids = torch.randint(3, 100, (2, 12))
     torch.testing.assert_close(ours.eval()(ids).logits, theirs(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_a_peft_checkpoint_no_kind_reads_is_one_line_naming_what_can_be(tmp_path):
+    """The import is the LoRA kind's (its record's ``peft_read``): a PEFT IA3 checkpoint, or a DoRA one saved as
+    LORA with ``use_dora``, is refused before the base model loads."""
+    import pytest
+
+    from llm_adapters.adapters import saving
+    from llm_adapters.errors import AdapterFileError
+
+    base = base_model()
+    ia3 = peft.get_peft_model(
+        base, peft.IA3Config(target_modules=["k_proj", "down_proj"], feedforward_modules=["down_proj"])
+    )
+    ia3.save_pretrained(tmp_path / "ia3")
+    with pytest.raises(AdapterFileError, match=r"ia3: a PEFT IA3 checkpoint cannot be imported \(only LORA\)$"):
+        saving.read_config(tmp_path / "ia3", base.config)
+    dora = peft.get_peft_model(base_model(), peft.LoraConfig(r=2, target_modules=["q_proj"], use_dora=True))
+    dora.save_pretrained(tmp_path / "dora")
+    with pytest.raises(AdapterFileError, match=r"dora: only plain PEFT LoRA can be imported \(\['use_dora'\]\)$"):
+        saving.read_config(tmp_path / "dora", base.config)

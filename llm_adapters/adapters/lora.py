@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
+from llm_adapters.adapters import lora_peft
 from llm_adapters.adapters.lora_init import FROM_THE_BASE, INITS, factors, warn_dropout
-from llm_adapters.adapters.registry import PEFT_PREFIX, AdapterSpec, register
+from llm_adapters.adapters.registry import AdapterSpec, register
 from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight, target_dims
 
 
@@ -179,44 +179,6 @@ def wrap_dora(base_layer: nn.Module, site: str, cfg: Mapping, rows: torch.Tensor
     return DoRALinear(base_layer, *_sized(cfg), rows, bool(cfg.get("rslora", False)), cfg.get("init", "default"))
 
 
-def peft_export(
-    model: nn.Module, adapter_cfg: Mapping, model_name: str, targets: Sequence[Any]
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """The same LoRA in PEFT's format, which ``peft.PeftModel.from_pretrained`` loads onto the unmodified base (none
-    for a slice of a fused projection: PEFT has no such thing). A PiSSA or OLoRA adapter is written as PEFT writes
-    one converted for an unmodified base (its ``path_initial_model_for_weight_conversion``)."""
-    if any(t.sliced for t in targets):
-        return None
-    weights, transposed = {}, False
-    moved = adapter_cfg.get("init", "default") in FROM_THE_BASE
-    for target in targets:
-        module = model.get_submodule(target.module_name)
-        transposed |= isinstance(module.base_layer, Conv1D)
-        a, b = module.lora_A.weight, module.lora_B.weight
-        if moved:  # PEFT's conversion: rank 2r, [A; A₀] and [B, −B₀], so s (B A − B₀ A₀) on the unmodified base
-            a, b = torch.cat([a, module.lora_A0]), torch.cat([b, -module.lora_B0], dim=1)
-        weights[f"{PEFT_PREFIX}{target.module_name}.lora_A.weight"] = a
-        weights[f"{PEFT_PREFIX}{target.module_name}.lora_B.weight"] = b
-    rslora = bool(adapter_cfg.get("rslora", False))
-    config = {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": model_name,
-        "r": 2 * adapter_cfg["r"] if moved else adapter_cfg["r"],
-        # the same scaling at twice the rank: alpha doubled for alpha / r, times √2 for alpha / √r
-        "lora_alpha": adapter_cfg["alpha"] * ((math.sqrt(2) if rslora else 2) if moved else 1),
-        "lora_dropout": adapter_cfg["dropout"],
-        "target_modules": [t.module_name for t in targets],  # full names: PEFT matches them exactly
-        "bias": "none",
-        "fan_in_fan_out": transposed,  # PEFT's flag for GPT-2's Conv1D; the LoRA weights are the same
-        "use_dora": False,
-        "use_rslora": rslora,
-        "init_lora_weights": "gaussian" if adapter_cfg.get("init") == "gaussian" else True,
-        "inference_mode": True,
-    }
-    return weights, config
-
-
 # The paper's LoRA placements: attention's q, k, v; the MLP's up and down; both for its tables.
 PRESETS = {
     "attn": ("attn.q", "attn.k", "attn.v"),
@@ -241,5 +203,6 @@ _LOW_RANK = {
     "keys": {"r": "count", "alpha": "positive", "dropout": "probability"},
     "choices": {"rslora": (True, False), "init": INITS},
 }
-register(AdapterSpec("lora", wrap=wrap, export=peft_export, count=count, **_LOW_RANK))
+_PEFT = {"export": lora_peft.export, "peft_type": "LORA", "peft_read": lora_peft.read}
+register(AdapterSpec("lora", wrap=wrap, count=count, **_PEFT, **_LOW_RANK))
 register(AdapterSpec("dora", wrap=wrap_dora, count=count_dora, **_LOW_RANK))  # DoRA goes where LoRA goes

@@ -32,6 +32,9 @@ PEFT_PREFIX = "base_model.model."  # where PEFT's saved weight names start
 # (model, adapter config, targets) -> (weights by PEFT's names, PEFT's adapter_config.json), or None where the saved
 # adapter has no PEFT equivalent (a slice of a fused projection).
 Export = Callable[[nn.Module, Mapping, str, Sequence[Any]], tuple[dict, dict] | None]
+# (PEFT's adapter_config.json, its weights' names, model config, the directory's name for errors) -> (our adapter
+# config, targets): a PEFT checkpoint of the kind given as ``adapter_path``.
+Import = Callable[[Mapping, Sequence[str], Any, str], tuple[dict, list]]
 # (adapter config, targets, model config) -> the trainable parameters the kind's definition gives, from the config's
 # numbers alone (no weights): the matrix test holds every built adapter to it.
 Count = Callable[[Mapping, Sequence[Any], Any], int]
@@ -53,11 +56,12 @@ class AdapterSpec:
     a slice of a fused q/k/v projection. ``size_key``: the adapter key that sets its size, the axis of the paper's
     configuration study. ``mergeable``: it folds into the frozen weights for evaluation (its modules have
     ``merge()``). ``virtual_tokens``: it puts extra positions in front of the input (in the KV cache).
-    ``export``: writes its PEFT equivalent beside the native checkpoint. ``choices``: adapter keys that take one of
-    a fixed set of values, and ``keys``: numeric adapter keys with their rule (``KEY_RULES``), both checked before
-    anything loads. ``count``: its closed-form trainable-parameter count (a composite's is its parts' sum).
-    ``check_keys``: checks the adapter config's keys itself, where they are not those of its YAML alone (a bridged
-    PEFT method accepts every field of PEFT's config class).
+    ``export``: writes its PEFT equivalent beside the native checkpoint; ``peft_read``: reads a PEFT checkpoint whose
+    ``peft_type`` is the kind's ``peft_type`` (PEFT's name for it), given as ``adapter_path``. ``choices``: adapter
+    keys that take one of a fixed set of values, and ``keys``: numeric adapter keys with their rule (``KEY_RULES``),
+    both checked before anything loads. ``count``: its closed-form trainable-parameter count (a composite's is its
+    parts' sum). ``check_keys``: checks the adapter config's keys itself, where they are not those of its YAML alone
+    (a bridged PEFT method accepts every field of PEFT's config class).
     """
 
     kind: str
@@ -75,6 +79,8 @@ class AdapterSpec:
     mergeable: bool = False
     virtual_tokens: bool = False
     export: Export | None = None
+    peft_type: str | None = None
+    peft_read: Import | None = None
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     keys: Mapping[str, str] = field(default_factory=dict)
     count: Count | None = None

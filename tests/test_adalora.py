@@ -14,8 +14,9 @@ from llm_adapters.config import ConfigError, validate
 from llm_adapters.distributed import Distributed
 from llm_adapters.optimization import Optimization, linear_warmup_decay
 from llm_adapters.training import accumulate, causal_lm_loss
-from tests.conftest import make_config, tiny_model
-from tests.test_peft_bridge import IDS, adapter_of
+from tests.helpers.configs import make_config
+from tests.helpers.models import tiny_model
+from tests.helpers.peft_models import IDS, adapter_of
 
 STEPS = 8
 CPU = torch.device("cpu")
@@ -131,7 +132,7 @@ def test_a_resumed_run_continues_the_schedule(tfinal, tmp_path):
     from llm_adapters.data.training_examples import tokenize_for_training
     from llm_adapters.phases import set_seed
     from llm_adapters.training import train
-    from tests.conftest import FAST, build_model
+    from tests.helpers.configs import FAST, build_model
 
     def fitted(**kwargs):
         cfg = make_config(*FAST, "adapter=adalora", "adapter.tinit=1", f"adapter.tfinal={tfinal}", "train.max_steps=8")
@@ -176,7 +177,7 @@ def test_the_training_loop_calls_the_hooks_of_any_adapter():
     from llm_adapters.data.training_examples import tokenize_for_training
     from llm_adapters.phases import set_seed
     from llm_adapters.training import train
-    from tests.conftest import FAST, build_model
+    from tests.helpers.configs import FAST, build_model
 
     def run(term):
         cfg = make_config(*FAST, "adapter=lora", "train.max_steps=5", "train.log_every=1")

@@ -14,7 +14,8 @@ from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
 from llm_adapters.models import count_parameters
-from tests.conftest import build_model, make_config, tiny_model
+from tests.helpers.configs import build_model, make_config
+from tests.helpers.models import tiny_model
 
 IA3 = {"kind": "ia3"}
 

@@ -10,7 +10,8 @@ from llm_adapters.adapters import adapter_state_dict, inject, spec, targets_for
 from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
 from llm_adapters.adapters.lora import LoRALinear
 from llm_adapters.models import count_parameters
-from tests.conftest import TINY_CONFIGS, closed_form, llama_site_dims, make_config, tiny_model
+from tests.helpers.configs import make_config
+from tests.helpers.models import TINY_CONFIGS, llama_site_dims, paper_count, tiny_model
 
 LORA = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
 
@@ -37,7 +38,7 @@ def test_only_adapters_train_and_counts_are_exact(kind, placement):
     size = adapter.get("r") or adapter["bottleneck_size"]
     c = TINY_CONFIGS["llama"]
     dims = llama_site_dims(c["hidden_size"], c["intermediate_size"], c["num_attention_heads"], c["num_key_value_heads"])
-    expected = closed_form(kind, list(spec(kind).presets[placement]), size, dims, c["num_hidden_layers"])
+    expected = paper_count(kind, list(spec(kind).presets[placement]), size, dims, c["num_hidden_layers"])
     params = count_parameters(model)
     assert params["trainable"] == expected
     assert params["total"] == base_total + expected

@@ -10,8 +10,8 @@ import pytest
 
 from analysis.__main__ import tables
 from analysis.tables import table
-from tests.conftest import FAST
-from tests.test_sweep import run_py
+from tests.helpers.configs import FAST
+from tests.helpers.processes import run_py
 
 SMOKE = ["dataset=synthetic_math", "train=tiny", "eval=synthetic", *FAST]
 
@@ -117,7 +117,7 @@ def test_study_notebook_runs_top_to_bottom(placement_sweep, tmp_path):
 
     import nbformat
 
-    from tests.conftest import ROOT
+    from tests.helpers.configs import ROOT
 
     env = {**os.environ, "RESULTS_DIRS": str(placement_sweep), "STUDY_OUT": str(tmp_path / "out"), "MPLBACKEND": "Agg"}
     done = subprocess.run(

@@ -18,7 +18,7 @@ from llm_adapters.data.sets import EVAL_SETS, load_records
 from llm_adapters.data.training_examples import Examples, collate, tokenize_for_training
 from llm_adapters.errors import DataError
 from llm_adapters.experiment import run
-from tests.conftest import FAST, QUICK, make_config
+from tests.helpers.configs import FAST, QUICK, make_config
 
 SAMPLE = 64  # records of each file compared example by example
 SETTINGS = [(True, 256), (False, 64)]  # (train_on_inputs, cutoff_len): the paper's, and one that truncates

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from llm_adapters.adapters import adapter_kinds
-from tests.conftest import ROOT
+from tests.helpers.configs import ROOT
 
 TINY = ["--hidden", "64", "--layers", "1", "--repeats", "1"]
 MACHINE = {"cpu", "cpu_flags", "threads", "torch", "torch_cpu_capability"}

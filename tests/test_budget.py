@@ -10,7 +10,7 @@ from llm_adapters.adapters import targets_for, trainable_count
 from llm_adapters.config import ConfigError
 from llm_adapters.errors import BudgetError
 from llm_adapters.models import load_tokenizer, model_config
-from tests.conftest import FAST, make_config
+from tests.helpers.configs import FAST, make_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from llm_adapters.checkpoint import CheckpointError, load
-from tests.conftest import make_config
-from tests.test_sweep import run_py
+from tests.helpers.configs import make_config
+from tests.helpers.processes import run_py
 
 ARGS = [
     "logger=none",
@@ -86,7 +86,7 @@ def test_resumed_job_ends_with_the_same_weights(tmp_path, uninterrupted, sig):
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
-    from tests.conftest import build_model
+    from tests.helpers.configs import build_model
 
     model, *_ = build_model(make_config())
     (tmp_path / "step-5").mkdir()
@@ -170,7 +170,7 @@ def test_a_full_disk_while_saving_leaves_no_half_written_folder_and_is_an_enospc
     from llm_adapters import checkpoint, files
     from llm_adapters.adapters import saving
     from llm_adapters.placement import Target
-    from tests.conftest import build_model
+    from tests.helpers.configs import build_model
 
     model, *_ = build_model(make_config())
     checkpoint.save(tmp_path, 5, model, {"step": 5})

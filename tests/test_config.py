@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llm_adapters.config import ConfigError, validate
-from tests.conftest import CONF, make_config
+from tests.helpers.configs import CONF, make_config
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "base")  # base: what groups build on
 OPTIONS = [(group, f.stem) for group in GROUPS for f in sorted((CONF / group).glob("*.yaml"))]

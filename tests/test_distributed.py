@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT
+from tests.helpers.configs import ROOT
 
 # Dropout off: two processes draw other dropout masks than one, everything else must match.
 ARGS = [

@@ -20,7 +20,7 @@ from llm_adapters.data.download import fetch, locate
 from llm_adapters.data.sets import DataError
 from llm_adapters.experiment import run
 from llm_adapters.files import sha256
-from tests.conftest import FAST, ROOT, make_config
+from tests.helpers.configs import FAST, ROOT, make_config
 
 GSM8K = "dataset/gsm8k/test.json"
 

@@ -10,7 +10,7 @@ from llm_adapters.data.sets import EVAL_SETS
 from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import evaluate_set, generate
-from tests.conftest import build_model, make_config
+from tests.helpers.configs import build_model, make_config
 
 CPU = torch.device("cpu")
 
@@ -85,7 +85,7 @@ def test_commonsense_without_mask_attends_to_padding(tiny):
 
 def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
     from llm_adapters.experiment import run
-    from tests.conftest import FAST
+    from tests.helpers.configs import FAST
 
     quiet = [*FAST, "protocol.eval_adapter_dropout=false"]
     plain = run(make_config(*quiet), tmp_path / "plain")
@@ -114,12 +114,12 @@ def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_
     processes the prompt once per beam. Same tokens, left padding included; a sliding window (Mistral with a window
     shorter than the prompt) keeps its own cache layers."""
     from llm_adapters.evaluation.generation import prefill_once
-    from tests.conftest import tiny_model
+    from tests.helpers.models import tiny_model
 
     if model_type == "mistral-window":
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from tests.conftest import TINY_CONFIGS
+        from tests.helpers.models import TINY_CONFIGS
 
         config = AutoConfig.for_model("mistral", vocab_size=101, sliding_window=6, **TINY_CONFIGS["mistral"])
         model = AutoModelForCausalLM.from_config(config).eval()

@@ -19,7 +19,7 @@ from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.report import summary
 from llm_adapters.scoring import extract_number, number_correct
 from llm_adapters.training import train
-from tests.conftest import FAST, QUICK, build_model, make_config
+from tests.helpers.configs import FAST, QUICK, build_model, make_config
 
 
 def test_job_writes_the_results_contract(tmp_path):

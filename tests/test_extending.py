@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.configs import ROOT
 
 KIND_MODULE = '''"""A throwaway kind: a trainable shift added to each adapted projection's output."""
 

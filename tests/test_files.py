@@ -96,7 +96,7 @@ def test_the_config_hash_holds_the_data_not_its_place(shared_data, tmp_path):
     """The same files in another directory are the same experiment (skipped, reused); a changed training file is
     not (it runs again), and results.json records each file's size and SHA-256."""
     from llm_adapters.experiment import run
-    from tests.conftest import QUICK, make_config
+    from tests.helpers.configs import QUICK, make_config
 
     def data_dir(name: str, answer: str) -> Path:
         root = tmp_path / name
@@ -151,7 +151,7 @@ def test_a_finished_adapter_is_evaluated_not_trained_again(tmp_path, monkeypatch
     training record, trains nothing, keeps a copy of the adapter, and marks the earlier job superseded."""
     from llm_adapters import phases
     from llm_adapters.experiment import run
-    from tests.conftest import QUICK, make_config
+    from tests.helpers.configs import QUICK, make_config
 
     settings = [o for o in QUICK if o != "train.resume=false"]
     settings += ["dataset.train_size=64", "dataset.test_size=8", "protocol=fixed", f"paths.resume_search=[{tmp_path}]"]
@@ -177,7 +177,7 @@ def test_a_live_identical_job_is_neither_duplicated_nor_resumed_from(tmp_path):
     import sys
 
     from llm_adapters.experiment import run
-    from tests.conftest import QUICK, make_config
+    from tests.helpers.configs import QUICK, make_config
 
     settings = [o for o in QUICK if o != "train.resume=false"]
     settings += ["dataset.train_size=64", "dataset.test_size=8", f"paths.resume_search=[{tmp_path}]"]

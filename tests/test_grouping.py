@@ -10,7 +10,7 @@ from analysis.collect import load, settings
 from analysis.tables import formatted, table
 from llm_adapters.experiment import run
 from llm_adapters.files import read_results, write_json
-from tests.conftest import FAST, make_config
+from tests.helpers.configs import FAST, make_config
 
 JOB = [*FAST, "train.max_steps=2", "eval.max_new_tokens=4", "dataset.test_size=4"]
 

@@ -15,7 +15,7 @@ from llm_adapters.data.training_examples import Examples, tokenize_for_training
 from llm_adapters.models import load_tokenizer
 from llm_adapters.phases import set_seed
 from llm_adapters.training import train
-from tests.conftest import build_model, make_config
+from tests.helpers.configs import build_model, make_config
 
 CPU = torch.device("cpu")
 REAL_LOSS = held_out_loss.loss  # what the loop computes, before a test scripts what it sees

@@ -12,7 +12,7 @@ from llm_adapters.scoring import score
 from llm_adapters.tracking import wandb_summary
 
 
-def closed_form(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
+def wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
     """Wilson (1927): (p + z²/2n ± z √(p(1-p)/n + z²/4n²)) / (1 + z²/n), in percent."""
     p = k / n
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -20,8 +20,8 @@ def closed_form(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
 
 
 @pytest.mark.parametrize(("k", "n"), [(4, 100), (0, 100), (100, 100), (1, 2), (109, 254), (1319, 1319), (7, 9)])
-def test_wilson_equals_its_closed_form(k, n):
-    assert wilson(k, n) == pytest.approx(closed_form(k, n), abs=1e-9)
+def test_wilson_equals_its_wilson_by_hand(k, n):
+    assert wilson(k, n) == pytest.approx(wilson_by_hand(k, n), abs=1e-9)
     low, high = wilson(k, n)
     assert 0 <= low <= 100 * k / n <= high <= 100  # inside [0, 100], around the estimate, even at 0% and 100%
 

@@ -14,7 +14,7 @@ import torch
 from llm_adapters import phases, resume
 from llm_adapters.config import ConfigError
 from llm_adapters.experiment import run
-from tests.conftest import FAST, build_model, make_config
+from tests.helpers.configs import FAST, build_model, make_config
 
 SAVING = [*FAST, "train.save_every=2"]  # 6 steps, checkpoints at 2, 4, 6
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.configs import ROOT
 
 PACKAGE = ROOT / "llm_adapters"
 MODULES = sorted(PACKAGE.rglob("*.py"))

@@ -19,7 +19,8 @@ from llm_adapters.evaluation import METHODS, method
 from llm_adapters.evaluation.likelihood import evaluate_set, options, request
 from llm_adapters.evaluation.likelihood_batches import encode, loglikelihoods
 from llm_adapters.evaluation.lm_eval_prompts import lm_eval_pairs
-from tests.conftest import TINY_CONFIGS, make_config
+from tests.helpers.configs import make_config
+from tests.helpers.models import TINY_CONFIGS
 
 COMMONSENSE = [name for name, spec in EVAL_SETS.items() if spec.domain == "commonsense"]
 
@@ -144,7 +145,7 @@ def test_a_method_that_cannot_score_a_set_is_refused_before_any_weights():
 
 def test_a_job_evaluates_by_likelihood(shared_data, tmp_path):
     from llm_adapters.experiment import run
-    from tests.conftest import QUICK
+    from tests.helpers.configs import QUICK
 
     data = [f"paths.data_dir={shared_data}", "dataset=arc_e", "train.max_examples=16", "eval=commonsense"]
     cfg = make_config(*QUICK, *data, "eval.datasets=[arc_e]", "eval.method=loglik", "eval.max_samples=6")

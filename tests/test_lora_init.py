@@ -16,8 +16,9 @@ from llm_adapters.adapters import adapter_state_dict, load_adapter_state, prepar
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
-from tests.conftest import FAST, build_model, make_config, tiny_model
-from tests.test_peft_bridge import perturb
+from tests.helpers.configs import FAST, build_model, make_config
+from tests.helpers.models import tiny_model
+from tests.helpers.peft_models import perturb
 
 IDS = torch.randint(3, 100, (2, 9))
 LORA = {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0}

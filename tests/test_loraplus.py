@@ -13,7 +13,8 @@ from llm_adapters import resume
 from llm_adapters.adapters import prepare, targets_for
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.optimization import Optimization
-from tests.conftest import make_config, tiny_model
+from tests.helpers.configs import make_config
+from tests.helpers.models import tiny_model
 
 TRAIN = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 2, "loraplus_ratio": 16}
 

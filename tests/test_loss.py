@@ -11,7 +11,7 @@ from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import collate, tokenize_for_training
 from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.training import causal_lm_loss
-from tests.conftest import make_config
+from tests.helpers.configs import make_config
 
 
 def _model_and_batch(train_on_inputs: bool, *overrides: str):

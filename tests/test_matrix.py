@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_for, trainable_count
 from llm_adapters.architectures import ARCHITECTURES
 from llm_adapters.placement import PlacementError
-from tests.conftest import TINY_CONFIGS, make_config, tiny_model
+from tests.helpers.configs import make_config
+from tests.helpers.models import TINY_CONFIGS, tiny_model
 
 FAMILIES = list(ARCHITECTURES)  # every family in the site registry: a new one is in the matrix without a line here
 PLACEMENTS = ("attn", "mlp", "both", "best")

@@ -6,7 +6,8 @@ import torch
 
 from benchmarks.memory import step_memory
 from llm_adapters.adapters import prepare, targets_for
-from tests.conftest import make_config, tiny_model
+from tests.helpers.configs import make_config
+from tests.helpers.models import tiny_model
 
 
 def test_accounted_parts_of_a_training_step():

@@ -19,19 +19,14 @@ from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.placement import PlacementError
-from tests.conftest import FAST, TINY_CONFIGS, build_model, make_config, tiny_model
+from tests.helpers.configs import FAST, build_model, make_config
+from tests.helpers.models import TINY_CONFIGS, tiny_model
+from tests.helpers.peft_models import IDS, SMALL, adapter_of, perturb
 
 BRIDGED = sorted(bridged_yaml())
-SMALL = {"r": 4, "n_frequency": 100, "init_r": 4, "target_r": 2}
-IDS = torch.randint(3, 100, (2, 9))
 CPU = torch.device("cpu")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # BOFT's note that it has no CUDA kernel here
-
-
-def adapter_of(kind: str, placement: str = "both"):
-    cfg = make_config(f"adapter={kind}", f"placement={placement}")
-    return {k: SMALL.get(k, v) for k, v in OmegaConf.to_container(cfg.adapter).items()}, cfg.placement
 
 
 def ours_and_peft(kind: str, arch: str, placement: str = "both"):
@@ -45,15 +40,6 @@ def ours_and_peft(kind: str, arch: str, placement: str = "both"):
     torch.manual_seed(0)
     theirs = peft.get_peft_model(copy.deepcopy(base), peft_config(adapter, targets, task_type="CAUSAL_LM"))
     return ours, theirs, targets
-
-
-def perturb(model: torch.nn.Module) -> None:
-    """Every trainable tensor off its initial value (most methods start as an identity), reproducibly."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn(p.shape, generator=generator))
 
 
 @pytest.mark.parametrize("arch", ["llama", "opt", "bloom"])
@@ -77,7 +63,7 @@ def test_the_same_modules_parameters_and_logits_as_peft_itself(kind, arch):
     torch.testing.assert_close(ours.eval()(input_ids=IDS).logits, expected, atol=1e-6, rtol=0)
 
 
-def closed_form(kind: str, adapter, targets, config) -> int | None:
+def method_count(kind: str, adapter, targets, config) -> int | None:
     """The trainable count of the methods whose structure is one line (from each paper's definition)."""
     if kind == "ln_tuning":  # one trained copy of each norm: the tiny LLaMA's RMS norms have a scale, no bias
         return len(targets) * config.hidden_size
@@ -102,7 +88,7 @@ def test_counts_from_the_config_alone_are_exact(kind):
         prepare(built, adapter, targets)
         real = sum(p.numel() for p in built.parameters() if p.requires_grad)
         assert trainable_count(adapter, targets, base.config) == real  # meta device, no weights
-        if (form := closed_form(kind, adapter, targets, base.config)) is not None:
+        if (form := method_count(kind, adapter, targets, base.config)) is not None:
             assert real == form, placement
 
 

@@ -6,7 +6,7 @@ import torch
 
 from llm_adapters.experiment import run
 from llm_adapters.models import load_model, load_tokenizer, model_config
-from tests.conftest import FAST, build_model, make_config
+from tests.helpers.configs import FAST, build_model, make_config
 
 
 def base_model():
@@ -43,7 +43,7 @@ def test_a_peft_lora_checkpoint_imports(tmp_path):
 def test_gpt2_conv1d_lora_loads_in_peft(tmp_path):
     """GPT-2's projections are transposed Conv1D layers; PEFT knows them by its fan_in_fan_out flag."""
     from llm_adapters.adapters import prepare, saving, targets_for
-    from tests.conftest import tiny_model
+    from tests.helpers.models import tiny_model
 
     cfg = make_config("placement=both", "adapter.dropout=0.0")
     ours = tiny_model("gpt2")

@@ -6,7 +6,8 @@ from llm_adapters.adapters import targets_for
 from llm_adapters.architectures import architecture_of
 from llm_adapters.errors import ConfigError
 from llm_adapters.placement import PlacementError
-from tests.conftest import make_config, tiny_model
+from tests.helpers.configs import make_config
+from tests.helpers.models import tiny_model
 
 
 def modules(model, placement, kind):

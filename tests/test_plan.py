@@ -10,8 +10,8 @@ import json
 import pytest
 
 from llm_adapters.plan import plan
-from tests.conftest import FAST, make_config
-from tests.test_sweep import run_py
+from tests.helpers.configs import FAST, make_config
+from tests.helpers.processes import run_py
 
 LORA_QV = ["adapter=lora", "adapter.r=8", "placement.sites=[attn.q,attn.v]"]
 ADAPTER_H = ["adapter=series", "placement=both"]

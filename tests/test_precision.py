@@ -16,7 +16,7 @@ from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.evaluation.generation import generate
 from llm_adapters.models import load_model, load_tokenizer, model_config
 from llm_adapters.training import train
-from tests.conftest import make_config
+from tests.helpers.configs import make_config
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,8 @@ from llm_adapters.adapters import prefix
 from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
-from tests.conftest import build_model, make_config, tiny_model
+from tests.helpers.configs import build_model, make_config
+from tests.helpers.models import tiny_model
 
 PREFIX = {"num_virtual_tokens": 5, "prefix_projection": False, "projection_hidden": 16}
 
@@ -75,7 +76,7 @@ def test_batched_prefix_generation_equals_one_at_a_time(num_beams):
 
 def test_reparameterised_prefix_counts_and_trains(tmp_path):
     from llm_adapters.experiment import run
-    from tests.conftest import FAST
+    from tests.helpers.configs import FAST
 
     results = run(
         make_config(

@@ -10,8 +10,8 @@ import pytest
 from llm_adapters import pruning, search
 from llm_adapters.errors import ConfigError
 from llm_adapters.experiment import run
-from tests.conftest import FAST, make_config
-from tests.test_sweep import run_py
+from tests.helpers.configs import FAST, make_config
+from tests.helpers.processes import run_py
 
 VALIDATED = ["train.val_set_size=8", "train.eval_every=2"]  # FAST trains 6 steps: losses at steps 2, 4 and 6
 

@@ -12,9 +12,9 @@ import json
 import pytest
 import torch
 
-from tests.conftest import MODEL_CACHE as CACHE
-from tests.conftest import make_config
-from tests.test_sweep import run_py
+from tests.helpers.configs import MODEL_CACHE as CACHE
+from tests.helpers.configs import make_config
+from tests.helpers.processes import run_py
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,8 @@ from llm_adapters.axes import job_axes
 from llm_adapters.composition import yaml_keys
 from llm_adapters.config import validate
 from llm_adapters.placement import PlacementError
-from tests.conftest import CONF, make_config, tiny_model
+from tests.helpers.configs import CONF, make_config
+from tests.helpers.models import tiny_model
 
 SMALL = {"r": 4, "bottleneck_size": 8, "num_virtual_tokens": 3, "projection_hidden": 16}
 

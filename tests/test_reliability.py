@@ -14,8 +14,8 @@ from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.errors import DivergedError
 from llm_adapters.experiment import run
 from llm_adapters.training import train
-from tests.conftest import FAST, ROOT, build_model, make_config
-from tests.test_sweep import run_py
+from tests.helpers.configs import FAST, ROOT, build_model, make_config
+from tests.helpers.processes import run_py
 
 ADAPTER_YAMLS = [path.stem for path in (ROOT / "conf" / "adapter").glob("*.yaml")]  # the choices Hydra lists
 
@@ -183,7 +183,7 @@ def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, m
     from llm_adapters import phases
     from llm_adapters.config import ConfigError
     from llm_adapters.experiment import run
-    from tests.conftest import make_config
+    from tests.helpers.configs import make_config
 
     monkeypatch.setattr(phases, "train", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(ConfigError, match=r"train\.cutoff_len 16 cuts every training example before its response"):

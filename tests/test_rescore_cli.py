@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from llm_adapters.intervals import wilson
-from tests.conftest import ROOT
+from tests.helpers.configs import ROOT
 
 
 def score_cli(*args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from llm_adapters.data.sets import EVAL_SETS
 from llm_adapters.scoring import extract_choice, extract_label, extract_number, number_correct, score
-from tests.conftest import CONF
+from tests.helpers.configs import CONF
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from llm_adapters import search
 from llm_adapters.search_space import Space
-from tests.conftest import FAST
-from tests.test_sweep import run_py
+from tests.helpers.configs import FAST
+from tests.helpers.processes import run_py
 
 SPACE = ["adapter=choice(lora,series)", "adapter.r=int(interval(2,16))", "train.lr=tag(log,interval(1e-4,1e-2))"]
 

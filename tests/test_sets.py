@@ -90,7 +90,7 @@ def test_decontamination_drops_every_training_copy_of_a_test_question(shared_dat
     training records removed are exactly those holding a question the contamination report counts."""
     from llm_adapters.data.loading import decontaminate, load_data
     from llm_adapters.data.sets import normalise, overlap
-    from tests.conftest import make_config
+    from tests.helpers.configs import make_config
 
     cfg = make_config(
         f"paths.data_dir={shared_data}",

@@ -3,43 +3,15 @@ six results.json with the trainable-parameter counts the paper's placements impl
 
 import json
 import os
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from llm_adapters.adapters import spec
-from tests.conftest import FAST, ROOT, closed_form, llama_site_dims, make_config
-
-
-class Job(subprocess.Popen):
-    """A ``run.py`` process in its own process group: when ``communicate`` times out, the whole group (run.py and
-    whatever it started) is killed before the timeout propagates, so a slow machine fails a test without leaving
-    a job running behind it."""
-
-    def communicate(self, input=None, timeout=None):
-        try:
-            return super().communicate(input, timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pid, signal.SIGKILL)
-            super().communicate()
-            raise
-
-
-def run_py(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> Job:
-    env = {**os.environ, "TQDM_DISABLE": "1", "HYDRA_FULL_ERROR": "1", **(env or {})}
-    return Job(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+from tests.helpers.configs import FAST, make_config
+from tests.helpers.models import llama_site_dims, paper_count
+from tests.helpers.processes import run_py
 
 
 def test_a_timed_out_job_is_killed_with_its_group(tmp_path):
@@ -57,7 +29,7 @@ def expected_trainable(adapter: str, placement: str) -> int:
     m = cfg.model.config
     dims = llama_site_dims(m.hidden_size, m.intermediate_size, m.num_attention_heads, m.num_key_value_heads)
     size = cfg.adapter.r if adapter == "lora" else cfg.adapter.bottleneck_size
-    return closed_form(adapter, list(spec(adapter).presets[placement]), size, dims, m.num_hidden_layers)
+    return paper_count(adapter, list(spec(adapter).presets[placement]), size, dims, m.num_hidden_layers)
 
 
 @pytest.mark.slow  # a whole subprocess job or sweep: CI's second pass, not the quick suite

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llm_adapters import weights, wheels
 from llm_adapters.data.builtin_tokenizer import build_tokenizer
-from tests.test_sweep import run_py
+from tests.helpers.processes import run_py
 
 gguf = pytest.importorskip("gguf")
 

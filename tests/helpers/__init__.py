@@ -1,0 +1,1 @@
+"""What several test modules share: configs, tiny models, subprocess jobs, the PEFT comparisons' inputs."""

@@ -15,7 +15,7 @@ from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
 from llm_adapters.models import count_parameters
 from tests.helpers.configs import build_model, make_config
-from tests.helpers.models import tiny_model
+from tests.helpers.models import families, fused_families, tiny_model
 
 IA3 = {"kind": "ia3"}
 
@@ -36,7 +36,7 @@ def padded_batch():
     return ids, mask
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt2"])
+@pytest.mark.parametrize("model_type", families())
 def test_ia3_equals_peft_ia3_and_merges_exactly(model_type):
     base = tiny_model(model_type)
     ours = copy.deepcopy(base)
@@ -72,7 +72,7 @@ def prompt_pair(model_type: str, tokens: int = 4):
     return ours.eval(), reference.eval()
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt2"])
+@pytest.mark.parametrize("model_type", families())
 def test_prompt_tuning_equals_peft(model_type):
     ours, reference = prompt_pair(model_type)
     ids = torch.randint(3, 100, (2, 9))
@@ -242,7 +242,7 @@ def qkv_parts(model, ids):
     return [out.view(*out.shape[:2], heads, 3, -1).unbind(3) for out in outputs]  # BLOOM, GPT-NeoX: per head
 
 
-@pytest.mark.parametrize("model_type", ["bloom", "gpt_neox", "gpt2"])
+@pytest.mark.parametrize("model_type", fused_families())
 @pytest.mark.parametrize("kind", ["lora", "dora", "parallel", "ia3"])
 def test_a_fused_slice_adapts_only_its_rows(model_type, kind):
     base = tiny_model(model_type)

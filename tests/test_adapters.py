@@ -11,7 +11,7 @@ from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
 from llm_adapters.adapters.lora import LoRALinear
 from llm_adapters.models import count_parameters
 from tests.helpers.configs import make_config
-from tests.helpers.models import TINY_CONFIGS, llama_site_dims, paper_count, tiny_model
+from tests.helpers.models import TINY_CONFIGS, families, llama_site_dims, paper_count, tiny_model
 
 LORA = {"kind": "lora", "r": 8, "alpha": 16, "dropout": 0.0}
 
@@ -120,7 +120,7 @@ def ours_and_peft(model_type: str, kind: str, rslora: bool = False):
     return ours.eval(), reference, targets
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox", "gpt2"])
+@pytest.mark.parametrize("model_type", families())
 def test_lora_equals_peft_lora(model_type):
     ours, reference, _ = ours_and_peft(model_type, "lora")
     ids = torch.randint(0, 101, (2, 11))

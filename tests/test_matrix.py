@@ -15,9 +15,9 @@ from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_
 from llm_adapters.architectures import ARCHITECTURES
 from llm_adapters.placement import PlacementError
 from tests.helpers.configs import make_config
-from tests.helpers.models import TINY_CONFIGS, tiny_model
+from tests.helpers.models import TINY_CONFIGS, families, tiny_model
 
-FAMILIES = list(ARCHITECTURES)  # every family in the site registry: a new one is in the matrix without a line here
+FAMILIES = families()  # every family in the site registry: a new one is in the matrix without a line here
 PLACEMENTS = ("attn", "mlp", "both", "best")
 KINDS = adapter_kinds()  # every registered kind, so a new one is in the matrix without a line here
 SMALL = {

@@ -11,7 +11,7 @@ from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
 from tests.helpers.configs import build_model, make_config
-from tests.helpers.models import tiny_model
+from tests.helpers.models import families, tiny_model
 
 PREFIX = {"num_virtual_tokens": 5, "prefix_projection": False, "projection_hidden": 16}
 
@@ -28,7 +28,7 @@ def with_peft_reference(model_type: str):
     return ours.eval(), reference.eval()
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gptj", "opt", "bloom", "gpt_neox"])
+@pytest.mark.parametrize("model_type", families())
 def test_forward_equals_peft(model_type):
     ours, reference = with_peft_reference(model_type)
     ids = torch.randint(3, 100, (2, 9))

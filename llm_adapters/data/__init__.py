@@ -10,5 +10,6 @@
 - ``loading``: the data phase of one job (locate, read, mix, decontaminate), before any model loads.
 - ``synthetic_math`` and ``builtin_tokenizer``: the offline stand-ins (arithmetic word problems, a byte-level BPE).
 
-Nothing here imports a model, an adapter or an evaluation method.
+Nothing here imports a model, an adapter or an evaluation method: only the leaf helpers ``errors``, ``files``
+and ``hub`` from outside the package (a test holds it to that).
 """

@@ -87,3 +87,17 @@ def paper_count(kind: str, sites: list[str], size: int, dims: dict[str, tuple[in
             dim = d_in if site in {"attn.q", "attn.k", "attn.v", "mlp.gate", "mlp.up"} else d_out
             total += 2 * dim * size
     return total * layers
+
+
+def families() -> list[str]:
+    """Every model family of the site registry: a test parametrized by it covers a new family without an edit."""
+    from llm_adapters.architectures import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+def fused_families() -> list[str]:
+    """The families whose attention computes q, k and v in one fused projection (BLOOM, GPT-NeoX, GPT-2)."""
+    from llm_adapters.architectures import ARCHITECTURES
+
+    return [name for name, arch in ARCHITECTURES.items() if arch.fused]

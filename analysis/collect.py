@@ -3,34 +3,14 @@ jobs included, never dropped)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from llm_adapters.axes import axes_of, job_axes
+from llm_adapters.axes import axes_of, job_axes, settings
 from llm_adapters.files import read_results
-
-# Not what a cell is a setting of: the seed is what cells pool over; where files live and how a job logs decide no
-# number (the config hash leaves them out too).
-NOT_A_SETTING = ("seed", "paths", "logger", "power")
-
-
-def settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Every resolved config value as ``cfg/<dotted key>`` (lists as JSON text, so they compare and group), the seed,
-    ``paths`` and ``logger`` left out: what tells one table cell's jobs from another's."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if dotted in NOT_A_SETTING:
-            continue
-        if isinstance(value, Mapping):
-            out |= settings(value, f"{dotted}.")
-        else:
-            out[f"cfg/{dotted}"] = json.dumps(value) if isinstance(value, list | tuple) else value
-    return out
 
 
 def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:

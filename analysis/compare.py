@@ -1,7 +1,8 @@
 """Paired comparisons across a study: every two cells that differ in one axis (``--by``) and in nothing else, or any
-two cells, on each evaluation set they share and on their average: the difference, its 95% interval and p-value
-(``uncertainty.compare``: paired over the same questions, unpaired where the questions differ, said in the row),
-Holm-adjusted across all the study's comparisons. Written as comparisons.md and comparisons.csv."""
+two cells, on each evaluation set they share (``uncertainty.compare``: paired over the same questions, unpaired where
+the questions differ, said in the row) and, where two or more sets are paired, on the average of those sets'
+accuracies (``uncertainty.compare_average``, the row ``Avg``): the difference, its 95% interval and p-value,
+Holm-adjusted across all the study's rows, the averages' included. Written as comparisons.md and comparisons.csv."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.tables import domain_sets, setting_columns, with_average
-from analysis.uncertainty import ALPHA, Cell, compare, holm, question_scores
+from analysis.uncertainty import ALPHA, Cell, compare, compare_average, holm, question_scores
+
+AVERAGE = "Avg"  # the row of a pair's difference on the mean of its paired sets' accuracies, as the tables' column
 
 
 class CompareError(ValueError):
@@ -63,13 +66,18 @@ def comparisons(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
             differ = [k for k in keys if str(sa[k]) != str(sb[k])]
             if column is not None and differ != [column]:
                 continue
+            label = {"a": _label(sa, varying), "b": _label(sb, varying)}
+            paired = []
             for name in sets:
                 a = Cell.of([s.get(name, {}) for s in scores[id(ga)]])
                 b = Cell.of([s.get(name, {}) for s in scores[id(gb)]])
                 if a is None or b is None:
                     continue
                 found = compare(a, b)
-                rows.append({"a": _label(sa, varying), "b": _label(sb, varying), "set": name, **vars(found)})
+                rows.append({**label, "set": name, **vars(found)})
+                paired += [(a, b)] if found.paired else []
+            if len(paired) > 1:  # the average of the sets both answered on the same questions
+                rows.append({**label, "set": AVERAGE, **vars(compare_average(paired))})
     if not rows:
         raise CompareError("no two cells with per-question scores (predictions.jsonl) to compare")
     out = pd.DataFrame(rows)
@@ -95,7 +103,8 @@ def write(found: pd.DataFrame, out: Path) -> list[str]:
     table = found.round({"difference": 2, "low": 2, "high": 2, "p": 4, "p_holm": 4}).to_markdown(index=False)
     note = (
         "Paired differences (percentage points), 95% bootstrap intervals over questions and seeds, paired "
-        f"permutation p-values Holm-adjusted across these {len(found)} comparisons; significant: p_holm < {ALPHA}."
+        f"permutation p-values (exact on a set, its normal form on {AVERAGE}, the mean of the sets' accuracies) "
+        f"Holm-adjusted across these {len(found)} comparisons; significant: p_holm < {ALPHA}."
     )
     (out / "comparisons.md").write_text("\n".join([note, "", *[f"- {line}" for line in lines], "", table, ""]))
     return lines

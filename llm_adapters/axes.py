@@ -10,6 +10,7 @@ adapter group.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,3 +54,23 @@ def axes_of(results: Mapping[str, Any]) -> dict[str, Any]:
     adapter = results.get("loaded_adapter") or (results.get("config") or {}).get("adapter") or {}
     axes = {key: results.get(key) for key in ("model", "adapter", "placement", "dataset", "seed")}
     return {**axes, "size": size({**adapter, "kind": results.get("adapter")}), "method": "generate"}
+
+
+# Not what a cell is a setting of: the seed is what cells pool over; where files live and how a job logs decide no
+# number (the config hash leaves them out too).
+NOT_A_SETTING = ("seed", "paths", "logger", "power")
+
+
+def settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every resolved config value as ``cfg/<dotted key>`` (lists as JSON text, so they compare and group), the seed,
+    ``paths`` and ``logger`` left out: what tells one table cell's jobs from another's."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if dotted in NOT_A_SETTING:
+            continue
+        if isinstance(value, Mapping):
+            out |= settings(value, f"{dotted}.")
+        else:
+            out[f"cfg/{dotted}"] = json.dumps(value) if isinstance(value, list | tuple) else value
+    return out

@@ -62,6 +62,12 @@ def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cell_key(resolved: dict[str, Any]) -> str:
+    """The config hash with the seed set aside: the jobs of one table cell share it (and a sweep's copies of a job
+    that ignores an axis, such as the frozen base over placements, are one cell, as they are one job)."""
+    return config_hash({**resolved, "seed": None})
+
+
 @dataclass
 class Earlier:
     """What earlier jobs of one config hash left, from one scan of the resume roots and the job's own directory:

@@ -7,6 +7,7 @@ counts, and turns any failure into a non-zero exit of the sweep.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import Counter
@@ -16,8 +17,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from llm_adapters.axes import settings
 from llm_adapters.files import read_results
-from llm_adapters.power import study_line
+from llm_adapters.power import family, study_line
+from llm_adapters.resume import cell_key
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +75,25 @@ def plan_table(sweep_dir: Path) -> str | None:
 
 
 def power_line(plans: list[dict[str, Any]]) -> str:
-    """The study's power (``llm_adapters.power``): its cells are the jobs' configs less the seed (and where files
-    live and how jobs log), its seeds the distinct seeds, its questions those of the first job's sets."""
-    apart = ("seed", "paths", "logger", "power", "mode")
-    cells = {json.dumps({k: v for k, v in p["config"].items() if k not in apart}, sort_keys=True) for p in plans}
+    """The study's power (``llm_adapters.power``): its cells are the jobs' config hashes less the seed (so the
+    frozen base swept over placements is one cell, as it is one job), its pairs those ``power.by`` allows, its seeds
+    the distinct seeds, its questions those of the first job's sets."""
+    cells: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        cells.setdefault(cell_key(plan["config"]), plan["config"])
+    given = plans[0]["config"].get("power")
+    by = family(given)
+    pairs = sum(by is None or differs_only_in(a, b, by) for a, b in itertools.combinations(cells.values(), 2))
     seeds = len({p["config"]["seed"] for p in plans})
-    return study_line(len(cells), seeds, plans[0]["eval_questions"], plans[0]["config"].get("power"))
+    return study_line(len(cells), pairs, seeds, plans[0]["eval_questions"], given)
+
+
+def differs_only_in(a: dict[str, Any], b: dict[str, Any], key: str) -> bool:
+    """Whether two resolved configs differ in ``key`` (a dotted path: ``placement``, ``train.lr``) and in nothing
+    outside it, compared as the analysis tells cells apart (``axes.settings``)."""
+    left, right = settings(a), settings(b)
+    differ = {k.removeprefix("cfg/") for k in left.keys() | right.keys() if left.get(k, "-") != right.get(k, "-")}
+    return bool(differ) and all(k == key or k.startswith(f"{key}.") for k in differ)
 
 
 class SweepSummary(Callback):

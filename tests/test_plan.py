@@ -129,7 +129,7 @@ def test_plan_sweep_prints_one_table(tmp_path):
         and table[4].split()[:2] == ["gpt-j-6b", "series"]
     )
     # The study's power under its table: 4 cells, one seed, the synthetic held-out split's 100 questions.
-    assert table[5].startswith("power: 4 cells x 1 seed(s), 6 pairwise comparisons, questions synthetic_math 100:")
+    assert table[5].startswith("power: 4 cells x 1 seed(s), 6 pairs x 1 rows = 6 tests, questions synthetic_math 100:")
 
 
 def test_the_table_sweep_follows_each_rows_command(tmp_path):

@@ -7,12 +7,14 @@ import math
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from scipy.stats import norm
 
 from analysis import uncertainty
 from analysis.uncertainty import Cell, compare
-from llm_adapters.power import minimum_detectable, study_line
+from llm_adapters.power import family_size, minimum_detectable, study_line
 from llm_adapters.sweep import power_line
+from tests.helpers.configs import make_config
 
 
 def test_the_figure_is_its_formula():
@@ -48,11 +50,36 @@ def test_a_difference_of_that_size_is_found_at_that_power(monkeypatch):
 
 def test_the_study_line_counts_cells_and_seeds():
     plans = [
-        {"config": {"adapter": {"kind": kind}, "seed": seed, "paths": {"x": seed}}, "eval_questions": {"arc_e": 100}}
+        {"config": plan_config(f"adapter={kind}", f"seed={seed}"), "eval_questions": {"arc_e": 100}}
         for kind in ("lora", "series", "parallel")
         for seed in (1, 2)
     ]
     line = power_line(plans)
-    assert line.startswith("power: 3 cells x 2 seed(s), 3 pairwise comparisons, questions arc_e 100:")
+    assert line.startswith("power: 3 cells x 2 seed(s), 3 pairs x 1 rows = 3 tests, questions arc_e 100:")
     assert f"{minimum_detectable([100], 2, 3):.1f} points" in line
-    assert study_line(2, 1, {"gsm8k": None}).startswith("power: unknown number of test questions for gsm8k")
+    assert study_line(2, 1, 1, {"gsm8k": None}).startswith("power: unknown number of test questions for gsm8k")
+
+
+def test_the_family_is_the_analysis_one_pairs_by_an_axis_times_each_set_and_the_average():
+    """Two kinds at three placements and the frozen base (swept over the placements: one cell, as it is one job),
+    two sets: 7 cells; with ``power.by=placement`` the pairs are the 2 × 3 within a kind, each tested on both sets
+    and their average, 18 tests, as ``analysis compare --by placement`` adjusts them."""
+    sets = {"arc_e": 300, "boolq": 300}
+    plans = [
+        {
+            "config": plan_config(f"adapter={kind}", f"placement={where}", "+power.by=placement"),
+            "eval_questions": sets,
+        }
+        for kind in ("none", "lora", "series")
+        for where in ("attn", "mlp", "both")
+    ]
+    line = power_line(plans)
+    assert line.startswith("power: 7 cells x 1 seed(s), 6 pairs differing in placement alone x 3 rows = 18 tests")
+    assert f"{minimum_detectable([300, 300], 1, 18):.1f} points" in line
+    every = power_line([{**p, "config": {**p["config"], "power": {}}} for p in plans])
+    assert "21 pairs x 3 rows = 63 tests" in every  # 7 cells, every pair
+    assert family_size(pairs=4, sets=1) == 4 and family_size(pairs=4, sets=7) == 32
+
+
+def plan_config(*overrides: str) -> dict:
+    return OmegaConf.to_container(make_config("mode=plan", *overrides), resolve=True)

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binomtest, bootstrap
 
 from analysis import uncertainty
-from analysis.uncertainty import Cell, compare, holm, interval, question_scores
+from analysis.uncertainty import Cell, compare, compare_average, holm, interval, question_scores, sign_flip_p
 from llm_adapters.intervals import wilson
 
 
@@ -47,6 +47,56 @@ def test_the_paired_test_is_exact_at_any_size_and_with_seeds():
     found = compare(cell(strong), cell(weak))
     assert found.p == pytest.approx(binomtest(30, 30).pvalue, rel=1e-9) and found.p < 1e-8
     assert holm([found.p] * 420)[0] < 0.05  # survives a study's worth of comparisons
+
+
+def pair(n: int, a_wins: int, b_wins: int, rng: np.random.Generator) -> tuple[Cell, Cell]:
+    """Two one-seed cells on n questions: A alone right on a_wins, B alone on b_wins, agreeing (at random) elsewhere."""
+    a, b = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    a[:a_wins], b[a_wins : a_wins + b_wins] = True, True
+    agree = rng.random(n) < 0.6
+    a[a_wins + b_wins :] = b[a_wins + b_wins :] = agree[a_wins + b_wins :]
+    order = rng.permutation(n)
+    return cell(a[order]), cell(b[order])
+
+
+def test_the_average_is_the_mean_of_the_sets_and_its_test_the_exact_one_where_the_sets_are_equal():
+    """Two sets of 400 questions weigh each question alike, so the average's test is the exact sign-flip test of
+    all 800 questions; its continuity-corrected normal form is within 3% of it (140 discordant questions). The difference is the mean
+    of the two sets' differences; identical cells give 0 and p 1."""
+    rng = np.random.default_rng(7)
+    sets = [pair(400, 40, 22, rng), pair(400, 45, 33, rng)]
+    found = compare_average(sets)
+    exact = sign_flip_p(np.concatenate([(a.scores - b.scores)[0] for a, b in sets]))
+    assert 0.001 < exact < 0.05 and found.p == pytest.approx(exact, rel=0.03)
+    per_set = [compare(a, b).difference for a, b in sets]
+    assert found.difference == pytest.approx(np.mean(per_set), abs=1e-4) == pytest.approx(100 * 30 / 800, abs=1e-4)
+    assert found.low < found.difference < found.high and found.paired
+    same = compare_average([(a, a) for a, _ in sets])
+    assert same.difference == 0 and same.p == 1.0
+
+
+def test_the_average_weighs_each_set_equally_as_a_sign_flip_simulation_does():
+    """Sets of 100 and 1,000 questions: a 10-point lead on the small one counts as much as on the large one. The
+    p-value equals a Monte Carlo sign-flip test of the set-weighted statistic (scipy, 20,000 resamples) within its
+    simulation error; pooling the questions instead would give a different answer."""
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(9)
+    sets = [pair(100, 15, 5, rng), pair(1000, 60, 70, rng)]
+    d = [(a.scores - b.scores)[0].astype(np.float64) for a, b in sets]
+    weights = np.concatenate([np.full(x.size, 1 / x.size) for x in d])
+    theirs = permutation_test(
+        (np.concatenate(d) * weights,),
+        lambda x, axis: np.sum(x, axis=axis),
+        permutation_type="samples",
+        n_resamples=20_000,
+        random_state=1,
+    ).pvalue
+    found = compare_average(sets)
+    assert found.difference == pytest.approx((10.0 - 1.0) / 2, abs=1e-4)
+    assert abs(found.p - theirs) < 4 * np.sqrt(theirs * (1 - theirs) / 20_000) + 0.005
+    pooled = sign_flip_p(np.concatenate(d))
+    assert abs(pooled - found.p) > 0.1  # the pooled test, each question alike, is another test
 
 
 def test_holm_equals_statsmodels():

@@ -8,8 +8,10 @@ the counts).
 ``python -m analysis search SWEEP_DIR [--out DIR] [--storage URL] [--study NAME]``: a search's trials, its best
 trial or Pareto front with intervals, and its history and Pareto figures (``analysis.search``).
 
-``python -m analysis compare RESULTS_DIR... [--by AXIS] [--out DIR]``: the paired comparisons alone, printed one
-line per pair and set; ``--by placement`` (or any axis or config key) keeps the pairs that differ in it alone."""
+``python -m analysis compare RESULTS_DIR... [--by AXIS] [--sets A,B] [--out DIR]``: the paired comparisons alone,
+printed one line per pair and set; ``--by placement`` (or any axis or config key) keeps the pairs that differ in it
+alone; ``--sets arc_e,boolq`` keeps those sets and their average (an in-distribution average beside an
+out-of-distribution one)."""
 
 from __future__ import annotations
 
@@ -67,13 +69,13 @@ def tables(
     return written
 
 
-def compare_command(directories: list[Path], out: Path, by: str | None) -> int:
+def compare_command(directories: list[Path], out: Path, by: str | None, sets: str | None = None) -> int:
     df = load(directories)
     if df.empty:
         print(f"error: no results under {', '.join(map(str, directories))}", file=sys.stderr)
         return 2
     try:
-        found = comparisons(df, by)
+        found = comparisons(df, by, sets.split(",") if sets else None)
     except CompareError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp = sub.add_parser("compare", help="paired comparisons of the cells, Holm-adjusted")
     cmp.add_argument("directories", nargs="+", type=Path)
     cmp.add_argument("--by", help="only pairs that differ in this axis alone (placement, adapter, size, train.lr, ...)")
+    cmp.add_argument("--sets", help="only these sets, comma-separated (and their average): arc_e,arc_c,boolq,obqa")
     cmp.add_argument("--out", type=Path, default=Path("analysis_out"))
     found = sub.add_parser("search", help="a search's trials, best trial or Pareto front, and figures")
     found.add_argument("sweep_dir", type=Path)
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(written))
         return 0
     if args.command == "compare":
-        return compare_command(args.directories, args.out, args.by)
+        return compare_command(args.directories, args.out, args.by, args.sets)
     if not args.directories and not args.wandb and not args.jobs:
         parser.error("give results directories, --wandb ENTITY/PROJECT or --jobs JOBS_CSV")
     written = tables(args.directories, args.out, args.wandb, args.jobs)

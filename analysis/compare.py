@@ -40,12 +40,15 @@ def _label(setting: dict, varying: list[str]) -> str:
     return " ".join([f"{setting['adapter']}{placement}", *rest])
 
 
-def comparisons(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+def comparisons(df: pd.DataFrame, by: str | None = None, only: list[str] | None = None) -> pd.DataFrame:
     """One row per (pair of cells, set): ``a``, ``b``, ``set``, ``difference``, ``low``, ``high``, ``p``, ``p_holm``,
-    ``paired``, ``significant``. ``by``: only pairs that differ in that axis alone."""
+    ``paired``, ``significant``. ``by``: only pairs that differ in that axis alone; ``only``: only these sets."""
+    reported = set(domain_sets(df, "math") + domain_sets(df, "commonsense"))
+    if only is not None and (missing := [name for name in only if name not in reported]):
+        raise CompareError(f"--sets {missing[0]}: no job reports it (they report {', '.join(sorted(reported))})")
     rows = []
     for domain in ("math", "commonsense"):
-        sets = domain_sets(df, domain)
+        sets = [name for name in domain_sets(df, domain) if only is None or name in only]
         ok = with_average(df, sets) if sets else pd.DataFrame()
         if ok.empty:
             continue

@@ -13,7 +13,7 @@ import pytest
 from analysis.__main__ import main, tables
 from analysis.collect import load
 from analysis.tables import table
-from analysis.uncertainty import Cell, interval
+from analysis.uncertainty import Cell, holm, interval
 from llm_adapters.files import write_json
 from llm_adapters.intervals import wilson
 
@@ -104,3 +104,35 @@ def test_a_file_that_is_no_jobs_csv_is_one_line(tmp_path):
         main(["tables", "--jobs", str(tmp_path / "other.csv")])
     with pytest.raises(SystemExit, match="no such file"):
         main(["tables", "--jobs", str(tmp_path / "missing.csv")])
+
+
+def _add_set(directory, name, acc):
+    """Another evaluation set on a job made by ``_job``: its metrics and its prediction rows."""
+    results = json.loads((directory / "results.json").read_text())
+    results["eval"][name] = {"accuracy": 100.0 * sum(acc) / len(acc), "n": len(acc)}
+    write_json(directory / "results.json", results)
+    rows = [{"id": f"{name}/{i}", "answer": "true", "correct": bool(a)} for i, a in enumerate(acc)]
+    with (directory / "predictions.jsonl").open("a") as out:
+        out.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_pair_is_compared_on_the_average_of_its_sets_and_on_chosen_sets(tmp_path, capsys):
+    from analysis.compare import CompareError, comparisons
+
+    rng = np.random.default_rng(4)
+    for adapter, rate in (("lora", 0.7), ("series", 0.4)):
+        _job(tmp_path / "runs", adapter, adapter, 1, (rng.random(60) < rate).tolist(), [False] * 60)
+        _add_set(tmp_path / "runs" / adapter, "boolq", (rng.random(80) < rate).tolist())
+        _add_set(tmp_path / "runs" / adapter, "piqa", (rng.random(50) < 0.5).tolist())
+    df = load([tmp_path / "runs"])
+    found = comparisons(df).set_index("set")
+    assert list(found.index) == ["boolq", "piqa", "arc_e", "Avg"]
+    assert found.loc["Avg", "difference"] == pytest.approx(found.loc[["boolq", "piqa", "arc_e"], "difference"].mean())
+    assert found["p_holm"].tolist() == pytest.approx(holm(found["p"].tolist()))  # one family, the average included
+    chosen = comparisons(df, only=["arc_e", "boolq"]).set_index("set")
+    assert list(chosen.index) == ["boolq", "arc_e", "Avg"]
+    assert chosen.loc["Avg", "difference"] == pytest.approx(chosen.loc[["boolq", "arc_e"], "difference"].mean())
+    with pytest.raises(CompareError, match="--sets obqa: no job reports it"):
+        comparisons(df, only=["obqa"])
+    assert main(["compare", str(tmp_path / "runs"), "--sets", "arc_e,boolq", "--out", str(tmp_path / "c")]) == 0
+    assert "lora − series on Avg:" in capsys.readouterr().out

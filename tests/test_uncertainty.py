@@ -61,8 +61,8 @@ def pair(n: int, a_wins: int, b_wins: int, rng: np.random.Generator) -> tuple[Ce
 
 def test_the_average_is_the_mean_of_the_sets_and_its_test_the_exact_one_where_the_sets_are_equal():
     """Two sets of 400 questions weigh each question alike, so the average's test is the exact sign-flip test of
-    all 800 questions; its continuity-corrected normal form is within 3% of it (140 discordant questions). The difference is the mean
-    of the two sets' differences; identical cells give 0 and p 1."""
+    all 800 questions; its continuity-corrected normal form is within 3% of it (140 discordant questions). The
+    difference is the mean of the two sets' differences; identical cells give 0 and p 1."""
     rng = np.random.default_rng(7)
     sets = [pair(400, 40, 22, rng), pair(400, 45, 33, rng)]
     found = compare_average(sets)

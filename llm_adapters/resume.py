@@ -40,7 +40,11 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 # Keys added after studies were committed, at the value that changes nothing: left out of the hash then, so that
 # adding one does not make every committed job run again. (group, key, that value)
-NEUTRAL_WHEN_UNSET = (("train", "loraplus_ratio", None), ("adapter", "init", "default"))
+NEUTRAL_WHEN_UNSET = (
+    ("train", "loraplus_ratio", None),
+    ("adapter", "init", "default"),
+    ("dataset", "answer_format", "label"),
+)
 
 
 def config_hash(resolved: dict[str, Any], data: Mapping[str, Any] | None = None) -> str:

@@ -7,6 +7,8 @@
 - ``arrow_cache``: files as memory-mapped Arrow tables, validated once per digest, and the tokenized training set
   cached once per sweep.
 - ``training_examples``: records → token ids and labels → padded batches, as the paper's finetune.py made them.
+- ``options``: the question and option texts inside a commonsense record, and responses that name the option's
+  text (``dataset.answer_format=text``).
 - ``loading``: the data phase of one job (locate, read, mix, decontaminate), before any model loads.
 - ``synthetic_math`` and ``builtin_tokenizer``: the offline stand-ins (arithmetic word problems, a byte-level BPE).
 

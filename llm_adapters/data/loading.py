@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from llm_adapters.data import arrow_cache, synthetic_math
 from llm_adapters.data.checksums import Fingerprint, fingerprint
 from llm_adapters.data.download import locate
+from llm_adapters.data.options import ANSWER_FORMATS, as_text
 from llm_adapters.data.sets import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, overlap
 from llm_adapters.errors import ConfigError
 
@@ -59,6 +60,8 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.path: a file, or a list of files to mix (got {d.get('path')})")
         if not isinstance(d.get("mixture_seed"), int):
             raise ConfigError("dataset.mixture_seed: a mixture (a list of dataset.path files) needs an integer seed")
+    if d.get("answer_format", "label") not in ANSWER_FORMATS:
+        raise ConfigError(f"dataset.answer_format must be one of {', '.join(ANSWER_FORMATS)} (got '{d.answer_format}')")
     held_out = [d.name] if d.source == "synthetic" else []
     if unknown := [name for name in cfg.eval.datasets if name not in EVAL_SETS and name not in held_out]:
         raise ConfigError(
@@ -104,6 +107,15 @@ def _read_train(cfg: DictConfig, located: dict[str, Path], digests: Fingerprint,
     return Data(mixed, arrow_cache.digest("mixture", [sha for _, sha in parts], seed), {})
 
 
+def _with_text_answers(data: Data, name: str) -> Data:
+    """``dataset.answer_format=text``: every training response names its gold option's text (``data.options``),
+    every record checked before any model loads; identified as such, so the tokenized cache never mixes the two."""
+    from datasets import Dataset
+
+    records = [as_text(f"dataset {name}", record, i) for i, record in enumerate(data.train.to_list())]
+    return Data(Dataset.from_list(records), arrow_cache.digest(data.train_id, "answer_format=text"), data.eval_sets)
+
+
 def cache(cfg: DictConfig) -> Path:
     """Where the Arrow tables of the data files and the tokenized training sets are kept."""
     return Path(cfg.paths.data_cache).expanduser() / "arrow"
@@ -125,6 +137,8 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
         data.train_id = arrow_cache.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
     elif cfg.mode == "train":  # evaluating a saved adapter needs no training file
         data = _read_train(cfg, located, digests, where)
+        if cfg.dataset.get("answer_format", "label") == "text":
+            data = _with_text_answers(data, cfg.dataset.name)
         if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
             data = data.select(range(cfg.train.max_examples), "first")
     if data.train is not None and cfg.train.val_set_size >= data.train.num_rows:

@@ -2,10 +2,12 @@
 
 A question is one (context, continuation) pair per option it offers, the options read from the record's own
 ``Answer format: answer1/answer2/...`` line (every record of every commonsense file beside the repo has one naming
-its gold answer: tested), in one of two prompt styles (``eval.prompt``):
+its gold answer: tested), in one of three prompt styles (``eval.prompt``):
 
 - ``paper`` (the default): the paper's evaluation prompt, each continuation the response the commonsense training
   data teaches for that option (``the correct answer is answer2``): what a model fine-tuned here learnt to say;
+- ``paper_text``: the paper's prompt, each continuation naming the option's text (``the correct answer is
+  breathing mask``): what a model trained with ``dataset.answer_format=text`` learnt to say (``data.options``);
 - ``lm_eval``: lm-evaluation-harness 0.4's zero-shot formats, the option texts as continuations
   (``lm_eval_prompts``): what a model that was never taught the labels can be measured with.
 
@@ -26,6 +28,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_adapters.adapters import set_adapter_dropout
+from llm_adapters.data.options import option_text
 from llm_adapters.data.sets import EvalSet, Record
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.errors import ConfigError, DataError
@@ -51,6 +54,8 @@ def options(spec: EvalSet, record: Record, index: int) -> list[str]:
 def pairs(spec: EvalSet, record: Record, index: int, labels: list[str], cfg: Mapping) -> list[tuple[str, str]]:
     """(context, continuation) per option, in the prompt style ``eval.prompt`` names."""
     style = cfg.get("prompt") or "paper"
+    if style == "paper_text":
+        return request(record, [option_text(spec.name, record, index, label) for label in labels])
     return lm_eval_pairs(spec, record, index, labels) if style == "lm_eval" else request(record, labels)
 
 
@@ -131,5 +136,12 @@ def check(
 
 
 register(
-    Method("loglik", evaluate_set, check, extra=lambda cfg: 0, domains=("commonsense",), prompts=("paper", "lm_eval"))
+    Method(
+        "loglik",
+        evaluate_set,
+        check,
+        extra=lambda cfg: 0,
+        domains=("commonsense",),
+        prompts=("paper", "paper_text", "lm_eval"),
+    )
 )

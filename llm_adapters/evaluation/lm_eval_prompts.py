@@ -1,9 +1,9 @@
 """``eval.prompt=lm_eval``: lm-evaluation-harness 0.4's zero-shot formats for the commonsense sets, rebuilt from the
 LLM-Adapters records (whose instructions hold the question and the option texts).
 
-Each set's parser reads the question and the option texts out of its instruction (``Answer1: ... Answer2: ...``,
-``Solution1: ...``, ``Option1: ...``, ``Ending1: ...``); a record that does not parse is one line naming the set and
-the record. The formats, as lm-eval's task files write them (options continue after a space):
+The question and the option texts are read out of each record's instruction (``Answer1: ... Answer2: ...``,
+``Solution1: ...``, ``Option1: ...``, ``Ending1: ...``: ``data.options.parsed``); a record that does not parse is one
+line naming the set and the record. The formats, as lm-eval's task files write them (options continue after a space):
 
 - ARC-Easy/Challenge, PIQA: ``Question: {question}\\nAnswer:`` and `` {option}``;
 - OpenBookQA: the question stem, and `` {option}``;
@@ -20,27 +20,11 @@ from __future__ import annotations
 
 import re
 
+from llm_adapters.data.options import parsed
 from llm_adapters.data.sets import EvalSet, Record
 from llm_adapters.errors import DataError
 
-_MARKER = re.compile(r"(?:Answer|Solution|Option|Ending)(\d+): ")
-_END = re.compile(r"\s*(?:\n\n)?Answer format: [\w/]+\s*$")
-_QUESTION = re.compile(r"^Please [^:]*?: (.*?)\n\n", re.S)
 LM_EVAL_SETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
-
-
-def parsed(spec: EvalSet, record: Record, index: int) -> tuple[str, list[str]]:
-    """(question, option texts in order) of a record; one line naming the set and record when it does not parse."""
-    text = _END.sub("", record["instruction"])
-    question = _QUESTION.match(text + "\n\n")
-    parts = _MARKER.split(text)
-    numbers, texts = parts[1::2], [t.strip() for t in parts[2::2]]
-    if question is None or (
-        spec.name != "boolq"
-        and (numbers != [str(i + 1) for i in range(len(texts))] or len(texts) < 2 or not all(texts))
-    ):
-        raise DataError(f"{spec.name} record {index}: its question and options cannot be read for eval.prompt=lm_eval")
-    return question.group(1).strip(), texts
 
 
 def _hellaswag(text: str) -> str:
@@ -55,7 +39,7 @@ def lm_eval_pairs(spec: EvalSet, record: Record, index: int, labels: list[str]) 
         raise DataError(
             f"{spec.name}: eval.prompt=lm_eval has no format for this set (it has: {', '.join(LM_EVAL_SETS)})"
         )
-    question, texts = parsed(spec, record, index)
+    question, texts = parsed(spec.name, record, index)
     if spec.name == "boolq":
         asked = question.rstrip("?")  # lm-eval adds the question mark the records already carry
         return [(f"Question: {asked}?\nAnswer:", " yes" if label == "true" else " no") for label in labels]

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from llm_adapters.config import ConfigError, validate
-from llm_adapters.data.options import RESPONSE, as_text, option_text, parsed
+from llm_adapters.data.options import RESPONSE, as_cloze, as_text, option_text, parsed
 from llm_adapters.data.sets import eval_set
 from llm_adapters.errors import DataError
 from llm_adapters.evaluation.likelihood import options, pairs, request
@@ -66,6 +66,10 @@ def test_the_training_set_is_rewritten_before_any_model_and_cached_apart(tmp_pat
     assert label.questions() == text.questions() and label.train_id != text.train_id
     outputs = [(a["output"], b["output"]) for a, b in zip(label.train.to_list(), text.train.to_list(), strict=True)]
     assert any(a != b for a, b in outputs) and all(b.startswith(RESPONSE) for _, b in outputs)
+    cloze = loading.load_data(make_config(*common, "dataset.answer_format=cloze"))
+    assert cloze.train_id not in (label.train_id, text.train_id)
+    assert [r["output"] for r in cloze.train.to_list()] == [b for _, b in outputs]
+    assert not any("Answer1:" in q for q in cloze.questions()) and any("Answer1:" in q for q in text.questions())
 
 
 def test_a_bad_answer_format_is_one_line_and_the_default_keeps_old_hashes():
@@ -79,3 +83,15 @@ def test_a_bad_answer_format_is_one_line_and_the_default_keeps_old_hashes():
     assert config_hash(now) == config_hash(before)
     text = {**now, "dataset": {**now["dataset"], "answer_format": "text"}}
     assert config_hash(text) != config_hash(now)
+
+
+def test_cloze_leaves_the_options_out_of_the_instruction_and_boolq_as_it_is(shared_data):
+    cloze = as_cloze("f", RECORD, 0)
+    assert cloze["instruction"] == "Please choose the correct answer to the question: Which keeps spores out?"
+    assert cloze["output"] == "the correct answer is breathing mask"
+    spec, labels = eval_set("arc_e"), options(eval_set("arc_e"), RECORD, 0)
+    mine = pairs(spec, RECORD, 0, labels, {"prompt": "paper_cloze"})
+    assert mine == request(cloze, ["safety goggles", "breathing mask", "rubber gloves"])
+    assert all("Answer1" not in context for context, _ in mine)
+    boolq = json.loads((shared_data / "dataset" / "boolq" / "train.json").read_text())[0]
+    assert as_cloze("boolq", boolq, 0) == as_text("boolq", boolq, 0) == boolq  # true/false: their own texts

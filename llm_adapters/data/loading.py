@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from llm_adapters.data import arrow_cache, synthetic_math
 from llm_adapters.data.checksums import Fingerprint, fingerprint
 from llm_adapters.data.download import locate
-from llm_adapters.data.options import ANSWER_FORMATS, as_text
+from llm_adapters.data.options import ANSWER_FORMATS, as_cloze, as_text
 from llm_adapters.data.sets import EVAL_SETS, EvalSet, Record, decontaminated, eval_set, overlap
 from llm_adapters.errors import ConfigError
 
@@ -107,13 +107,16 @@ def _read_train(cfg: DictConfig, located: dict[str, Path], digests: Fingerprint,
     return Data(mixed, arrow_cache.digest("mixture", [sha for _, sha in parts], seed), {})
 
 
-def _with_text_answers(data: Data, name: str) -> Data:
-    """``dataset.answer_format=text``: every training response names its gold option's text (``data.options``),
-    every record checked before any model loads; identified as such, so the tokenized cache never mixes the two."""
+def _with_text_answers(data: Data, name: str, answer_format: str) -> Data:
+    """``dataset.answer_format=text`` or ``cloze``: every training response names its gold option's text (cloze:
+    and the instruction leaves the options out; ``data.options``), every record checked before any model loads;
+    identified as such, so the tokenized cache never mixes the formats."""
     from datasets import Dataset
 
-    records = [as_text(f"dataset {name}", record, i) for i, record in enumerate(data.train.to_list())]
-    return Data(Dataset.from_list(records), arrow_cache.digest(data.train_id, "answer_format=text"), data.eval_sets)
+    rewrite = as_text if answer_format == "text" else as_cloze
+    records = [rewrite(f"dataset {name}", record, i) for i, record in enumerate(data.train.to_list())]
+    key = arrow_cache.digest(data.train_id, f"answer_format={answer_format}")
+    return Data(Dataset.from_list(records), key, data.eval_sets)
 
 
 def cache(cfg: DictConfig) -> Path:
@@ -137,8 +140,8 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
         data.train_id = arrow_cache.digest("synthetic", d.train_size, d.test_size, d.seed, d.two_step_fraction)
     elif cfg.mode == "train":  # evaluating a saved adapter needs no training file
         data = _read_train(cfg, located, digests, where)
-        if cfg.dataset.get("answer_format", "label") == "text":
-            data = _with_text_answers(data, cfg.dataset.name)
+        if (answer_format := cfg.dataset.get("answer_format", "label")) != "label":
+            data = _with_text_answers(data, cfg.dataset.name, answer_format)
         if cfg.train.max_examples and cfg.train.max_examples < data.train.num_rows:
             data = data.select(range(cfg.train.max_examples), "first")
     if data.train is not None and cfg.train.val_set_size >= data.train.num_rows:

@@ -9,7 +9,9 @@ must bind each option to its symbol, which models of a few hundred million param
 pilots' finding: after 40 steps every SmolLM2 run gave one label to nearly every question, whatever the content);
 saying the option's text asks only which text fits, which such models can already rank (zero-shot, lm-eval's
 option-text scoring is above chance on ARC-Easy and PIQA). BoolQ's answers are their own texts (``true``/``false``)
-and stay as they are.
+and stay as they are. ``as_cloze`` also leaves the options out of the instruction (``dataset.answer_format=cloze``):
+with every option written in the prompt, copying any of them is about equally likely, and the 200-step pilots
+stayed at chance that way.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ _END = re.compile(r"\s*(?:\n\n)?Answer format: [\w/]+\s*$")
 _QUESTION = re.compile(r"^Please [^:]*?: (.*?)\n\n", re.S)
 _LABEL = re.compile(r"^(?:answer|solution|option|ending)(\d+)$")
 RESPONSE = "the correct answer is "  # the commonsense records' response before the answer (all 11 files)
-ANSWER_FORMATS = ("label", "text")
+ANSWER_FORMATS = ("label", "text", "cloze")
+QUESTION = "Please choose the correct answer to the question: "  # the cloze instruction's opening (ARC, OBQA)
 
 
 def parsed(name: str, record: Record, index: int) -> tuple[str, list[str]]:
@@ -62,3 +65,17 @@ def as_text(name: str, record: Record, index: int) -> Record:
             f"(got '{record['output'][:60]}')"
         )
     return {**record, "output": RESPONSE + option_text(name, record, index, record["answer"])}
+
+
+def cloze_instruction(name: str, record: Record, index: int) -> str:
+    """``answer_format=cloze``: the instruction without its options, so a response naming an option's text has to
+    fit the question rather than copy one of the texts in the prompt (the cloze formulation lm-eval scores with).
+    A record whose answers are their own texts (BoolQ's true/false) keeps its instruction."""
+    question, texts = parsed(name, record, index)
+    return f"{QUESTION}{question}" if texts else record["instruction"]
+
+
+def as_cloze(name: str, record: Record, index: int) -> Record:
+    """The record in the cloze format: the options left out of the instruction, the response naming the gold
+    option's text (as ``as_text``)."""
+    return {**as_text(name, record, index), "instruction": cloze_instruction(name, record, index)}

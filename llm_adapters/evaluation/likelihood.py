@@ -2,12 +2,14 @@
 
 A question is one (context, continuation) pair per option it offers, the options read from the record's own
 ``Answer format: answer1/answer2/...`` line (every record of every commonsense file beside the repo has one naming
-its gold answer: tested), in one of three prompt styles (``eval.prompt``):
+its gold answer: tested), in one of four prompt styles (``eval.prompt``):
 
 - ``paper`` (the default): the paper's evaluation prompt, each continuation the response the commonsense training
   data teaches for that option (``the correct answer is answer2``): what a model fine-tuned here learnt to say;
 - ``paper_text``: the paper's prompt, each continuation naming the option's text (``the correct answer is
   breathing mask``): what a model trained with ``dataset.answer_format=text`` learnt to say (``data.options``);
+- ``paper_cloze``: the same continuations after the paper's prompt of an instruction without its options
+  (``dataset.answer_format=cloze``'s training prompts);
 - ``lm_eval``: lm-evaluation-harness 0.4's zero-shot formats, the option texts as continuations
   (``lm_eval_prompts``): what a model that was never taught the labels can be measured with.
 
@@ -28,7 +30,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_adapters.adapters import set_adapter_dropout
-from llm_adapters.data.options import option_text
+from llm_adapters.data.options import cloze_instruction, option_text
 from llm_adapters.data.sets import EvalSet, Record
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.errors import ConfigError, DataError
@@ -54,8 +56,11 @@ def options(spec: EvalSet, record: Record, index: int) -> list[str]:
 def pairs(spec: EvalSet, record: Record, index: int, labels: list[str], cfg: Mapping) -> list[tuple[str, str]]:
     """(context, continuation) per option, in the prompt style ``eval.prompt`` names."""
     style = cfg.get("prompt") or "paper"
-    if style == "paper_text":
-        return request(record, [option_text(spec.name, record, index, label) for label in labels])
+    if style in ("paper_text", "paper_cloze"):
+        texts = [option_text(spec.name, record, index, label) for label in labels]
+        if style == "paper_cloze":  # the instruction without its options, as answer_format=cloze trains
+            record = {**record, "instruction": cloze_instruction(spec.name, record, index)}
+        return request(record, texts)
     return lm_eval_pairs(spec, record, index, labels) if style == "lm_eval" else request(record, labels)
 
 
@@ -142,6 +147,6 @@ register(
         check,
         extra=lambda cfg: 0,
         domains=("commonsense",),
-        prompts=("paper", "paper_text", "lm_eval"),
+        prompts=("paper", "paper_text", "paper_cloze", "lm_eval"),
     )
 )

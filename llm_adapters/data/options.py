@@ -71,8 +71,9 @@ def cloze_instruction(name: str, record: Record, index: int) -> str:
     """``answer_format=cloze``: the instruction without its options, so a response naming an option's text has to
     fit the question rather than copy one of the texts in the prompt (the cloze formulation lm-eval scores with).
     A record whose answers are their own texts (BoolQ's true/false) keeps its instruction."""
-    question, texts = parsed(name, record, index)
-    return f"{QUESTION}{question}" if texts else record["instruction"]
+    if _LABEL.match(record["answer"]) is None:
+        return record["instruction"]
+    return QUESTION + parsed(name, record, index)[0]
 
 
 def as_cloze(name: str, record: Record, index: int) -> Record:

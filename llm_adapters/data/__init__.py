@@ -8,7 +8,7 @@
   cached once per sweep.
 - ``training_examples``: records → token ids and labels → padded batches, as the paper's finetune.py made them.
 - ``options``: the question and option texts inside a commonsense record, and responses that name the option's
-  text (``dataset.answer_format=text``).
+  text (``dataset.answer_format=text``), with the options left out of the instruction (``cloze``).
 - ``loading``: the data phase of one job (locate, read, mix, decontaminate), before any model loads.
 - ``synthetic_math`` and ``builtin_tokenizer``: the offline stand-ins (arithmetic word problems, a byte-level BPE).
 

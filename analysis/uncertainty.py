@@ -21,6 +21,7 @@ question scores).
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,17 @@ ALPHA = 0.05
 
 
 def prediction_rows(job_dir: Path) -> list[dict]:
-    """The rows of a job's predictions.jsonl (none when it has no such file: an older result)."""
+    """The rows of a job's predictions.jsonl, or of its gzipped copy ``predictions.jsonl.gz`` (how a study commits
+    predictions too large for the repository's 1 MiB a file); none when it has neither: an older result."""
     path = Path(job_dir) / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    packed = path.with_name("predictions.jsonl.gz")
+    if path.is_file():
+        text = path.read_text()
+    elif packed.is_file():
+        text = gzip.decompress(packed.read_bytes()).decode()
+    else:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 # A table's metric (its column prefix in the jobs frame) and the field of a prediction row that scores it.

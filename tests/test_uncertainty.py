@@ -4,6 +4,8 @@ Wilson's, and in simulation identical cells are called different about 5% of the
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest, bootstrap
@@ -132,6 +134,18 @@ def test_per_seed_scores_on_different_questions_make_no_cell():
     assert Cell.of([{"s/0": 1.0, "s/1": 0.0}, {"s/0": 1.0, "s/2": 0.0}]) is None
     assert Cell.of([{"s/0": 1.0}, {}]) is None  # a seed without predictions
     assert Cell.of([{"s/0": 1.0, "s/1": 0.0}, {"s/1": 1.0, "s/0": 1.0}]).scores.tolist() == [[1, 0], [1, 1]]
+
+
+def test_gzipped_predictions_read_as_the_plain_file(tmp_path):
+    import gzip
+
+    rows = [{"id": f"arc_e/{i}", "correct": i % 2 == 0} for i in range(5)]
+    text = "".join(f"{json.dumps(r)}\n" for r in rows)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "predictions.jsonl").write_text(text)
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "predictions.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    assert question_scores(tmp_path / "packed") == question_scores(tmp_path / "plain") != {}
 
 
 def test_question_scores_read_predictions(tmp_path):

@@ -32,7 +32,7 @@ def test_a_label_becomes_its_options_text_and_true_or_false_stays():
     assert option_text("f", RECORD, 0, "answer3") == "rubber gloves" and option_text("f", RECORD, 0, "true") == "true"
     with pytest.raises(DataError, match="f record 0: answer 'answer4' but 3 options"):
         option_text("f", RECORD, 0, "answer4")
-    with pytest.raises(DataError, match=r"dataset x record 7: dataset.answer_format=text needs the response"):
+    with pytest.raises(DataError, match=r"dataset x record 7: dataset.answer_format=text or cloze needs the response"):
         as_text("dataset x", {**RECORD, "output": "answer2"}, 7)
 
 

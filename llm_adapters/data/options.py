@@ -1,4 +1,4 @@
-"""The question and the option texts inside a commonsense record, and ``dataset.answer_format=text``.
+"""The question and the option texts inside a commonsense record, and ``dataset.answer_format=text`` and ``cloze``.
 
 The LLM-Adapters commonsense records hold a multiple-choice question in their instruction (``Please choose the
 correct answer to the question: ...\\n\\nAnswer1: ... Answer2: ...\\n\\nAnswer format: answer1/answer2/...``) and
@@ -61,7 +61,7 @@ def as_text(name: str, record: Record, index: int) -> Record:
     and the record when the response is not the commonsense records' ``the correct answer is <label>``."""
     if record["output"] != RESPONSE + record["answer"]:
         raise DataError(
-            f"{name} record {index}: dataset.answer_format=text needs the response '{RESPONSE}<answer>' "
+            f"{name} record {index}: dataset.answer_format=text or cloze needs the response '{RESPONSE}<answer>' "
             f"(got '{record['output'][:60]}')"
         )
     return {**record, "output": RESPONSE + option_text(name, record, index, record["answer"])}

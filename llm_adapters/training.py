@@ -17,7 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from llm_adapters import checkpoint, held_out_loss
+from llm_adapters import checkpoint, compiling, held_out_loss
 from llm_adapters.checkpoint import Preempted, stop_signals
 from llm_adapters.data.training_examples import IGNORE_INDEX, Examples, collate, grouped_by_length
 from llm_adapters.distributed import Distributed
@@ -250,7 +250,7 @@ def _forward(model: torch.nn.Module, cfg: Mapping, dist: Distributed, device: to
     if dist.world > 1:
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.get("compile"):
-        forward = torch.compile(forward)  # the first steps pay for compilation
+        forward = compiling.compile_module(forward)
     return forward
 
 

@@ -2,12 +2,14 @@
 training and generation, and torch.compile for training."""
 
 import copy
+import os
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from llm_adapters import adapters
+from llm_adapters import adapters, compiling
 from llm_adapters.adapters import targets_for
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate as synthetic
@@ -94,6 +96,26 @@ def test_compiled_training_matches_eager():
     assert fused[0] == pytest.approx(eager[0], rel=1e-5)  # the same weights give the same loss
     # Later steps drift apart by float rounding only (fused kernels reorder sums; Adam amplifies it).
     assert fused == pytest.approx(eager, rel=1e-3)
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    cache = Path(os.environ[compiling.CACHE_VARIABLE])  # the kernels went to this capability's folder
+    assert cache.name.endswith(f"_{capability}") and any(cache.rglob("*.so"))
+
+
+def test_each_cpu_capability_compiles_into_its_own_inductor_cache(monkeypatch):
+    """Kernels built for one vector width, loaded by a process dispatching to another, crash it (see compiling)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    default = os.path.abspath(default_cache_dir())
+    folders = {}
+    for capability in ("AVX2", "AVX512"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        monkeypatch.delenv(compiling.CACHE_VARIABLE, raising=False)
+        folders[capability] = compiling.cache_dir_for_this_cpu()
+        monkeypatch.setenv(compiling.CACHE_VARIABLE, default)  # what inductor writes back after compiling
+        assert compiling.cache_dir_for_this_cpu() == folders[capability]
+    assert folders == {"AVX2": f"{default}_avx2", "AVX512": f"{default}_avx512"}
+    monkeypatch.setenv(compiling.CACHE_VARIABLE, "/data/my-cache")  # a folder the user chose is kept
+    assert compiling.cache_dir_for_this_cpu() == "/data/my-cache"
 
 
 def test_a_half_precision_frozen_head_reads_a_contiguous_slice_and_gives_the_same_logits():

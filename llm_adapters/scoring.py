@@ -7,13 +7,15 @@ Every rule reads the response text (``prompts.response_text`` of a generation):
 - option letters, ``first_capital`` (evaluate.py on AQuA): the first capital A–E anywhere, so "Answer", "Each" or
   "Bob" already count as a choice; ``option`` (fixed protocol): the letter of the last "(X)" the response names,
   else the letter after "answer is", else none;
-- label words (commonsense_evaluate.py): the first occurrence of any of the task's lowercase label words.
+- label words (commonsense_evaluate.py): the first occurrence of any of the task's lowercase label words;
+- option texts (``eval.prompt=paper_text``/``paper_cloze``, for models trained with ``dataset.answer_format=text`` or
+  ``cloze``): the option whose text the response names (``extract_option_text``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from llm_adapters.data.sets import EvalSet
 from llm_adapters.data.templates import response_text
@@ -58,8 +60,38 @@ def extract_label(text: str, labels: tuple[str, ...]) -> str | None:
     return match.group() if match else None
 
 
-def extract(text: str, spec: EvalSet, protocol: Mapping) -> str | float | None:
-    """The prediction in a response, by the rule of the set's answer kind."""
+def _words(text: str, fold: bool) -> str:
+    words = " ".join(text.split()).rstrip(" .")
+    return words.lower() if fold else words
+
+
+def extract_option_text(text: str, options: Mapping[str, str]) -> str | None:
+    """The label of the option whose text the response names: the words after the last ``answer is`` (all of the
+    response when it has none), spacing-blind, equal to an option's text or beginning with it at a word boundary
+    (the longest: ``salt water, because ...`` names ``salt water``, not ``salt``). Compared as written first, then
+    case-blind (``Salt water``); none when no option fits, or when two fit alike (ARC-Challenge's genotypes ``Rr``
+    and ``rr`` told apart only by case, SIQA's options with one text twice)."""
+    for fold in (False, True):
+        answer = _words(re.split(r"answer is:?", text, flags=re.I)[-1], fold)
+        fits = [
+            (len(words), label)
+            for label, option in options.items()
+            if (words := _words(option, fold))
+            and (answer == words or (answer.startswith(words) and not answer[len(words)].isalnum()))
+        ]
+        if fits:
+            longest = max(fits)
+            return longest[1] if [n for n, _ in fits].count(longest[0]) == 1 else None
+    return None
+
+
+def extract(
+    text: str, spec: EvalSet, protocol: Mapping, options: Mapping[str, str] | None = None
+) -> str | float | None:
+    """The prediction in a response, by the rule of the set's answer kind, or the option text it names when the
+    record's ``options`` (label → text) are given."""
+    if options is not None:
+        return extract_option_text(text, options)
     if spec.answer == "number":
         return extract_number(text)
     if spec.answer == "choice":
@@ -75,13 +107,19 @@ def is_correct(prediction: str | float | None, answer: str, spec: EvalSet) -> bo
 
 
 def score(
-    generations: list[str], answers: list[str], spec: EvalSet, protocol: Mapping
+    generations: list[str],
+    answers: list[str],
+    spec: EvalSet,
+    protocol: Mapping,
+    options: Sequence[Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, object]]]:
     """Accuracy (percent), n, correct count and its 95% interval over the questions (Wilson, ``intervals``), plus
-    one row per generation with what was extracted."""
+    one row per generation with what was extracted; with ``options`` (per question, label → text), by the option
+    text each response names."""
     rows: list[dict[str, object]] = []
-    for generation, answer in zip(generations, answers, strict=True):
-        prediction = extract(response_text(generation), spec, protocol)
+    per_question = options if options is not None else [None] * len(generations)
+    for generation, answer, offered in zip(generations, answers, per_question, strict=True):
+        prediction = extract(response_text(generation), spec, protocol, offered)
         rows.append(
             {
                 "generation": generation,

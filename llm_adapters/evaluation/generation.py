@@ -3,8 +3,12 @@ then the set's scoring rule (``scoring``), one prediction row per question with 
 extracted from it.
 
 Prompts are sorted by length before batching so a batch wastes little on padding; predictions come back in the
-original order. Two switches of the protocol reproduce defects of the paper's scripts: adapter dropout left active
-while generating, and commonsense batches generated without an attention mask (the padding is attended).
+original order. ``eval.prompt`` (commonsense sets): ``paper``, the default, reads a label from the response
+(``scoring``); ``paper_text`` and ``paper_cloze`` read the option text it names, for models trained with
+``dataset.answer_format=text`` or ``cloze`` (``paper_cloze`` prompts with the instruction less its options, as that
+format trains): the generation cross-check of ``eval.method=loglik`` in the same styles. Two switches of the
+protocol reproduce defects of the paper's scripts: adapter dropout left active while generating, and commonsense
+batches generated without an attention mask (the padding is attended).
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase,
 from llm_adapters import beam_cache
 from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
 from llm_adapters.architectures import cache_argument
+from llm_adapters.data.options import cloze_instruction, option_text
 from llm_adapters.data.sets import EvalSet, Record
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.errors import ConfigError
+from llm_adapters.evaluation.likelihood import options
 from llm_adapters.evaluation.methods import Method, register
 from llm_adapters.models import autocast
 from llm_adapters.scoring import score
 
 log = logging.getLogger(__name__)
+TEXT_STYLES = ("paper_text", "paper_cloze")  # eval.prompt styles whose responses name an option's text
 
 
 def prefill_once(
@@ -135,11 +142,11 @@ def evaluate_set(
     commonsense = spec.domain == "commonsense"
     mask = not commonsense or bool(protocol["commonsense_attention_mask"])
     sort = not (commonsense and protocol.get("commonsense_file_order"))
-    prompts = [evaluation_prompt(r["instruction"]) for r in records]
+    prompts, offered = questions(spec, records, cfg)
     generations = generate(
         model, tokenizer, prompts, cfg, device, attention_mask=mask, desc=f"{desc} {spec.name}", sort=sort
     )
-    metrics, scored = score(generations, [r["answer"] for r in records], spec, protocol)
+    metrics, scored = score(generations, [r["answer"] for r in records], spec, protocol, offered)
     # A model that gives one answer to everything scores that answer's share of the gold labels: the most frequent
     # extracted answer and how often it came show it (no answer extracted counts as an answer here).
     if scored:
@@ -153,13 +160,30 @@ def evaluate_set(
     return metrics, rows
 
 
+def questions(spec: EvalSet, records: Sequence[Record], cfg: Mapping) -> tuple[list[str], list[dict[str, str]] | None]:
+    """The prompts in the style ``eval.prompt`` names, and for the option-text styles each record's options
+    (label → text) to read its response by; a set without options is one line naming it, before training."""
+    style = cfg.get("prompt") or "paper"
+    if style not in TEXT_STYLES:
+        return [evaluation_prompt(r["instruction"]) for r in records], None
+    if spec.domain != "commonsense":
+        raise ConfigError(f"eval.prompt={style} reads the option text a response names: {spec.name} has no options")
+    offered = [
+        {label: option_text(spec.name, r, i, label) for label in options(spec, r, i)} for i, r in enumerate(records)
+    ]
+    if style == "paper_cloze":
+        records = [{**r, "instruction": cloze_instruction(spec.name, r, i)} for i, r in enumerate(records)]
+    return [evaluation_prompt(r["instruction"]) for r in records], offered
+
+
 def check(
     spec: EvalSet, records: Sequence[Record], config: Any, tokenizer: PreTrainedTokenizerBase, extra: int, cfg: Mapping
 ) -> None:
     """Refuse, with its set and record, a prompt that cannot fit the model's context together with ``extra`` more
     positions (the new tokens and the adapter's virtual tokens): found before training, not as a crash after it."""
     limit = getattr(config, "max_position_embeddings", None)
-    ids = tokenizer([evaluation_prompt(r["instruction"]) for r in records])["input_ids"] if limit and records else []
+    prompts = questions(spec, records, cfg)[0]  # the options parse, the style fits the set
+    ids = tokenizer(prompts)["input_ids"] if limit and records else []
     for index, tokens in enumerate(ids):
         if len(tokens) + extra > limit:
             raise ConfigError(
@@ -175,5 +199,6 @@ register(
         check=check,
         extra=lambda cfg: int(cfg["max_new_tokens"]),
         domains=("math", "commonsense"),
+        prompts=("paper", *TEXT_STYLES),
     )
 )

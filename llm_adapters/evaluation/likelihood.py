@@ -49,7 +49,7 @@ def options(spec: EvalSet, record: Record, index: int) -> list[str]:
     labels = found.group(1).split("/") if found else []
     if len(labels) < 2 or record["answer"] not in labels:
         why = "no 'Answer format: a/b/...' line" if not found else f"options {labels} (answer '{record['answer']}')"
-        raise DataError(f"{spec.name} record {index}: {why}: eval.method=loglik needs two or more options")
+        raise DataError(f"{spec.name} record {index}: {why}: scoring by option needs two or more options")
     return labels
 
 

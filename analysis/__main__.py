@@ -11,7 +11,10 @@ trial or Pareto front with intervals, and its history and Pareto figures (``anal
 ``python -m analysis compare RESULTS_DIR... [--by AXIS] [--sets A,B] [--out DIR]``: the paired comparisons alone,
 printed one line per pair and set; ``--by placement`` (or any axis or config key) keeps the pairs that differ in it
 alone; ``--sets arc_e,boolq`` keeps those sets and their average (an in-distribution average beside an
-out-of-distribution one)."""
+out-of-distribution one).
+
+``python -m analysis agreement RESULTS_DIR... --set arc_e [--out DIR]``: whether likelihood and generation rank the
+cells alike (``analysis.agreement``): each cell scored by both methods, and the rank correlations across cells."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import json
 import sys
 from pathlib import Path
 
+from analysis import agreement
 from analysis.collect import from_jobs_csv, from_wandb, load
 from analysis.compare import CompareError, comparisons, write
 from analysis.figures import configuration_figure, placement_figure
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--by", help="only pairs that differ in this axis alone (placement, adapter, size, train.lr, ...)")
     cmp.add_argument("--sets", help="only these sets, comma-separated (and their average): arc_e,arc_c,boolq,obqa")
     cmp.add_argument("--out", type=Path, default=Path("analysis_out"))
+    agree = sub.add_parser("agreement", help="whether loglik and generate rank the cells alike on one set")
+    agree.add_argument("directories", nargs="+", type=Path)
+    agree.add_argument("--set", required=True, dest="name", help="the evaluation set both methods scored: arc_e")
+    agree.add_argument("--out", type=Path, default=Path("analysis_out"))
     found = sub.add_parser("search", help="a search's trials, best trial or Pareto front, and figures")
     found.add_argument("sweep_dir", type=Path)
     found.add_argument("--out", type=Path, default=None, help="default: SWEEP_DIR/analysis")
@@ -110,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(json.dumps(written))
+        return 0
+    if args.command == "agreement":
+        try:
+            lines = agreement.write(args.directories, args.name, args.out)
+        except agreement.AgreementError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print("\n".join(lines))
         return 0
     if args.command == "compare":
         return compare_command(args.directories, args.out, args.by, args.sets)

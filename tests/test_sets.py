@@ -88,6 +88,8 @@ def test_overlap_normalises_case_and_whitespace():
 def test_decontamination_drops_every_training_copy_of_a_test_question(shared_data):
     """math_data.json holds most of the math test sets; with dataset.decontaminate=true none of them is left, and the
     training records removed are exactly those holding a question the contamination report counts."""
+    import dataclasses
+
     from llm_adapters.data.loading import decontaminate, load_data
     from llm_adapters.data.sets import normalise, overlap
     from tests.helpers.configs import make_config
@@ -111,6 +113,8 @@ def test_decontamination_drops_every_training_copy_of_a_test_question(shared_dat
     assert sorted(clean.questions()) == sorted(q for q in questions if normalise(q) not in tested)
     assert all(overlap(clean.questions(), records)["overlap"] == 0 for _, records in clean.eval_sets.values())
     assert clean.train_id != data.train_id  # the tokenized cache cannot mistake one for the other
+    evaluating = dataclasses.replace(data, train=None)  # mode=eval loads no training set: nothing to remove
+    assert decontaminate(evaluating) == (evaluating, {})
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path):

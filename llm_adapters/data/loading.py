@@ -164,7 +164,9 @@ def load_data(cfg: DictConfig, located: dict[str, Path] | None = None, digests: 
 
 def decontaminate(data: Data) -> tuple[Data, dict[str, int]]:
     """``dataset.decontaminate``: the data without the training records whose question is in an evaluated set, and
-    how many each set removed."""
+    how many each set removed. A job that trains nothing (``mode=eval``) has nothing to remove: its data as it is."""
+    if data.train is None:
+        return data, {}
     kept, dropped = decontaminated(data.questions(), {name: records for name, (_, records) in data.eval_sets.items()})
     log.warning("dataset.decontaminate: %d training records dropped (%s)", sum(dropped.values()), dropped)
     return data.select(kept, "decontaminated"), dropped

@@ -37,9 +37,15 @@ def _picks(job: str, name: str) -> dict[str, tuple[object, bool]]:
     }
 
 
+def _named_alike(loglik: dict, generated: dict, ids: list[str]) -> list[bool]:
+    """Per question whose response names an option: whether it is the option likelihood picked."""
+    return [loglik[i][0] == generated[i][0] for i in ids if generated[i][0] is not None]
+
+
 def cells(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """One row per cell with a job of each method: both accuracies on the questions both scored, their number, the
-    share of those where the two picked the same option, and generation's share of responses naming none."""
+    share of those where the two picked the same option, generation's share of responses naming none, and among
+    those naming one, the share that named likelihood's pick."""
     done = df[(df["status"] == "ok") & df["method"].isin(METHODS)]
     rows = []
     for key, group in done.groupby(list(CELL), dropna=False, sort=True):
@@ -57,20 +63,31 @@ def cells(df: pd.DataFrame, name: str) -> pd.DataFrame:
                     "generate": 100 * np.mean([generated[i][1] for i in ids]),
                     "same pick": 100 * np.mean([loglik[i][0] == generated[i][0] for i in ids]),
                     "no answer": 100 * np.mean([generated[i][0] is None for i in ids]),
+                    "same pick when named": 100 * np.mean(same)
+                    if (same := _named_alike(loglik, generated, ids))
+                    else np.nan,
                 }
             )
     return pd.DataFrame(rows)
 
 
-def agreement(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The paired cells and the rank correlations of their accuracies under the two methods."""
+def correlations(paired: pd.DataFrame) -> dict[str, float]:
+    """Spearman's and Kendall's rank correlations of the cells' accuracies under the two methods, with p-values."""
+    rho, rho_p = stats.spearmanr(paired["loglik"], paired["generate"])
+    tau, tau_p = stats.kendalltau(paired["loglik"], paired["generate"])
+    return {"cells": len(paired), "spearman": rho, "spearman_p": rho_p, "kendall": tau, "kendall_p": tau_p}
+
+
+def agreement(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """The paired cells, and the rank correlations over all of them and over the trained ones alone (a zero-shot
+    base far below every adapter under both methods makes the ranks agree whatever the adapters do)."""
     paired = cells(df, name)
     if len(paired) < 3:
         raise AgreementError(f"{name}: {len(paired)} cells scored by both loglik and generate; ranks need 3 or more")
-    rho, rho_p = stats.spearmanr(paired["loglik"], paired["generate"])
-    tau, tau_p = stats.kendalltau(paired["loglik"], paired["generate"])
-    summary = {"cells": len(paired), "spearman": rho, "spearman_p": rho_p, "kendall": tau, "kendall_p": tau_p}
-    return paired, {k: float(v) for k, v in summary.items()}
+    summary = {"all cells": correlations(paired)}
+    if 3 <= len(trained := paired[paired["adapter"] != "none"]) < len(paired):
+        summary["trained cells"] = correlations(trained)
+    return paired, {group: {k: float(v) for k, v in found.items()} for group, found in summary.items()}
 
 
 def write(directories: Sequence[Path], name: str, out: Path) -> list[str]:
@@ -78,9 +95,11 @@ def write(directories: Sequence[Path], name: str, out: Path) -> list[str]:
     paired, summary = agreement(load(directories), name)
     out.mkdir(parents=True, exist_ok=True)
     paired.to_csv(out / "agreement.csv", index=False)
-    head = (
-        f"{name}: {summary['cells']} cells, Spearman {summary['spearman']:+.2f} (p {summary['spearman_p']:.3f}), "
-        f"Kendall {summary['kendall']:+.2f} (p {summary['kendall_p']:.3f})"
-    )
-    (out / "agreement.md").write_text(f"{head}\n\n{paired.round(1).to_markdown(index=False)}\n")
-    return [head, *paired.round(1).to_string(index=False).splitlines()]
+    heads = [
+        f"{name}, {group} ({found['cells']:.0f}): Spearman {found['spearman']:+.2f} (p {found['spearman_p']:.3f}), "
+        f"Kendall {found['kendall']:+.2f} (p {found['kendall_p']:.3f})"
+        for group, found in summary.items()
+    ]
+    table = paired.round(1)
+    (out / "agreement.md").write_text("\n".join(f"- {h}" for h in heads) + f"\n\n{table.to_markdown(index=False)}\n")
+    return [*heads, *table.to_string(index=False).splitlines()]

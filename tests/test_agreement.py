@@ -45,9 +45,22 @@ def test_cells_pair_by_setting_and_the_ranks_are_scipys(tmp_path):
     by = paired.set_index("placement")
     assert by.loc["mlp", "loglik"] == 80 and by.loc["mlp", "generate"] == 50 and by.loc["mlp", "questions"] == 10
     assert by.loc["attn", "same pick"] == 30 and by.loc["attn", "no answer"] == 70  # the right ones agree
-    assert summary["spearman"] == pytest.approx(stats.spearmanr(by["loglik"], by["generate"])[0])
-    assert summary["kendall"] == pytest.approx(stats.kendalltau(by["loglik"], by["generate"])[0])
-    assert summary["cells"] == 4 and 0 < summary["spearman"] < 1  # both swaps mlp/attn against both: not identical
+    assert by.loc["attn", "same pick when named"] == 100
+    found = summary["all cells"]
+    assert found["spearman"] == pytest.approx(stats.spearmanr(by["loglik"], by["generate"])[0])
+    assert found["kendall"] == pytest.approx(stats.kendalltau(by["loglik"], by["generate"])[0])
+    assert found["cells"] == 4 and 0 < found["spearman"] < 1  # both swaps mlp/attn against both: not identical
+    assert "trained cells" not in summary  # no base among them
+
+
+def test_the_base_is_left_out_of_the_second_correlation(tmp_path):
+    df = frame(tmp_path, {"attn": (6, 3), "mlp": (8, 1), "both": (7, 2), "none": (0, 0)})
+    df.loc[df["placement"] == "none", ["adapter", "placement", "size"]] = ["none", None, None]
+    summary = agreement(df, "arc_e")[1]
+    assert summary["all cells"]["cells"] == 4 and summary["trained cells"]["cells"] == 3
+    assert summary["trained cells"]["spearman"] == pytest.approx(-1.0)  # the adapters' order reversed
+    expected = stats.spearmanr([6, 8, 7, 0], [3, 1, 2, 0])[0]  # the base lowest under both lifts it
+    assert summary["all cells"]["spearman"] == pytest.approx(expected) and expected > -0.5
 
 
 def test_fewer_than_three_paired_cells_is_one_line(tmp_path):

@@ -98,22 +98,24 @@ def test_compiled_training_matches_eager():
     assert fused == pytest.approx(eager, rel=1e-3)
     capability = torch.backends.cpu.get_cpu_capability().lower()
     cache = Path(os.environ[compiling.CACHE_VARIABLE])  # the kernels went to this capability's folder
-    assert cache.name.endswith(f"_{capability}") and any(cache.rglob("*.so"))
+    assert f"_{capability}_" in cache.name and any(cache.rglob("*.so"))
 
 
 def test_each_cpu_capability_compiles_into_its_own_inductor_cache(monkeypatch):
-    """Kernels built for one vector width, loaded by a process dispatching to another, crash it (see compiling)."""
+    """Kernels built for one vector width or CPU, loaded by a process on another, crash it (see compiling)."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     default = os.path.abspath(default_cache_dir())
     folders = {}
-    for capability in ("AVX2", "AVX512"):
+    for capability, flags in (("AVX2", {"avx2"}), ("AVX512", {"avx2", "avx512f"}), ("AVX512", {"avx2", "amx_bf16"})):
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        monkeypatch.setattr(compiling, "cpu_flags", lambda f=flags: frozenset(f))
         monkeypatch.delenv(compiling.CACHE_VARIABLE, raising=False)
-        folders[capability] = compiling.cache_dir_for_this_cpu()
+        folder = compiling.cache_dir_for_this_cpu()
         monkeypatch.setenv(compiling.CACHE_VARIABLE, default)  # what inductor writes back after compiling
-        assert compiling.cache_dir_for_this_cpu() == folders[capability]
-    assert folders == {"AVX2": f"{default}_avx2", "AVX512": f"{default}_avx512"}
+        assert compiling.cache_dir_for_this_cpu() == folder and folder.startswith(f"{default}_{capability.lower()}_")
+        folders[(capability, *sorted(flags))] = folder
+    assert len(set(folders.values())) == 3
     monkeypatch.setenv(compiling.CACHE_VARIABLE, "/data/my-cache")  # a folder the user chose is kept
     assert compiling.cache_dir_for_this_cpu() == "/data/my-cache"
 

@@ -44,6 +44,15 @@ def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
     return out
 
 
+def _reused(recorded: Path, sweep_dir: Path) -> Path | None:
+    """The job a skipped or superseded one points to: as recorded (absolute, or relative to the working directory),
+    else by its name in the same sweep directory (a study cloned, moved, or read from another folder)."""
+    for job in (recorded, sweep_dir / recorded.name):
+        if (job / "results.json").is_file() and read_results(job / "results.json") is not None:
+            return job
+    return None
+
+
 def load(directories: Iterable[Path]) -> pd.DataFrame:
     """All results.json files below the directories, in path order. A job skipped because an earlier one had done
     the same work (``reused_from``) stands for that job's result, counted once however many reuse it: a rerun
@@ -57,8 +66,8 @@ def load(directories: Iterable[Path]) -> pd.DataFrame:
             job = str(path.parent)
             status = results.get("status")  # a reused or continued job stands for the job that holds its result
             reused = results.get({"skipped": "reused_from", "superseded": "superseded_by"}.get(status, ""))
-            if reused and (original := read_results(Path(reused) / "results.json")) is not None:
-                results, job = original, str(Path(reused))
+            if reused and (found := _reused(Path(reused), path.parent.parent)) is not None:
+                results, job = read_results(found / "results.json"), str(found)
             rows.setdefault(str(Path(job).resolve()), row(results, job))
     return pd.DataFrame(list(rows.values()))
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis.cells import average
 from analysis.uncertainty import Cell, interval, question_scores
+from llm_adapters.files import shown
 from llm_adapters.intervals import wilson
 
 
@@ -68,7 +69,7 @@ def _job(recorded: str | None, sweep_dir: Path) -> str | None:
     found = Path(recorded) if Path(recorded).is_dir() else sweep_dir / Path(recorded).name
     if not found.is_dir():
         return None
-    return str(found.resolve().relative_to(Path.cwd())) if found.resolve().is_relative_to(Path.cwd()) else str(found)
+    return shown(found)
 
 
 def trials_frame(study: Any, sweep_dir: Path) -> pd.DataFrame:

@@ -50,8 +50,12 @@ def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str,
     """Record a job that stops before any work: ``skipped`` (nothing to do) or ``failed`` (bad input); never over
     a directory's earlier work (a finished record, checkpoints, an adapter), which stays as it was."""
     results.update(status=status, reason=reason, **extra)
-    if resume.holds_work(job_dir) is None:
-        files.write_json(job_dir / "results.json", results)
+    record = job_dir / "results.json"
+    before = (files.read_results(record) if record.is_file() else None) or {}
+    keys = ("status", "reason", "config_hash")
+    same = results["config_hash"] is not None and all(before.get(key) == results[key] for key in keys)
+    if resume.holds_work(job_dir) is None and not same:  # a rerun leaves the same skip's record (and git) alone
+        files.write_json(record, results)
     if status == "skipped":
         log.warning("skipped: %s", reason)
     return results
@@ -62,7 +66,7 @@ def _earlier_work(cfg: DictConfig, results: dict[str, Any], job_dir: Path) -> tu
     to do (done here or elsewhere, or running now elsewhere), and what this job continues from."""
     digest = results["config_hash"]
     if cfg.train.resume and (own := resume.completed_here(job_dir, digest)) is not None:
-        log.warning("skipped: already completed in this directory, %s", job_dir)  # its record stays as it is
+        log.warning("skipped: already completed in this directory, %s", files.shown(job_dir))  # its record stays
         return own, resume.Earlier()
     resume.claim(job_dir, digest, cfg.train.resume)  # before anything is written here
     if not cfg.train.resume:
@@ -70,11 +74,11 @@ def _earlier_work(cfg: DictConfig, results: dict[str, Any], job_dir: Path) -> tu
     earlier = resume.earlier_work(digest, resume.roots_of(cfg.paths.resume_search), job_dir)
     if earlier.running is not None:
         return _end_early(
-            results, job_dir, "skipped", f"the same experiment is running now in {earlier.running}"
+            results, job_dir, "skipped", f"the same experiment is running now in {files.shown(earlier.running)}"
         ), earlier
     if earlier.done is not None:
-        reason = f"already completed in {earlier.done}"
-        return _end_early(results, job_dir, "skipped", reason, reused_from=str(earlier.done)), earlier
+        done = files.shown(earlier.done)
+        return _end_early(results, job_dir, "skipped", f"already completed in {done}", reused_from=done), earlier
     return None, earlier
 
 
@@ -104,7 +108,8 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         return ended
     trained, resume_from, trained_record = earlier.trained, earlier.checkpoint, None
     if trained is not None:  # read now: when it is this directory, the record written below replaces it
-        trained_record = {**files.read_results(trained / "results.json")["train"], "reused_adapter": str(trained)}
+        reused = {"reused_adapter": files.shown(trained)}
+        trained_record = files.read_results(trained / "results.json")["train"] | reused
     files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
     running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives

@@ -75,6 +75,13 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
             f.write(json.dumps(row, default=str) + "\n")
 
 
+def shown(path: Path) -> str:
+    """A path as records and logs name it: relative to the working directory when below it (a study's files then
+    name no machine's folders and stay true in a clone), absolute otherwise."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(path)
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()

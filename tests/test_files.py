@@ -66,6 +66,20 @@ def test_a_re_evaluation_is_its_own_row_not_averaged_with_its_training_run(tmp_p
     ]
 
 
+def test_analysis_finds_a_reused_job_by_name_when_its_recorded_path_is_another_machines(tmp_path):
+    """A study cloned from another machine: the recorded path does not exist here, the job beside it does."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0_a").mkdir(parents=True)
+    write_json(
+        sweep / "0_a" / "results.json",
+        {"status": "ok", "model": "m", "adapter": "lora", "seed": 1, "eval": {"gsm8k": {"accuracy": 40.0, "n": 10}}},
+    )
+    (sweep / "1_b").mkdir()
+    write_json(sweep / "1_b" / "results.json", {"status": "skipped", "reused_from": "/elsewhere/sweep/0_a"})
+    frame = load([sweep])
+    assert len(frame) == 1 and frame["acc/gsm8k"].tolist() == [40.0]
+
+
 def test_analysis_follows_reused_jobs_and_counts_each_once(tmp_path):
     first, rerun = tmp_path / "first" / "0_seed=1", tmp_path / "rerun"
     result = {"status": "ok", "model": "m", "adapter": "lora", "placement": "best", "seed": 1}

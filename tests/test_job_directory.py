@@ -107,6 +107,21 @@ def test_resume_search_given_as_one_path(tmp_path):
     assert resume.roots_of("/tmp/x") == ["/tmp/x"] and resume.roots_of(["a", "b"]) == ["a", "b"]
 
 
+def test_a_rerun_of_a_skip_names_no_machine_path_and_leaves_its_record_alone(tmp_path, monkeypatch):
+    """Below the working directory a skip names the earlier job by a relative path (a committed study names no
+    machine's folders), and a second rerun leaves the skipped record's bytes as they were (no churn in git)."""
+    monkeypatch.chdir(tmp_path)
+    base = [o for o in FAST if o != "train.resume=false"] + ["paths.resume_search=[jobs]"]
+    assert run(make_config(*base), tmp_path / "jobs" / "a")["status"] == "ok"
+    skipped = run(make_config(*base), tmp_path / "jobs" / "b")
+    assert skipped["status"] == "skipped" and skipped["reused_from"] == os.path.join("jobs", "a")
+    record = tmp_path / "jobs" / "b" / "results.json"
+    written, stamp = record.read_bytes(), record.stat().st_mtime_ns
+    monkeypatch.setattr("llm_adapters.tracking.git_commit", lambda: "another-commit")  # what a later rerun records
+    assert run(make_config(*base), tmp_path / "jobs" / "b")["status"] == "skipped"
+    assert record.read_bytes() == written and record.stat().st_mtime_ns == stamp
+
+
 def test_a_resumed_runs_time_covers_every_step(tmp_path):
     """``train.seconds`` of a resumed run counts the steps done before the checkpoint too, so tokens per second
     divides all the tokens by all the time."""

@@ -17,7 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from llm_adapters import checkpoint, compiling, held_out_loss
+from llm_adapters import checkpoint, compiling, files, held_out_loss
 from llm_adapters.checkpoint import Preempted, stop_signals
 from llm_adapters.data.training_examples import IGNORE_INDEX, Examples, collate, grouped_by_length
 from llm_adapters.distributed import Distributed
@@ -200,7 +200,7 @@ def train(
                 checkpoint.save(checkpoint_dir, state.steps, model, opt.state(asdict(state), device), best_weights)
             if stop:
                 name = signal.Signals(received[0]).name if received else "a stop signal"  # another rank's
-                raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {checkpoint_dir}")
+                raise Preempted(f"{name} at step {state.steps}: checkpoint saved in {files.shown(checkpoint_dir)}")
     kept, seconds = _keep(model, cfg["keep"], state, best_weights), before + time.perf_counter() - start
     return TrainResult(state.steps, seconds, state.tokens, state.history, state.val_history, kept, len(held_out), used)
 

@@ -13,6 +13,10 @@ printed one line per pair and set; ``--by placement`` (or any axis or config key
 alone; ``--sets arc_e,boolq`` keeps those sets and their average (an in-distribution average beside an
 out-of-distribution one).
 
+``python -m analysis power RESULTS_DIR... [--by AXIS] [--sets A,B] [--out DIR]``: the power the finished study had
+(``analysis.power``): its disagreement and seed spread measured from its predictions, and the minimum detectable
+paired difference on the average they imply after Holm (power.json).
+
 ``python -m analysis agreement RESULTS_DIR... --set arc_e [--out DIR]``: whether likelihood and generation rank the
 cells alike (``analysis.agreement``): each cell scored by both methods, and the rank correlations across cells."""
 
@@ -24,6 +28,7 @@ import sys
 from pathlib import Path
 
 from analysis import agreement
+from analysis import power as measured_power
 from analysis.collect import from_jobs_csv, from_wandb, load
 from analysis.compare import CompareError, comparisons, write
 from analysis.figures import configuration_figure, placement_figure
@@ -73,18 +78,21 @@ def tables(
     return written
 
 
-def compare_command(directories: list[Path], out: Path, by: str | None, sets: str | None = None) -> int:
+def pairs_command(command: str, directories: list[Path], out: Path, by: str | None, sets: str | None) -> int:
+    """``compare`` (the verdict lines) or ``power`` (the measured power's line) over the pairs of cells."""
     df = load(directories)
     if df.empty:
         print(f"error: no results under {', '.join(map(str, directories))}", file=sys.stderr)
         return 2
+    only = sets.split(",") if sets else None
     try:
-        found = comparisons(df, by, sets.split(",") if sets else None)
+        lines = (
+            write(comparisons(df, by, only), out) if command == "compare" else [measured_power.write(df, out, by, only)]
+        )
     except CompareError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for line in write(found, out):
-        print(line)
+    print("\n".join(lines))
     return 0
 
 
@@ -101,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--by", help="only pairs that differ in this axis alone (placement, adapter, size, train.lr, ...)")
     cmp.add_argument("--sets", help="only these sets, comma-separated (and their average): arc_e,arc_c,boolq,obqa")
     cmp.add_argument("--out", type=Path, default=Path("analysis_out"))
+    pw = sub.add_parser("power", help="the power a finished study had, measured from its predictions")
+    pw.add_argument("directories", nargs="+", type=Path)
+    pw.add_argument("--by", help="only pairs that differ in this axis alone, as compare --by")
+    pw.add_argument("--sets", help="only these sets, comma-separated: the average they make is the one powered")
+    pw.add_argument("--out", type=Path, default=Path("analysis_out"))
     agree = sub.add_parser("agreement", help="whether loglik and generate rank the cells alike on one set")
     agree.add_argument("directories", nargs="+", type=Path)
     agree.add_argument("--set", required=True, dest="name", help="the evaluation set both methods scored: arc_e")
@@ -127,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines))
         return 0
-    if args.command == "compare":
-        return compare_command(args.directories, args.out, args.by, args.sets)
+    if args.command in ("compare", "power"):
+        return pairs_command(args.command, args.directories, args.out, args.by, args.sets)
     if not args.directories and not args.wandb and not args.jobs:
         parser.error("give results directories, --wandb ENTITY/PROJECT or --jobs JOBS_CSV")
     written = tables(args.directories, args.out, args.wandb, args.jobs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -40,13 +41,22 @@ def _label(setting: dict, varying: list[str]) -> str:
     return " ".join([f"{setting['adapter']}{placement}", *rest])
 
 
-def comparisons(df: pd.DataFrame, by: str | None = None, only: list[str] | None = None) -> pd.DataFrame:
-    """One row per (pair of cells, set): ``a``, ``b``, ``set``, ``difference``, ``low``, ``high``, ``p``, ``p_holm``,
-    ``paired``, ``significant``. ``by``: only pairs that differ in that axis alone; ``only``: only these sets."""
+@dataclass
+class Pair:
+    """Two cells that differ in the compared axis alone, with their per-question cells on each set they share."""
+
+    a: str
+    b: str
+    cells: dict[str, tuple[Cell, Cell]]  # set → (a's cell, b's cell), in the domain's set order
+
+
+def pairs(df: pd.DataFrame, by: str | None = None, only: list[str] | None = None) -> list[Pair]:
+    """Every two cells of the study (``by``: only those that differ in that axis alone) on each set they share
+    (``only``: only these sets); the one enumeration the comparisons and the measured power both read."""
     reported = set(domain_sets(df, "math") + domain_sets(df, "commonsense"))
     if only is not None and (missing := [name for name in only if name not in reported]):
         raise CompareError(f"--sets {missing[0]}: no job reports it (they report {', '.join(sorted(reported))})")
-    rows = []
+    found = []
     for domain in ("math", "commonsense"):
         sets = [name for name in domain_sets(df, domain) if only is None or name in only]
         ok = with_average(df, sets) if sets else pd.DataFrame()
@@ -66,21 +76,30 @@ def comparisons(df: pd.DataFrame, by: str | None = None, only: list[str] | None 
         varying = [k for k in keys if len({str(s[k]) for s, _ in groups}) > 1]
         scores = {id(g): [question_scores(job) for job in g["job"]] for _, g in groups}
         for (sa, ga), (sb, gb) in itertools.combinations(groups, 2):
-            differ = [k for k in keys if str(sa[k]) != str(sb[k])]
-            if column is not None and differ != [column]:
+            if column is not None and [k for k in keys if str(sa[k]) != str(sb[k])] != [column]:
                 continue
-            label = {"a": _label(sa, varying), "b": _label(sb, varying)}
-            paired = []
+            cells = {}
             for name in sets:
                 a = Cell.of([s.get(name, {}) for s in scores[id(ga)]])
                 b = Cell.of([s.get(name, {}) for s in scores[id(gb)]])
-                if a is None or b is None:
-                    continue
-                found = compare(a, b)
-                rows.append({**label, "set": name, **vars(found)})
-                paired += [(a, b)] if found.paired else []
-            if len(paired) > 1:  # the average of the sets both answered on the same questions
-                rows.append({**label, "set": AVERAGE, **vars(compare_average(paired))})
+                if a is not None and b is not None:
+                    cells[name] = (a, b)
+            found.append(Pair(_label(sa, varying), _label(sb, varying), cells))
+    return found
+
+
+def comparisons(df: pd.DataFrame, by: str | None = None, only: list[str] | None = None) -> pd.DataFrame:
+    """One row per (pair of cells, set): ``a``, ``b``, ``set``, ``difference``, ``low``, ``high``, ``p``, ``p_holm``,
+    ``paired``, ``significant``. ``by``: only pairs that differ in that axis alone; ``only``: only these sets."""
+    rows = []
+    for pair in pairs(df, by, only):
+        label, paired = {"a": pair.a, "b": pair.b}, []
+        for name, (a, b) in pair.cells.items():
+            found = compare(a, b)
+            rows.append({**label, "set": name, **vars(found)})
+            paired += [(a, b)] if found.paired else []
+        if len(paired) > 1:  # the average of the sets both answered on the same questions
+            rows.append({**label, "set": AVERAGE, **vars(compare_average(paired))})
     if not rows:
         raise CompareError("no two cells with per-question scores (predictions.jsonl) to compare")
     out = pd.DataFrame(rows)

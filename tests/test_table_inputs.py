@@ -14,36 +14,8 @@ from analysis.__main__ import main, tables
 from analysis.collect import load
 from analysis.tables import table
 from analysis.uncertainty import Cell, holm, interval
-from llm_adapters.files import write_json
 from llm_adapters.intervals import wilson
-
-
-def _job(root, name, adapter, seed, acc, norm, method="loglik"):
-    """A job directory by hand: its results.json and one prediction row per question of arc_e."""
-    directory = root / name
-    directory.mkdir(parents=True)
-    n = len(acc)
-    metrics = {"accuracy": 100.0 * sum(acc) / n, "n": n}
-    if method == "loglik":
-        metrics["accuracy_norm"] = 100.0 * sum(norm) / n
-    write_json(
-        directory / "results.json",
-        {
-            "status": "ok",
-            "axes": {"model": "m", "adapter": adapter, "placement": "attn", "size": 8, "dataset": "d", "seed": seed}
-            | {"method": method},
-            "config": {"seed": seed, "eval": {"method": method}},
-            "params": {"trainable": 10, "trainable_pct": 1.0},
-            "eval": {"arc_e": metrics},
-        },
-    )
-    rows = [
-        {"id": f"arc_e/{i}", "prompt": "Answer format: answer1/answer2/answer3/answer4"}
-        | {"answer": "answer1", "correct": bool(a)}
-        | ({"correct_norm": bool(b)} if method == "loglik" else {})
-        for i, (a, b) in enumerate(zip(acc, norm, strict=True))
-    ]
-    (directory / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+from tests.helpers.handmade import add_set, handmade_job
 
 
 @pytest.fixture
@@ -52,7 +24,7 @@ def study(tmp_path):
     for adapter in ("lora", "series"):
         for seed in (1, 2):
             acc, norm = rng.random(40) < 0.4, rng.random(40) < 0.7  # acc_norm clearly different from acc
-            _job(tmp_path / "runs", f"{adapter}-{seed}", adapter, seed, acc.tolist(), norm.tolist())
+            handmade_job(tmp_path / "runs", f"{adapter}-{seed}", adapter, seed, acc.tolist(), norm.tolist())
     return tmp_path / "runs"
 
 
@@ -76,7 +48,7 @@ def test_acc_norm_has_its_own_table_scored_from_correct_norm(study, tmp_path):
 
 def test_generation_jobs_have_no_acc_norm_table(tmp_path):
     for seed in (1, 2):
-        _job(tmp_path / "runs", f"g{seed}", "lora", seed, [1, 0, 1, 1], [0, 0, 0, 0], method="generate")
+        handmade_job(tmp_path / "runs", f"g{seed}", "lora", seed, [1, 0, 1, 1], [0, 0, 0, 0], method="generate")
     assert table(load([tmp_path / "runs"]), "commonsense", "accn").empty
     written = tables([tmp_path / "runs"], tmp_path / "out")
     assert "commonsense_table" in written and "commonsense_norm_table" not in written
@@ -106,24 +78,14 @@ def test_a_file_that_is_no_jobs_csv_is_one_line(tmp_path):
         main(["tables", "--jobs", str(tmp_path / "missing.csv")])
 
 
-def _add_set(directory, name, acc):
-    """Another evaluation set on a job made by ``_job``: its metrics and its prediction rows."""
-    results = json.loads((directory / "results.json").read_text())
-    results["eval"][name] = {"accuracy": 100.0 * sum(acc) / len(acc), "n": len(acc)}
-    write_json(directory / "results.json", results)
-    rows = [{"id": f"{name}/{i}", "answer": "true", "correct": bool(a)} for i, a in enumerate(acc)]
-    with (directory / "predictions.jsonl").open("a") as out:
-        out.write("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def test_a_pair_is_compared_on_the_average_of_its_sets_and_on_chosen_sets(tmp_path, capsys):
     from analysis.compare import CompareError, comparisons
 
     rng = np.random.default_rng(4)
     for adapter, rate in (("lora", 0.7), ("series", 0.4)):
-        _job(tmp_path / "runs", adapter, adapter, 1, (rng.random(60) < rate).tolist(), [False] * 60)
-        _add_set(tmp_path / "runs" / adapter, "boolq", (rng.random(80) < rate).tolist())
-        _add_set(tmp_path / "runs" / adapter, "piqa", (rng.random(50) < 0.5).tolist())
+        handmade_job(tmp_path / "runs", adapter, adapter, 1, (rng.random(60) < rate).tolist(), [False] * 60)
+        add_set(tmp_path / "runs" / adapter, "boolq", (rng.random(80) < rate).tolist())
+        add_set(tmp_path / "runs" / adapter, "piqa", (rng.random(50) < 0.5).tolist())
     df = load([tmp_path / "runs"])
     found = comparisons(df).set_index("set")
     assert list(found.index) == ["boolq", "piqa", "arc_e", "Avg"]

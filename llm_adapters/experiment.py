@@ -46,11 +46,14 @@ def opening_record(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+RESULTS = "results.json"
+
+
 def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str, **extra: Any) -> dict[str, Any]:
     """Record a job that stops before any work: ``skipped`` (nothing to do) or ``failed`` (bad input); never over
     a directory's earlier work (a finished record, checkpoints, an adapter), which stays as it was."""
     results.update(status=status, reason=reason, **extra)
-    record = job_dir / "results.json"
+    record = job_dir / RESULTS
     before = (files.read_results(record) if record.is_file() else None) or {}
     keys = ("status", "reason", "config_hash")
     same = results["config_hash"] is not None and all(before.get(key) == results[key] for key in keys)
@@ -108,9 +111,8 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         return ended
     trained, resume_from, trained_record = earlier.trained, earlier.checkpoint, None
     if trained is not None:  # read now: when it is this directory, the record written below replaces it
-        reused = {"reused_adapter": files.shown(trained)}
-        trained_record = files.read_results(trained / "results.json")["train"] | reused
-    files.write_json(job_dir / "results.json", results)  # "running": a killed job leaves this behind
+        trained_record = files.read_results(trained / RESULTS)["train"] | {"reused_adapter": files.shown(trained)}
+    files.write_json(job_dir / RESULTS, results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
     running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
@@ -135,7 +137,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     finally:
         results["seconds"] = time.perf_counter() - start
         try:
-            files.write_json(job_dir / "results.json", results)
+            files.write_json(job_dir / RESULTS, results)
         except OSError as error:  # a full disk: the failure it is reporting matters more than this record
             log.error("results.json could not be written: %s", error)
         if running is not None:
@@ -196,7 +198,7 @@ def _recipe(
     if not dist.main:  # evaluation and every file of the job belong to rank 0
         results["eval"] = {}
         return
-    files.write_json(job.dir / "results.json", results)  # the adapter is saved: a job killed while evaluating
+    files.write_json(job.dir / RESULTS, results)  # the adapter is saved: a job killed while evaluating
     # leaves its rerun this record, whose adapter it evaluates instead of training again
     results["eval"], predictions = phases.evaluate(job, built, data)
     tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))

@@ -17,6 +17,10 @@ out-of-distribution one).
 (``analysis.power``): its disagreement and seed spread measured from its predictions, and the minimum detectable
 paired difference on the average they imply after Holm (power.json).
 
+``python -m analysis interaction FIRST SECOND [--by AXIS] [--sets A,B] [--out DIR]``: whether two studies (two
+models) find the same difference between each pair of cells both compare (``analysis.interaction``): the difference
+of the two differences, its interval and Holm-adjusted p (interaction.md/.csv).
+
 ``python -m analysis agreement RESULTS_DIR... --set arc_e [--out DIR]``: whether likelihood and generation rank the
 cells alike (``analysis.agreement``): each cell scored by both methods, and the rank correlations across cells."""
 
@@ -27,7 +31,7 @@ import json
 import sys
 from pathlib import Path
 
-from analysis import agreement
+from analysis import agreement, interaction
 from analysis import power as measured_power
 from analysis.collect import from_jobs_csv, from_wandb, load
 from analysis.compare import CompareError, comparisons, write
@@ -96,6 +100,22 @@ def pairs_command(command: str, directories: list[Path], out: Path, by: str | No
     return 0
 
 
+def interaction_command(first: Path, second: Path, out: Path, by: str | None, sets: str | None) -> int:
+    """``interaction``: the two studies' contrasts, a line each."""
+    frames = [load([directory]) for directory in (first, second)]
+    if empty := [str(d) for d, df in zip((first, second), frames, strict=True) if df.empty]:
+        print(f"error: no results under {empty[0]}", file=sys.stderr)
+        return 2
+    try:
+        found = interaction.interactions(*frames, by, sets.split(",") if sets else None)
+    except CompareError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    names = (interaction.study_name(frames[0], first), interaction.study_name(frames[1], second))
+    print("\n".join(interaction.write(found, names, out)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     pw.add_argument("--by", help="only pairs that differ in this axis alone, as compare --by")
     pw.add_argument("--sets", help="only these sets, comma-separated: the average they make is the one powered")
     pw.add_argument("--out", type=Path, default=Path("analysis_out"))
+    inter = sub.add_parser("interaction", help="whether two studies find the same difference between two cells")
+    inter.add_argument("first", type=Path)
+    inter.add_argument("second", type=Path)
+    inter.add_argument("--by", help="only pairs that differ in this axis alone, as compare --by")
+    inter.add_argument("--sets", help="only these sets, comma-separated (and their average)")
+    inter.add_argument("--out", type=Path, default=Path("analysis_out"))
     agree = sub.add_parser("agreement", help="whether loglik and generate rank the cells alike on one set")
     agree.add_argument("directories", nargs="+", type=Path)
     agree.add_argument("--set", required=True, dest="name", help="the evaluation set both methods scored: arc_e")
@@ -140,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines))
         return 0
+    if args.command == "interaction":
+        return interaction_command(args.first, args.second, args.out, args.by, args.sets)
     if args.command in ("compare", "power"):
         return pairs_command(args.command, args.directories, args.out, args.by, args.sets)
     if not args.directories and not args.wandb and not args.jobs:

@@ -92,14 +92,16 @@ class Cell:
         return 100.0 * np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
 
 
-def _draws(n: int, rng: np.random.Generator) -> np.ndarray:
+def question_draws(n: int, rng: np.random.Generator) -> np.ndarray:
+    """The question indices of every bootstrap replicate (replicates × n): one draw a set, shared by the cells a
+    difference pairs."""
     return rng.integers(0, n, size=(REPLICATES, n))
 
 
 def interval(cell: Cell, seed: int = 0) -> list[float]:
     """95% interval (%) of the cell's mean over questions and seeds."""
     rng = np.random.default_rng(seed)
-    values = cell.replicates(_draws(len(cell.ids), rng), rng)
+    values = cell.replicates(question_draws(len(cell.ids), rng), rng)
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
@@ -141,7 +143,7 @@ def compare(a: Cell, b: Cell, seed: int = 0) -> Comparison:
     rng = np.random.default_rng(seed)
     x, y = a.scores.mean(axis=0), b.scores.mean(axis=0)
     if a.ids == b.ids:
-        questions = _draws(len(a.ids), rng)
+        questions = question_draws(len(a.ids), rng)
         diffs = a.replicates(questions, rng) - b.replicates(questions, rng)
         # Each question's difference in units of 1 / (seeds of A × seeds of B): whole numbers for 0/1 scores.
         scaled = a.scores.sum(axis=0) * len(b.scores) - b.scores.sum(axis=0) * len(a.scores)
@@ -149,7 +151,8 @@ def compare(a: Cell, b: Cell, seed: int = 0) -> Comparison:
     else:
         from scipy.stats import permutation_test
 
-        diffs = a.replicates(_draws(len(a.ids), rng), rng) - b.replicates(_draws(len(b.ids), rng), rng)
+        mine, theirs = question_draws(len(a.ids), rng), question_draws(len(b.ids), rng)
+        diffs = a.replicates(mine, rng) - b.replicates(theirs, rng)
         p = permutation_test(
             (x, y),
             lambda u, v, axis: np.mean(u, axis=axis) - np.mean(v, axis=axis),
@@ -171,26 +174,32 @@ def compare_average(pairs: Sequence[tuple[Cell, Cell]], seed: int = 0) -> Compar
     correction of half the finest step T can take (a study's average has hundreds of discordant questions; where the
     sets are equal in size that is the exact test's lattice, and within 3% of it at 140 discordant questions:
     tested; `sign_flip_p` is exact for one set)."""
-    from scipy.stats import norm
-
     if any(a.ids != b.ids for a, b in pairs):
         raise ValueError("an average is compared only over sets that both cells answered on the same questions")
     rng = np.random.default_rng(seed)
     diffs = np.zeros(REPLICATES)
-    statistic, variance, half_step = 0.0, 0.0, np.inf
     for a, b in pairs:
-        questions = _draws(len(a.ids), rng)
+        questions = question_draws(len(a.ids), rng)
         diffs += (a.replicates(questions, rng) - b.replicates(questions, rng)) / len(pairs)
-        d = a.scores.mean(axis=0).astype(np.float64) - b.scores.mean(axis=0)
+    p = average_sign_flip_p([a.scores.mean(axis=0).astype(np.float64) - b.scores.mean(axis=0) for a, b in pairs])
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    difference = float(np.mean([a.mean - b.mean for a, b in pairs]))
+    return Comparison(difference, float(low), float(high), p, True)
+
+
+def average_sign_flip_p(per_set: Sequence[np.ndarray]) -> float:
+    """The normal form of the paired sign-flip test of T = Σ_s Σ_q d_q / n_s, from each set's per-question
+    differences (``compare_average``'s docstring says why normal and which continuity correction)."""
+    from scipy.stats import norm
+
+    statistic, variance, half_step = 0.0, 0.0, np.inf
+    for d in per_set:
         statistic += float(d.sum()) / d.size
         variance += float((d**2).sum()) / d.size**2
         if (nonzero := np.abs(d[d != 0])).size:
             half_step = min(half_step, float(nonzero.min()) / d.size)
     corrected = max(0.0, abs(statistic) - half_step) if variance else 0.0
-    p = 1.0 if variance == 0 else float(2 * norm.sf(corrected / np.sqrt(variance)))
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    difference = float(np.mean([a.mean - b.mean for a, b in pairs]))
-    return Comparison(difference, float(low), float(high), min(1.0, p), True)
+    return 1.0 if variance == 0 else min(1.0, float(2 * norm.sf(corrected / np.sqrt(variance))))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

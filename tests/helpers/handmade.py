@@ -8,7 +8,7 @@ import json
 from llm_adapters.files import write_json
 
 
-def handmade_job(root, name, adapter, seed, acc, norm, method="loglik", placement="attn"):
+def handmade_job(root, name, adapter, seed, acc, norm, method="loglik", placement="attn", model="m"):
     """A job directory by hand: its results.json and one prediction row per question of arc_e."""
     directory = root / name
     directory.mkdir(parents=True)
@@ -20,8 +20,8 @@ def handmade_job(root, name, adapter, seed, acc, norm, method="loglik", placemen
         directory / "results.json",
         {
             "status": "ok",
-            "axes": {"model": "m", "adapter": adapter, "placement": placement, "size": 8, "dataset": "d", "seed": seed}
-            | {"method": method},
+            "axes": {"model": model, "adapter": adapter, "placement": placement, "size": 8, "dataset": "d"}
+            | {"seed": seed, "method": method},
             "config": {"seed": seed, "eval": {"method": method}},
             "params": {"trainable": 10, "trainable_pct": 1.0},
             "eval": {"arc_e": metrics},

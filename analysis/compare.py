@@ -100,8 +100,14 @@ def comparisons(df: pd.DataFrame, by: str | None = None, only: list[str] | None 
             paired += [(a, b)] if found.paired else []
         if len(paired) > 1:  # the average of the sets both answered on the same questions
             rows.append({**label, "set": AVERAGE, **vars(compare_average(paired))})
+    return adjusted(rows, "no two cells with per-question scores (predictions.jsonl) to compare")
+
+
+def adjusted(rows: list[dict], empty: str) -> pd.DataFrame:
+    """The rows as a frame with ``p_holm`` (Holm across all of them: one family) and ``significant``; ``empty`` is
+    the error when there are none."""
     if not rows:
-        raise CompareError("no two cells with per-question scores (predictions.jsonl) to compare")
+        raise CompareError(empty)
     out = pd.DataFrame(rows)
     out["p_holm"] = holm(out["p"].tolist())
     out["significant"] = out["p_holm"] < ALPHA

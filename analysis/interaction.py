@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.compare import AVERAGE, CompareError, Pair, pairs
-from analysis.uncertainty import ALPHA, REPLICATES, Cell, average_sign_flip_p, holm, question_draws, sign_flip_p
+from analysis.compare import AVERAGE, CompareError, Pair, adjusted, pairs
+from analysis.uncertainty import ALPHA, REPLICATES, Cell, average_sign_flip_p, question_draws, sign_flip_p
 
 
 def study_name(df: pd.DataFrame, directory: Path) -> str:
@@ -89,12 +89,7 @@ def interactions(
             rows.append({**label, "set": name, **contrast([both[-1]])})
         if len(both) > 1:
             rows.append({**label, "set": AVERAGE, **contrast(both)})
-    if not rows:
-        raise CompareError("the pairs both studies compare share no set with per-question scores")
-    out = pd.DataFrame(rows)
-    out["p_holm"] = holm(out["p"].tolist())
-    out["significant"] = out["p_holm"] < ALPHA
-    return out
+    return adjusted(rows, "the pairs both studies compare share no set with per-question scores")
 
 
 def write(found: pd.DataFrame, names: tuple[str, str], out: Path) -> list[str]:

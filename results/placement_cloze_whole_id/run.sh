@@ -11,13 +11,17 @@ out=results/placement_cloze_whole_id
 ID=arc_e,arc_c,boolq,obqa
 common=(+sweep=placement_cloze mode=eval "eval.datasets=[$ID]" eval.max_samples=null
         paths.data_dir=../shared/datasets/llm-adapters logger=none)
-[ -f "$out/base/results.json" ] || python run.py "${common[@]}" adapter=none seed=42 hydra.run.dir="$out/base"
+finished() {  # a job whose results.json says ok; a killed one (status running) is run again
+  [ -f "$1/results.json" ] && python -c "import json,sys; sys.exit(json.load(open(sys.argv[1]))['status'] != 'ok')" \
+      "$1/results.json"
+}
+finished "$out/base" || python run.py "${common[@]}" adapter=none seed=42 hydra.run.dir="$out/base"
 for seed in 42 1 2; do  # a whole round of seeds before the next, as the grid ran
   for job in "$study"/*seed=$seed; do
     [ -d "$job/adapter" ] || continue
     name=$(python -c "import json,sys; a=json.load(open(sys.argv[1]))['axes']; print(a['adapter']+'@'+a['placement'])" \
         "$job/results.json")-seed$seed
-    [ -f "$out/$name/results.json" ] || python run.py "${common[@]}" seed=$seed "adapter_path='$job/adapter'" \
+    finished "$out/$name" || python run.py "${common[@]}" seed=$seed "adapter_path='$job/adapter'" \
         hydra.run.dir="$out/$name"
   done
 done

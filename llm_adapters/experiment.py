@@ -111,7 +111,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         return ended
     trained, resume_from, trained_record = earlier.trained, earlier.checkpoint, None
     if trained is not None:  # read now: when it is this directory, the record written below replaces it
-        trained_record = files.read_results(trained / RESULTS)["train"] | {"reused_adapter": files.shown(trained)}
+        trained_record = resume.training_record(trained, results["config_hash"])
     files.write_json(job_dir / RESULTS, results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
     running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
@@ -121,7 +121,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
     wandb_run = tracking.start_wandb(logger_cfg, {"axes": results["axes"], **results["config"]}, job_dir, group, tags)
     start = time.perf_counter()
     try:
-        job = phases.Job(cfg, job_dir, dist.device(resolve_device(cfg.device)), dist)
+        job = phases.Job(cfg, job_dir, dist.device(resolve_device(cfg.device)), dist, results["config_hash"])
         _recipe(job, results, wandb_run, resume_from, located, trained, trained_record)
         results["status"] = "ok"
         if (earlier := trained or (resume_from.parent.parent if resume_from else None)) is not None and dist.main:
@@ -199,6 +199,8 @@ def _recipe(
         results["eval"] = {}
         return
     files.write_json(job.dir / RESULTS, results)  # the adapter is saved: a job killed while evaluating
-    # leaves its rerun this record, whose adapter it evaluates instead of training again
+    # leaves its rerun this record, whose adapter it evaluates instead of training again; only now, with the record
+    # naming the adapter on disk, are the checkpoints it replaces deleted
+    shutil.rmtree(job.dir / "checkpoints", ignore_errors=True)
     results["eval"], predictions = phases.evaluate(job, built, data)
     tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))

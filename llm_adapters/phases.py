@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ class Job:
     dir: Path
     device: torch.device
     dist: distributed.Distributed
+    config_hash: str | None = None  # recorded with its saved adapter: the job knows its own work by it
 
 
 class Built(NamedTuple):
@@ -65,6 +65,28 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
+
+
+def random_state() -> dict[str, torch.Tensor]:
+    """torch's generators (the CPU's and each CUDA device's), which adapter dropout draws from, as tensors."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state |= {f"cuda:{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+    return state
+
+
+def start_evaluation_randomness(cfg: DictConfig, adapter_dir: Path | None) -> None:
+    """Put torch's generators where evaluation starts: the state saved with the adapter at the end of its training
+    (what an uninterrupted job has at this point), else the job's seed. So a job evaluated after a resume, a kill
+    while evaluating, or reusing another directory's adapter draws exactly what the uninterrupted job drew."""
+    saved = saving.random_state(adapter_dir) if adapter_dir is not None else None
+    if saved is None:
+        set_seed(cfg.seed)
+        return
+    torch.set_rng_state(saved["cpu"])
+    cuda = [saved[k] for k in sorted(k for k in saved if k.startswith("cuda:"))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def build_base(cfg: DictConfig) -> Built:
@@ -127,10 +149,13 @@ def fit(
 ) -> dict[str, Any]:
     """Train the adapter and save it (mode=train with something to train); returns the training record.
 
-    The checkpoints are deleted only once the saved adapter is in place: it is the final word."""
+    The saved adapter carries the record and the job's config hash, so it is recognised even without the job's
+    results.json; the checkpoints stay until the job's record names the adapter (``experiment``), so at every
+    instant one of the two holds the training."""
     cfg, tokenizer, dist = job.cfg, built.tokenizer, job.dist
     result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)
-    if cfg.mode == "train" and data.train is not None and any(p.requires_grad for p in built.model.parameters()):
+    trained = cfg.mode == "train" and data.train is not None and any(p.requires_grad for p in built.model.parameters())
+    if trained:
         with dist.main_first():  # rank 0 tokenizes into the cache; the other ranks read it
             examples = arrow_cache.tokenized(data.train, data.train_id, tokenizer, cfg.train, cfg.protocol, cache(cfg))
         if not any(label != IGNORE_INDEX for example in examples for label in example["labels"][1:]):  # 1st: no target
@@ -147,11 +172,7 @@ def fit(
             resume_from=resume_from,
             dist=dist,
         )
-        if dist.main:
-            trained_on = {"dataset": cfg.dataset.name, "placement": cfg.placement.name}
-            saving.save(built.model, built.adapter_cfg, cfg.model.name, built.targets, job.dir / "adapter", trained_on)
-            shutil.rmtree(checkpoints, ignore_errors=True)
-    return {
+    record = {
         "steps": result.steps,
         "examples": 0 if data.train is None else data.train.num_rows,
         "loss_history": result.loss_history,
@@ -164,6 +185,15 @@ def fit(
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "processes": dist.world,
     }
+    if trained and dist.main:
+        trained_on = {"dataset": cfg.dataset.name, "placement": cfg.placement.name}
+        identity = {"config_hash": job.config_hash, "train": record}
+        saving.save(
+            *(built.model, built.adapter_cfg, cfg.model.name, built.targets, job.dir / "adapter", trained_on),
+            job=identity,
+            random_state=random_state(),
+        )
+    return record
 
 
 def evaluate(job: Job, built: Built, data: Data) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -172,6 +202,7 @@ def evaluate(job: Job, built: Built, data: Data) -> tuple[dict[str, dict[str, An
     Its mergeable adapters are first folded into the frozen weights when ``eval.merge_adapters`` asks and the
     protocol allows (the paper's protocol generates with adapter dropout on: nothing to fold then)."""
     cfg = job.cfg
+    start_evaluation_randomness(cfg, Path(cfg.adapter_path) if cfg.adapter_path else job.dir / "adapter")
     if cfg.eval.merge_adapters:
         if cfg.protocol.eval_adapter_dropout:
             log.warning("eval.merge_adapters ignored: this protocol keeps adapter dropout on while generating")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_adapters import __version__, adapters, files
+from llm_adapters.adapters import saving
 from llm_adapters.errors import ConfigError
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
@@ -100,13 +101,32 @@ def earlier_work(digest: str, roots: list[str], job_dir: Path) -> Earlier:
                 continue
             if status == "running" and elsewhere and alive:
                 found.running = path.parent
-            saved = (path.parent / "adapter" / "adapter_config.json").is_file()
-            if saved and (earlier.get("train") or {}).get("steps"):
+            if _trained_here(path.parent, digest, earlier):
                 found.trained = path.parent
             latest = None if alive else latest_checkpoint(path.parent / "checkpoints")
             if latest is not None and (step := int(latest.name.removeprefix("step-"))) > newest_step:
                 found.checkpoint, newest_step = latest, step
+    if found.trained is None and not (job_dir / "results.json").is_file() and _trained_here(job_dir, digest, None):
+        found.trained = job_dir  # its record lost: the adapter says whose training it is
     return found
+
+
+def _trained_here(job_dir: Path, digest: str, record: Mapping[str, Any] | None) -> bool:
+    """Whether ``job_dir`` holds a complete adapter trained by a job of config hash ``digest``: the adapter says so
+    (it records the hash), or, for one saved before adapters did, the job's record names its finished training."""
+    if (own := saving.job_record(job_dir / "adapter")) is not None:
+        return own.get("config_hash") == digest and bool((own.get("train") or {}).get("steps"))
+    saved = (job_dir / "adapter" / "adapter_config.json").is_file()
+    return saved and bool(((record or {}).get("train") or {}).get("steps"))
+
+
+def training_record(job_dir: Path, digest: str) -> dict[str, Any]:
+    """The training record of the finished adapter in ``job_dir`` (``_trained_here``), as a job that evaluates it
+    records it: the adapter's own (else its job's results.json's) and where the adapter was reused from."""
+    own = saving.job_record(job_dir / "adapter")
+    train = own["train"] if own is not None and own.get("config_hash") == digest else None
+    train = train or files.read_results(job_dir / "results.json")["train"]
+    return {**train, "reused_adapter": files.shown(job_dir)}
 
 
 LOCK = ".running"  # beside a live job's results.json: its host and process id
@@ -157,7 +177,11 @@ def holds_work(job_dir: Path) -> dict[str, Any] | None:
     record = files.read_results(path) if path.is_file() else None
     work = (record or {}).get("status") == "ok" or latest_checkpoint(job_dir / "checkpoints") is not None
     work = work or (job_dir / "adapter" / "adapter_config.json").is_file()
-    return (record or {"status": "unknown", "config_hash": None}) if work else None
+    if not work:
+        return None
+    if record is None and (adapter := saving.job_record(job_dir / "adapter")) is not None:
+        return {"status": "unknown (no results.json)", "config_hash": adapter.get("config_hash")}
+    return record or {"status": "unknown", "config_hash": None}
 
 
 def claim(job_dir: Path, digest: str, resume: bool) -> None:
@@ -173,6 +197,13 @@ def claim(job_dir: Path, digest: str, resume: bool) -> None:
             f"hydra.run.dir, or remove {job_dir / LOCK} if no job runs there"
         )
     earlier = holds_work(job_dir)
+    if earlier is not None and earlier.get("config_hash") is None:
+        held = [name for name in ("checkpoints", "adapter", "results.json") if (job_dir / name).exists()]
+        raise ConfigError(
+            f"{job_dir} holds work whose configuration cannot be told ({', '.join(held)}; no record names its "
+            "config hash): evaluate its adapter with mode=eval adapter_path=<it>/adapter, move it away, or choose "
+            "another hydra.run.dir"
+        )
     if earlier is not None and earlier.get("config_hash") != digest:
         raise ConfigError(
             f"{job_dir} holds the work of another configuration (config hash {earlier.get('config_hash')}, status "

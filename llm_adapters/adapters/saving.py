@@ -28,6 +28,7 @@ from llm_adapters.placement import Target
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 PEFT_DIR = "peft"
+RANDOM_STATE = "random_state.safetensors"  # the random generators as training left them: what evaluation starts from
 
 
 def _write(directory: Path, weights: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> None:
@@ -43,10 +44,16 @@ def save(
     targets: Sequence[Target],
     directory: Path,
     trained_on: Mapping[str, Any] | None = None,
+    job: Mapping[str, Any] | None = None,
+    random_state: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
     """Write the trainable weights and the config that rebuilds their structure (and, for a kind with a PEFT
     equivalent, PEFT's format in ``peft/``). ``trained_on``: the job's axes it was trained at (its dataset and
-    placement), which a later ``mode=eval`` of it records as its own.
+    placement), which a later ``mode=eval`` of it records as its own. ``job``: the config hash of the job that
+    trained it and its training record, so that a rerun recognises its own finished training even when the job's
+    results.json is lost or was never written (``job_record``). ``random_state``: the random generators at the end of
+    training, which every evaluation of the adapter starts from (``random_state``), so a re-evaluation draws what
+    the uninterrupted job drew (the paper's protocol keeps adapter dropout on while generating).
 
     Everything is written into a sibling folder first and renamed into place at the end: a job killed while saving
     leaves no adapter directory that looks complete, so its checkpoints (deleted only after this) still count.
@@ -59,10 +66,13 @@ def save(
         "model_type": model.config.model_type,
         "targets": [{"site": t.site, "layer": t.layer, "module": t.module_name, "sliced": t.sliced} for t in targets],
         "trained_on": dict(trained_on or {}),
+        "job": dict(job or {}),
     }
     export = spec(adapter_cfg["kind"]).export
     with written_whole(directory, partial):
         _write(partial, adapter_state_dict(model), config)
+        if random_state:
+            save_file(dict(random_state), str(partial / RANDOM_STATE))
         if export is not None and (exported := export(model, adapter_cfg, model_name, targets)) is not None:
             _write(partial / PEFT_DIR, *exported)
 
@@ -74,6 +84,22 @@ def trained_on(directory: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()).get("trained_on") or {})
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def job_record(directory: Path) -> dict[str, Any] | None:
+    """What a saved adapter says of the job that trained it (``config_hash``, ``train``), or None: no complete
+    adapter there, or one saved before adapters carried it (or not ours)."""
+    try:
+        record = json.loads((directory / CONFIG).read_text()).get("job") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record if (directory / WEIGHTS).is_file() and isinstance(record, dict) else None
+
+
+def random_state(directory: Path) -> dict[str, torch.Tensor] | None:
+    """The random generators' state saved with an adapter at the end of its training, if any."""
+    path = directory / RANDOM_STATE
+    return load_file(str(path)) if path.is_file() else None
 
 
 def read_config(directory: Path, config: PretrainedConfig) -> tuple[dict[str, Any], list[Target]]:

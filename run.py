@@ -166,7 +166,8 @@ def main(cfg: DictConfig) -> None:
         if hydra_cfg.output_subdir is not None:  # what ran is what the job's saved config says
             OmegaConf.save(cfg, job_dir / hydra_cfg.output_subdir / "config.yaml")
         if cfg.mode == "plan":
-            print(plan.line(plan.plan(cfg, job_dir)))
+            planned = plan.plan(cfg, job_dir, sweep)
+            print(plan.line(planned) if planned else f"skipped: {plan.skip_reason(job_dir)}")
             return
         from llm_adapters import experiment  # training and evaluation only: plan mode starts faster without it
 

@@ -26,19 +26,19 @@ cells alike (``analysis.agreement``): each cell scored by both methods, and the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from analysis import agreement, interaction
 from analysis import power as measured_power
-from analysis.collect import from_jobs_csv, from_wandb, load
+from analysis.collect import NoResults, from_jobs_csv, from_wandb, load_existing
 from analysis.compare import CompareError, comparisons, write
 from analysis.figures import configuration_figure, placement_figure
 from analysis.search import SearchError
 from analysis.search import write as write_search
 from analysis.tables import domain_sets, formatted, table, tex_escaped
+from llm_adapters.errors import OneLineParser
 
 
 def _write_table(numbers, stem: Path) -> None:
@@ -54,9 +54,9 @@ def tables(
 ) -> dict[str, object]:
     """Write everything into ``out``; returns what was written and the figures' series. The jobs come from the
     results.json files below ``directories``, a W&B project, or an earlier ``jobs.csv``."""
-    df = from_wandb(wandb_project) if wandb_project else from_jobs_csv(jobs) if jobs else load(directories)
+    df = from_wandb(wandb_project) if wandb_project else from_jobs_csv(jobs) if jobs else load_existing(directories)
     if df.empty:
-        raise SystemExit(f"error: no results under {wandb_project or jobs or ', '.join(map(str, directories))}")
+        raise NoResults(f"no results under {wandb_project or jobs}")
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "jobs.csv", index=False)
     written: dict[str, object] = {"jobs": len(df), "statuses": df["status"].value_counts().to_dict()}
@@ -84,10 +84,7 @@ def tables(
 
 def pairs_command(command: str, directories: list[Path], out: Path, by: str | None, sets: str | None) -> int:
     """``compare`` (the verdict lines) or ``power`` (the measured power's line) over the pairs of cells."""
-    df = load(directories)
-    if df.empty:
-        print(f"error: no results under {', '.join(map(str, directories))}", file=sys.stderr)
-        return 2
+    df = load_existing(directories)
     only = sets.split(",") if sets else None
     try:
         lines = (
@@ -102,10 +99,7 @@ def pairs_command(command: str, directories: list[Path], out: Path, by: str | No
 
 def interaction_command(first: Path, second: Path, out: Path, by: str | None, sets: str | None) -> int:
     """``interaction``: the two studies' contrasts, a line each."""
-    frames = [load([directory]) for directory in (first, second)]
-    if empty := [str(d) for d, df in zip((first, second), frames, strict=True) if df.empty]:
-        print(f"error: no results under {empty[0]}", file=sys.stderr)
-        return 2
+    frames = [load_existing([directory]) for directory in (first, second)]
     try:
         found = interaction.interactions(*frames, by, sets.split(",") if sets else None)
     except CompareError as error:
@@ -117,7 +111,15 @@ def interaction_command(first: Path, second: Path, out: Path, by: str | None, se
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    try:
+        return _main(argv)
+    except NoResults as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = OneLineParser(prog="python -m analysis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("tables", help="tables and figures from results directories")
     cmd.add_argument("directories", nargs="*", type=Path)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.collect import load
+from analysis.collect import load_existing
 from analysis.uncertainty import prediction_rows
 
 CELL = ("model", "adapter", "placement", "size", "train_set", "seed")
@@ -92,7 +92,7 @@ def agreement(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict[str, dict
 
 def write(directories: Sequence[Path], name: str, out: Path) -> list[str]:
     """agreement.md and agreement.csv in ``out``; the lines printed."""
-    paired, summary = agreement(load(directories), name)
+    paired, summary = agreement(load_existing(directories), name)
     out.mkdir(parents=True, exist_ok=True)
     paired.to_csv(out / "agreement.csv", index=False)
     heads = [

@@ -98,6 +98,22 @@ def from_wandb(project: str) -> pd.DataFrame:
     return pd.DataFrame([row(results_from_wandb(dict(r.config), dict(r.summary)), r.url) for r in runs])
 
 
+class NoResults(Exception):
+    """What an analysis was given holds no job to analyse (a directory that does not exist, or has no results.json
+    below it; a jobs.csv that is not one): said in one line, exit 2."""
+
+
+def load_existing(directories: Iterable[Path]) -> pd.DataFrame:
+    """``load``, refusing in one line a directory that does not exist and directories with no job below them."""
+    directories = list(directories)
+    if missing := [str(d) for d in directories if not Path(d).is_dir()]:
+        raise NoResults(f"{missing[0]} does not exist (or is not a directory)")
+    df = load(directories)
+    if df.empty:
+        raise NoResults(f"no results under {', '.join(map(str, directories))} (no results.json below it)")
+    return df
+
+
 JOBS_COLUMNS = ("job", "status", "model", "adapter", "seed")  # what a table needs of every row, with acc/ and n/
 
 
@@ -107,11 +123,11 @@ def from_jobs_csv(path: Path) -> pd.DataFrame:
     as usual; where not, each cell gets the Wilson interval of its pooled counts (``acc/<set>`` × ``n/<set>``) and
     no paired comparison can be made."""
     if not path.is_file():
-        raise SystemExit(f"error: --jobs {path}: no such file")
+        raise NoResults(f"--jobs {path}: no such file")
     df = pd.read_csv(path)
     missing = [c for c in JOBS_COLUMNS if c not in df]
     if not any(c.startswith("acc/") for c in df):
         missing.append("acc/<set>")
     if missing:
-        raise SystemExit(f"error: --jobs {path}: not a jobs.csv of python -m analysis tables (no {missing[0]} column)")
+        raise NoResults(f"--jobs {path}: not a jobs.csv of python -m analysis tables (no {missing[0]} column)")
     return df

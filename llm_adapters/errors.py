@@ -4,7 +4,9 @@ records it and goes on). Each kind keeps its own class, so a caller can tell the
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import sys
 
 
 class InputError(ValueError):
@@ -49,3 +51,12 @@ def did_you_mean(name: str, keys: list[str], prefix: str = "") -> str:
     message."""
     close = [k for k in keys if name.startswith(k) or k.startswith(name)] or difflib.get_close_matches(name, keys, 1)
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, saying a command line's mistake in one line (``error: ...``, exit 2) rather than with
+    its usage block, as every other bad input is said."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (--help for the usage)", file=sys.stderr)
+        sys.exit(2)

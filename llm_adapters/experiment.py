@@ -64,9 +64,12 @@ def _end_early(results: dict[str, Any], job_dir: Path, status: str, reason: str,
     return results
 
 
-def _earlier_work(cfg: DictConfig, results: dict[str, Any], job_dir: Path) -> tuple[dict | None, resume.Earlier]:
+def _earlier_work(
+    cfg: DictConfig, results: dict[str, Any], job_dir: Path, sweep: bool
+) -> tuple[dict | None, resume.Earlier]:
     """What earlier jobs of this experiment decide (``train.resume``): the record to return when there is nothing
-    to do (done here or elsewhere, or running now elsewhere), and what this job continues from."""
+    to do (done here or elsewhere, or running now elsewhere), and what this job continues from. A sweep's job also
+    searches its own sweep directory, wherever that is (``paths.resume_search`` or not)."""
     digest = results["config_hash"]
     if cfg.train.resume and (own := resume.completed_here(job_dir, digest)) is not None:
         log.warning("skipped: already completed in this directory, %s", files.shown(job_dir))  # its record stays
@@ -74,7 +77,8 @@ def _earlier_work(cfg: DictConfig, results: dict[str, Any], job_dir: Path) -> tu
     resume.claim(job_dir, digest, cfg.train.resume)  # before anything is written here
     if not cfg.train.resume:
         return None, resume.Earlier()
-    earlier = resume.earlier_work(digest, resume.roots_of(cfg.paths.resume_search), job_dir)
+    roots = resume.roots_of(cfg.paths.resume_search) + ([str(job_dir.parent)] if sweep else [])
+    earlier = resume.earlier_work(digest, roots, job_dir)
     if earlier.running is not None:
         return _end_early(
             results, job_dir, "skipped", f"the same experiment is running now in {files.shown(earlier.running)}"
@@ -106,7 +110,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         raise
     results["data"] = fingerprint(located)
     results["config_hash"] = resume.config_hash(results["config"], results["data"])
-    ended, earlier = _earlier_work(cfg, results, job_dir)
+    ended, earlier = _earlier_work(cfg, results, job_dir, sweep)
     if ended is not None:
         return ended
     trained, resume_from, trained_record = earlier.trained, earlier.checkpoint, None

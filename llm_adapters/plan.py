@@ -22,6 +22,7 @@ from llm_adapters import adapters, budget
 from llm_adapters.axes import job_axes
 from llm_adapters.config import validate
 from llm_adapters.data.sets import EVAL_SETS
+from llm_adapters.errors import PlacementError
 from llm_adapters.files import write_json
 from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
 
@@ -58,8 +59,26 @@ def eval_questions(cfg: DictConfig) -> dict[str, int | None]:
     return counts
 
 
-def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
-    """Count the parameters of ``cfg``'s job on the meta device; write ``plan.json``."""
+def plan(cfg: DictConfig, job_dir: Path, sweep: bool = False) -> dict[str, Any] | None:
+    """Count the parameters of ``cfg``'s job on the meta device; write ``plan.json``. In a sweep, a combination
+    without meaning (a placement or budget the kind cannot take) is recorded as ``skipped`` with its reason, as a
+    training sweep records it, and None is returned; alone, it is an error."""
+    try:
+        return _plan(cfg, job_dir)
+    except PlacementError as error:
+        if not sweep:
+            raise
+        job_dir.mkdir(parents=True, exist_ok=True)
+        write_json(job_dir / "plan.json", {"mode": "plan", "status": "skipped", "reason": str(error)})
+        return None
+
+
+def skip_reason(job_dir: Path) -> str:
+    """Why the plan in ``job_dir`` was skipped (its plan.json)."""
+    return str(json.loads((job_dir / "plan.json").read_text()).get("reason"))
+
+
+def _plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
     validate(cfg)
     cfg = budget.apply(cfg)
     tokenizer = None if cfg.model.name_or_path else load_tokenizer(cfg.model)
@@ -74,6 +93,7 @@ def plan(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
     axes = job_axes(resolved)
     result = {
         "mode": "plan",
+        "status": "ok",
         **{key: axes[key] for key in ("model", "adapter", "placement")},
         "axes": axes,
         "targets": len(targets),

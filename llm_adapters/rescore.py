@@ -9,7 +9,6 @@ are those of the job's evaluation (``scoring.score``) under the named protocol's
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from omegaconf import OmegaConf
 
 from llm_adapters import CONF_DIR
 from llm_adapters.data.sets import EVAL_SETS, DataError, eval_set
+from llm_adapters.errors import OneLineParser
 from llm_adapters.files import write_jsonl
 from llm_adapters.scoring import score
 
@@ -55,7 +55,7 @@ def read_predictions(path: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm_adapters.rescore", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m llm_adapters.rescore", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, choices=sorted([*EVAL_SETS, "synthetic_math"]))
     parser.add_argument("--predictions", required=True, type=Path)
     parser.add_argument("--protocol", default="paper", choices=sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml")))

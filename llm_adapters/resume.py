@@ -132,17 +132,18 @@ def training_record(job_dir: Path, digest: str) -> dict[str, Any]:
 LOCK = ".running"  # beside a live job's results.json: its host and process id
 
 
-def lock(job_dir: Path) -> Path:
-    """Mark ``job_dir`` as the directory of a live job (removed when the job ends; stale once its process is gone)."""
-    path = job_dir / LOCK
+def lock(job_dir: Path, name: str = LOCK) -> Path:
+    """Mark ``job_dir`` as the directory of a live job (removed when the job ends; stale once its process is gone);
+    ``name``: the lock's file (a sweep's directory has one of its own, ``sweep.SWEEP_LOCK``)."""
+    path = job_dir / name
     path.write_text(f"{socket.gethostname()} {os.getpid()}\n")
     return path
 
 
-def live(job_dir: Path) -> bool:
+def live(job_dir: Path, name: str = LOCK) -> bool:
     """Whether a job is running in ``job_dir`` now: its lock names a process that still exists (on this host; a lock
     from another host counts as live, as it cannot be checked from here)."""
-    path = job_dir / LOCK
+    path = job_dir / name
     try:
         host, pid = path.read_text().split()
     except (OSError, ValueError):

@@ -3,9 +3,10 @@
 ``results.json``.
 
 Objectives are named by what a job records: ``accuracy`` (the mean accuracy over the job's evaluation sets, in
-points), ``accuracy/<set>`` (one set's), ``trainable`` (trainable parameters) or ``trainable_pct``. A job that did
-not end ``ok`` (failed, skipped as a combination without meaning) is told to Optuna as failed, its reason kept in
-the trial's ``reason`` attribute.
+points), ``accuracy/<set>`` (one set's), ``trainable`` (trainable parameters) or ``trainable_pct``. A job skipped
+because the same experiment had finished elsewhere reports that job's values. A job that did not end ``ok`` otherwise
+(failed, skipped as a combination without meaning) is told to Optuna as failed, its reason kept in the trial's
+``reason`` attribute.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from llm_adapters import pruning, resume
+from llm_adapters import files, pruning, resume
 from llm_adapters.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ def open_study(settings: Settings, sweep_dir: Path) -> Any:
                 load_if_exists=True,
             )
         except Exception as error:  # SQLAlchemy's errors for a URL that cannot be opened
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""  # not SQLAlchemy's links
             raise ConfigError(
-                f"hydra.sweeper.storage {url}: cannot be opened ({type(error).__name__}: {error})"
+                f"hydra.sweeper.storage {url}: cannot be opened ({type(error).__name__}: {first})"
             ) from None
         opened = int(study.user_attrs.get("sweeps", 0))
         study.set_user_attr("sweeps", opened + 1)
@@ -180,6 +182,22 @@ def _continued(study: Any) -> int:
     return sum(1 for trial in study.get_trials(deepcopy=False) if "continues" in trial.user_attrs)
 
 
+def check_objectives(settings: Settings, config: Mapping[str, Any], space: Any) -> None:
+    """An ``accuracy/<set>`` objective names a set the trials evaluate (``eval.datasets``): refused in one line
+    before any trial, where it would fail the first trial after its training. Not checked when the search varies
+    the evaluation itself."""
+    if any(p.key == "eval" or p.key.startswith("eval.") for p in space.params):
+        return
+    evaluated = [str(name) for name in config["eval"]["datasets"]]
+    for objective in settings.objectives:
+        name = objective.removeprefix("accuracy/")
+        if objective.startswith("accuracy/") and name not in evaluated:
+            raise ConfigError(
+                f"hydra.sweeper.objectives: '{objective}' names a set the trials do not evaluate "
+                f"(eval.datasets: {', '.join(evaluated)})"
+            )
+
+
 def values(results: Mapping[str, Any], objectives: Sequence[str]) -> list[float]:
     """The objective values a job's results record reports."""
     accuracies = {name: metrics["accuracy"] for name, metrics in (results.get("eval") or {}).items()}
@@ -201,12 +219,29 @@ def tell(study: Any, trial: Any, job_dir: Path, settings: Settings) -> None:
     path = job_dir / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {"status": "failed", "reason": "no results.json"}
     trial.set_user_attr("job_dir", str(job_dir))
+    if results.get("status") == "skipped" and (done := reused(results)) is not None:
+        trial.set_user_attr("reused_from", results["reused_from"])  # the same experiment, finished earlier
+        results = done
+    try:
+        reported = values(results, settings.objectives) if results.get("status") == "ok" else None
+    except KeyError as error:  # an objective its record does not hold: the trial fails, the search goes on
+        results = {"status": "failed", "reason": f"its record has no objective {error}"}
     if results.get("status") != "ok":
         trial.set_user_attr("reason", f"{results.get('status')}: {results.get('reason')}")
         pruned = results.get("status") == "pruned"  # its pruner stopped it (llm_adapters.pruning)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL)
         return
-    study.tell(trial, values(results, settings.objectives))
+    study.tell(trial, reported)
+
+
+def reused(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The finished record a job skipped as already completed stands for (``reused_from``, as the job recorded it:
+    relative to the working directory when below it), if it can be read."""
+    path = Path(results.get("reused_from") or "") / "results.json"
+    if not results.get("reused_from") or not path.is_file():
+        return None
+    earlier = files.read_results(path)
+    return earlier if earlier is not None and earlier.get("status") == "ok" else None
 
 
 def report(study: Any, settings: Settings) -> None:

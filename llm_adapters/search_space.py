@@ -47,11 +47,7 @@ class Space:
             elif isinstance(value, RangeSweep):
                 distribution = dist.CategoricalDistribution(list(override.sweep_iterator()))
             elif isinstance(value, IntervalSweep):
-                log_scale = "log" in value.tags
-                if isinstance(value.start, int) and isinstance(value.end, int):
-                    distribution = dist.IntDistribution(value.start, value.end, log=log_scale)
-                else:
-                    distribution = dist.FloatDistribution(float(value.start), float(value.end), log=log_scale)
+                distribution = _interval(override.input_line, value)
             else:
                 raise ConfigError(
                     f"{override.input_line}: not a search space Optuna can draw from (choice, range, interval)"
@@ -73,6 +69,22 @@ class Space:
                 kind = str(value)
             drawn.append(f"{param.prefix}{param.key}={value}")
         return [*self.fixed, *drawn]
+
+
+def _interval(line: str, value: Any) -> Any:
+    """Optuna's distribution for ``interval(low, high)`` (``int(...)``: integers; ``tag(log, ...)``: log scale), its
+    bounds checked here so that a reversed or non-positive log interval is one line, not Optuna's traceback."""
+    import optuna.distributions as dist
+
+    log_scale = "log" in value.tags
+    low, high = value.start, value.end
+    if low > high:
+        raise ConfigError(f"{line}: the interval's low end {low} is above its high end {high}")
+    if log_scale and low <= 0:
+        raise ConfigError(f"{line}: a log-scale interval needs a low end above 0 (got {low})")
+    if isinstance(low, int) and isinstance(high, int):
+        return dist.IntDistribution(low, high, log=log_scale)
+    return dist.FloatDistribution(float(low), float(high), log=log_scale)
 
 
 def _suggest(trial: Any, param: Param) -> Any:

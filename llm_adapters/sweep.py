@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from omegaconf import DictConfig
 from llm_adapters.axes import settings
 from llm_adapters.files import read_results
 from llm_adapters.power import family, study_line
-from llm_adapters.resume import cell_key
+from llm_adapters.resume import cell_key, live, lock
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,18 @@ def summarise(sweep_dir: Path) -> tuple[Counter, list[str]]:
     return counts, notes
 
 
-def plan_table(sweep_dir: Path) -> str | None:
-    """The plan.json files of a ``mode=plan`` sweep as one table, in job order."""
-    rows, plans = [], []
-    for path in sorted(sweep_dir.glob("*/plan.json"), key=lambda p: int(p.parent.name.split("_")[0])):
-        plan = json.loads(path.read_text())
+def plan_table(sweep_dir: Path) -> tuple[str | None, list[str]]:
+    """The plan.json files of a ``mode=plan`` sweep as one table, in job order, and a line for each job that was
+    skipped (its reason) or failed (no plan.json: its run.log says why)."""
+    rows, plans, notes = [], [], []
+    jobs = sorted({p.parent for p in sweep_dir.glob("*/.hydra")}, key=lambda p: (len(p.name.split("_")[0]), p.name))
+    for job in jobs:
+        path = job / "plan.json"
+        plan = json.loads(path.read_text()) if path.is_file() else {"status": "failed"}
+        if plan.get("status", "ok") != "ok":
+            why = plan.get("reason") or _last_error(job / "run.log") or "no plan.json"
+            notes.append(f"  {plan['status']}: {job.name}: {why}")
+            continue
         plans.append(plan)
         rows.append(
             {
@@ -71,7 +79,13 @@ def plan_table(sweep_dir: Path) -> str | None:
         )
     import pandas as pd  # only a sweep's end needs it
 
-    return f"{pd.DataFrame(rows).to_string(index=False)}\n{power_line(plans)}" if rows else None
+    return (f"{pd.DataFrame(rows).to_string(index=False)}\n{power_line(plans)}" if rows else None), notes
+
+
+def _last_error(log_file: Path) -> str | None:
+    """The reason a job logged for failing (``run.py``'s "job failed: ..." line), if its log has one."""
+    lines = log_file.read_text(errors="replace").splitlines() if log_file.is_file() else []
+    return next((line.split("job failed: ", 1)[1] for line in reversed(lines) if "job failed: " in line), None)
 
 
 def power_line(plans: list[dict[str, Any]]) -> str:
@@ -96,14 +110,39 @@ def differs_only_in(a: dict[str, Any], b: dict[str, Any], key: str) -> bool:
     return bool(differ) and all(k == key or k.startswith(f"{key}.") for k in differ)
 
 
+SWEEP_LOCK = ".sweep-running"  # in a sweep directory while a sweep runs there: its host and process id
+
+
 class SweepSummary(Callback):
-    """Prints the sweep's outcome and exits with status 1 when any job failed."""
+    """Holds the sweep directory for one sweep at a time; at the end prints the sweep's outcome and exits with
+    status 1 when any job failed.
+
+    A second sweep into a directory where one is running is refused in one line (exit 2), before any job: the end
+    summary reads every job folder of the directory, which must all be this sweep's (a rerun of a finished or killed
+    sweep is welcome: it is the same study continued)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if live(sweep_dir, SWEEP_LOCK):
+            held = (sweep_dir / SWEEP_LOCK).read_text().strip()
+            print(
+                f"error: a sweep is running in {sweep_dir} now ({held}): choose another hydra.sweep.dir, or remove "
+                f"{sweep_dir / SWEEP_LOCK} if no sweep runs there",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        lock(sweep_dir, SWEEP_LOCK)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        table = plan_table(sweep_dir)
-        if table is not None:
-            print(table)
+        (sweep_dir / SWEEP_LOCK).unlink(missing_ok=True)
+        if config.get("mode") == "plan":
+            table, notes = plan_table(sweep_dir)
+            for line in ([table] if table else []) + ([f"{len(notes)} job(s) not planned:"] if notes else []) + notes:
+                print(line)
+            if any(note.startswith("  failed") for note in notes):
+                raise SystemExit(1)
             return
         counts, notes = summarise(sweep_dir)
         total = sum(counts.values())

@@ -80,6 +80,7 @@ class OptunaSearch(Sweeper):
         params = {str(k): str(v) for k, v in (self.settings.params or {}).items()}
         overrides = [*(f"{k}={v}" for k, v in params.items()), *arguments]
         space = Space.parse(OverridesParser.create().parse_overrides(overrides))
+        search.check_objectives(self.settings, self.config, space)
         pruning.check(self.settings.pruner, int(self.config.train.val_set_size or 0))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

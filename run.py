@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import CONF_DIR, plan
-from llm_adapters.checkpoint import Preempted, requeue_under_submitit
+from llm_adapters.checkpoint import Preempted, requeue_under_submitit, sigterm_stops
 from llm_adapters.composition import apply_study, register_resolvers, yaml_keys
 from llm_adapters.errors import InputError
 
@@ -143,6 +143,22 @@ def already_set(key: str) -> bool:
     return group in chosen and option.is_file() and name.split(".")[0] in yaml_keys(option)
 
 
+def budget_overrides(arguments: list[str]) -> list[str]:
+    """The README's ``budget.trainable=N`` (``budget.<key>=...``) made to work as written, with or without a
+    ``+budget=...`` preset: the budget group is not in the defaults, so each budget key is force-added (``++``); a
+    count given without a fraction replaces the preset's fraction (exactly one of the two is allowed)."""
+    out, keys = [], set()
+    for argument in arguments:
+        key = argument.partition("=")[0]
+        if key.startswith("budget.") and "=" in argument:
+            keys.add(key)
+            argument = f"++{argument}"
+        out.append(argument)
+    if "budget.trainable" in keys and "budget.fraction" not in keys:
+        out.append("++budget.fraction=null")
+    return out
+
+
 def to_log_file(line: str) -> None:
     """Put ``line`` in the job's run.log too (the console already has it once): the log of a job that stopped on bad
     input says why."""
@@ -171,7 +187,8 @@ def main(cfg: DictConfig) -> None:
             return
         from llm_adapters import experiment  # training and evaluation only: plan mode starts faster without it
 
-        results = experiment.run(cfg, job_dir, group, sweep=sweep)
+        with sigterm_stops():
+            results = experiment.run(cfg, job_dir, group, sweep=sweep)
     except InputError as error:  # a mistake in the input: one line, not a traceback
         if sweep:  # recorded as failed in results.json; the other jobs go on
             log.error("job failed: %s", error)
@@ -211,7 +228,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
+    sys.argv[1:] = arguments = budget_overrides(sys.argv[1:])
     checks = (unparsable, unknown_choice, misused_override, unknown_key, unusable_directory)
     if problem := next((found for check in checks if (found := check(arguments))), None):
         print(f"error: {problem}", file=sys.stderr)

@@ -78,6 +78,8 @@ def _check(budget: Mapping) -> None:
         raise ConfigError(f"budget.fraction must be in (0, 1) (got {budget['fraction']})")
     if budget.get("trainable") is not None and int(budget["trainable"]) < 1:
         raise ConfigError(f"budget.trainable must be a positive integer (got {budget['trainable']})")
+    if budget.get("max_size") is not None and (isinstance(budget["max_size"], bool) or int(budget["max_size"]) < 1):
+        raise ConfigError(f"budget.max_size must be a positive integer or null (got {budget['max_size']})")
     if not 0 < float(budget.get("tolerance", 0.25)) <= 1:
         raise ConfigError(f"budget.tolerance must be in (0, 1] (got {budget.get('tolerance')})")
 
@@ -104,7 +106,7 @@ def _solve(model_json: str, adapter_json: str, placement_json: str, budget_json:
     if key is None:
         raise BudgetError(f"budget: adapter '{kind}' has no size key to solve for a budget")
     widest = max(config.hidden_size, getattr(config, "intermediate_size", None) or 4 * config.hidden_size)
-    largest = int(budget.get("max_size") or 8 * widest)
+    largest = int(budget["max_size"]) if budget.get("max_size") is not None else 8 * widest
     found = closest_size(count, target, largest)
     if found is None or abs(found[1] - target) > float(budget.get("tolerance", 0.25)) * target:
         closest = f"; the closest, adapter.{key}={found[0]}, gives {found[1]:,}" if found else ""

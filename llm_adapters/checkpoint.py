@@ -118,3 +118,22 @@ def stop_signals(active: bool) -> Iterator[list[int]]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """Outside training (which checkpoints first: ``stop_signals``), SIGTERM raises ``Preempted`` where the job is,
+    so a job stopped while loading or evaluating records why and says so in one line (and, under submitit, is
+    requeued), instead of vanishing with exit 143. Its rerun evaluates the saved adapter."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Preempted(f"{signal.Signals(signum).name} outside training (the saved adapter, if any, is kept)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -71,7 +71,11 @@ def check_context(
 ) -> None:
     """What the method could not score, refused with its set and record before training (``Method.check``)."""
     chosen = method(cfg.get("method", "generate"))
-    for _, (spec, records) in eval_sets.items():
+    for name, (spec, records) in eval_sets.items():
+        if cfg.get("max_samples") and cfg["max_samples"] > len(records):  # said before training, not found in a table
+            log.warning(
+                "eval.max_samples=%d: %s has %d questions, all of them scored", cfg["max_samples"], name, len(records)
+            )
         chosen.check(spec, evaluated(records, cfg), config, tokenizer, chosen.extra(cfg) + virtual_tokens, cfg)
 
 

@@ -3,6 +3,7 @@ jobs included, never dropped)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import pandas as pd
 
 from llm_adapters.axes import axes_of, job_axes, settings
 from llm_adapters.files import read_results
+
+log = logging.getLogger(__name__)
 
 
 def row(results: Mapping[str, Any], job: str) -> dict[str, Any]:
@@ -56,8 +59,12 @@ def _reused(recorded: Path, sweep_dir: Path) -> Path | None:
 def load(directories: Iterable[Path]) -> pd.DataFrame:
     """All results.json files below the directories, in path order. A job skipped because an earlier one had done
     the same work (``reused_from``) stands for that job's result, counted once however many reuse it: a rerun
-    sweep's directory is the whole study."""
+    sweep's directory is the whole study. One experiment is one sample: of several finished records with the same
+    config hash (a job and copies of it run in other directories, or the same job with its files elsewhere) the
+    first in path order is kept, and the others are named in a warning, never pooled as if they were seeds."""
     rows: dict[str, dict[str, Any]] = {}
+    kept: dict[str, str] = {}  # config hash of an ok record → the job kept for it
+    repeats: list[str] = []
     for directory in directories:
         for path in sorted(Path(directory).rglob("results.json")):
             results = read_results(path)
@@ -68,7 +75,14 @@ def load(directories: Iterable[Path]) -> pd.DataFrame:
             reused = results.get({"skipped": "reused_from", "superseded": "superseded_by"}.get(status, ""))
             if reused and (found := _reused(Path(reused), path.parent.parent)) is not None:
                 results, job = read_results(found / "results.json"), str(found)
-            rows.setdefault(str(Path(job).resolve()), row(results, job))
+            key = str(Path(job).resolve())
+            digest = results.get("config_hash") if results.get("status") == "ok" else None
+            if key not in rows and digest is not None and kept.setdefault(digest, job) != job:
+                repeats.append(f"{job} (the same experiment as {kept[digest]})")
+                continue
+            rows.setdefault(key, row(results, job))
+    if repeats:
+        log.warning("left out %d record(s) repeating an experiment already read: %s", len(repeats), "; ".join(repeats))
     return pd.DataFrame(list(rows.values()))
 
 

@@ -35,13 +35,35 @@ def with_average(df: pd.DataFrame, sets: list[str], metric: str = "acc") -> pd.D
     return ok
 
 
+# The resolved config values each axis column is read from. Where such a value varies with its axis it is that axis
+# (LoRA's alpha beside series' bottleneck size is the adapter changing), so it is a column of its own only where it
+# varies within a cell of the axes; any other value is a column wherever two jobs set it differently.
+AXIS_SOURCES = {
+    "model": ("cfg/model.",),
+    "adapter": ("cfg/adapter.",),
+    "placement": ("cfg/placement.",),
+    "size": ("cfg/adapter.",),
+    "train_set": ("cfg/dataset.", "data/"),
+    "method": ("cfg/eval.method", "cfg/eval.prompt"),
+    "protocol": ("cfg/protocol.",),
+    "mode": ("cfg/mode",),
+    "evaluated": ("cfg/adapter_path",),
+}
+
+
 def setting_columns(ok: pd.DataFrame) -> list[str]:
     """The columns that tell cells apart: model and adapter, the axes that vary, then every resolved config value
-    (``cfg/...``) and data file digest (``data/...``) that still varies within a cell of those, so jobs share a cell
-    only when they differ in the seed alone (a sweep over ``train.lr`` is two rows, never two "seeds")."""
+    (``cfg/...``) and data file digest (``data/...``) that varies between the jobs (``AXIS_SOURCES``: within a cell,
+    for a value an axis is read from), so jobs share a cell only when they differ in the seed alone (a sweep over
+    ``train.lr`` is two rows, never two "seeds"), and a search that drew a size and a learning rate together has
+    both as columns, whichever launcher or sweeper ran it."""
     keys = [c for c in SETTING_COLUMNS if c in ok and (ok[c].nunique(dropna=False) > 1 or c in ("model", "adapter"))]
+    owned = tuple(prefix for axis in AXIS_SOURCES for prefix in AXIS_SOURCES[axis])
     for column in (c for c in ok.columns if c.startswith(("cfg/", "data/"))):
-        if ok.groupby(keys, dropna=False, sort=False)[column].nunique(dropna=False).max() > 1:
+        within = ok.groupby(keys, dropna=False, sort=False)[column].nunique(dropna=False).max() > 1
+        # Two values set (not a key only some jobs have, as the solved budget.target beside the baselines).
+        between = not column.startswith(owned) and ok[column].dropna().astype(str).nunique() > 1
+        if within or between:
             keys.append(column)
     return keys
 

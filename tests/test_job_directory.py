@@ -15,30 +15,15 @@ from llm_adapters import phases, resume
 from llm_adapters.config import ConfigError
 from llm_adapters.experiment import run
 from tests.helpers.configs import FAST, build_model, make_config
+from tests.helpers.kills import Killed, kill_at
 
 SAVING = [*FAST, "train.save_every=2"]  # 6 steps, checkpoints at 2, 4, 6
 
 
-class Killed(BaseException):
-    """Stands for a kill: raised inside a phase, after which the test puts back what a kill -9 would have left."""
-
-
 def killed_while(monkeypatch, phase: str, job_dir, *overrides: str) -> dict:
-    """Run a job whose ``phase`` is interrupted, and leave ``job_dir`` as a kill -9 at that moment would have: the
-    results.json written before it (not the final one), and a lock naming a process that no longer exists."""
-    left: dict = {}
-
-    def interrupted(*args, **kwargs):
-        left.update(json.loads((job_dir / "results.json").read_text()))
-        raise Killed
-
-    monkeypatch.setattr(phases, phase, interrupted)
-    with pytest.raises(Killed):
-        run(make_config(*overrides), job_dir)
-    monkeypatch.undo()
-    (job_dir / "results.json").write_text(json.dumps(left))
-    (job_dir / resume.LOCK).write_text(f"{os.uname().nodename} {2**22 + 12345}\n")  # no such process
-    return left
+    """Run a job whose ``phase`` is interrupted, leaving ``job_dir`` as a kill -9 then would; returns its record."""
+    kill_at(monkeypatch, phases, phase, job_dir, make_config(*overrides))
+    return json.loads((job_dir / "results.json").read_text())
 
 
 def stop_after_checkpoints(monkeypatch, job_dir, *overrides: str) -> None:

@@ -12,19 +12,19 @@ signals to real processes."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from llm_adapters import checkpoint, files, phases, resume
 from llm_adapters.experiment import run
-from tests.helpers.configs import FAST, make_config
+from tests.helpers.configs import FAST, QUICK, make_config
+from tests.helpers.kills import kill_at, never_trained_again
 
-RESUMING = [o for o in FAST if o != "train.resume=false"] + ["train.save_every=2"]  # 6 steps, checkpoints 2, 4, 6
-GENERATE = ["adapter.dropout=0.3", "eval.num_beams=2"]  # dropout high enough that a different draw shows
+RESUMING = [o for o in QUICK if o != "train.resume=false"] + ["train.save_every=2"]  # 6 steps, checkpoints 2, 4, 6
+GENERATE = [*FAST[len(QUICK) :], "adapter.dropout=0.3", "eval.num_beams=2"]  # a draw of dropout shows
 LOGLIK = ["dataset=arc_e", "train.max_examples=16", "eval=commonsense", "eval.datasets=[arc_e]"]
-LOGLIK += ["eval.method=loglik", "eval.max_samples=6", "train.cutoff_len=96"]
+LOGLIK += ["eval.method=loglik", "eval.max_samples=6"]
 # What differs between two runs of one experiment without being a result: when, how fast, where from.
 NOT_A_RESULT = {
     "seconds",
@@ -37,50 +37,12 @@ NOT_A_RESULT = {
 }
 
 
-class Killed(BaseException):
-    """Stands for a kill: raised inside a phase; the test then leaves what a kill -9 would have left."""
-
-
 def comparable(record: dict) -> dict:
     """A results.json less its timing and provenance, and less the resume roots (each path has its own)."""
     out = {k: comparable(v) if isinstance(v, dict) else v for k, v in record.items() if k not in NOT_A_RESULT}
     if isinstance(out.get("config"), dict):
         out["config"] = {k: v for k, v in out["config"].items() if k != "paths"}
     return out
-
-
-def as_killed(job_dir: Path, record: dict) -> None:
-    """``job_dir`` as a kill -9 leaves it: ``record`` (what was on disk at that instant) and a dead process's lock."""
-    (job_dir / "results.json").write_text(json.dumps(record))
-    (job_dir / resume.LOCK).write_text(f"{os.uname().nodename} {2**22 + 12345}\n")  # no such process
-
-
-def kill_at(monkeypatch, module, name: str, job_dir: Path, cfg, when=None, first: bool = False) -> None:
-    """Run the job with ``module.name`` interrupted at its first call for which ``when(*args)`` holds (any call
-    without it; ``first``: once the call has run), and leave the directory as a kill at that instant would."""
-    real, left = getattr(module, name), {}
-
-    def interrupted(*args, **kwargs):
-        if when is not None and not when(*args, **kwargs):
-            return real(*args, **kwargs)
-        if first:
-            real(*args, **kwargs)
-        left.update(json.loads((job_dir / "results.json").read_text()))
-        raise Killed
-
-    monkeypatch.setattr(module, name, interrupted)
-    with pytest.raises(Killed):
-        run(cfg, job_dir)
-    monkeypatch.undo()
-    as_killed(job_dir, left)
-
-
-def never_trained_again(monkeypatch, cfg, job_dir: Path) -> dict:
-    monkeypatch.setattr(phases, "train", lambda *a, **k: pytest.fail("trained again"))
-    try:
-        return run(cfg, job_dir)
-    finally:
-        monkeypatch.undo()
 
 
 def uninterrupted(monkeypatch, job_dir: Path, overrides: list[str]) -> Path:

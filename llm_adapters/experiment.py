@@ -21,6 +21,7 @@ from llm_adapters.axes import job_axes
 from llm_adapters.config import ConfigError, validate
 from llm_adapters.data import loading
 from llm_adapters.data.checksums import fingerprint
+from llm_adapters.evaluation import method
 from llm_adapters.models import resolve_device
 from llm_adapters.placement import PlacementError
 
@@ -207,4 +208,5 @@ def _recipe(
     # naming the adapter on disk, are the checkpoints it replaces deleted
     shutil.rmtree(job.dir / "checkpoints", ignore_errors=True)
     results["eval"], predictions = phases.evaluate(job, built, data)
-    tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)))
+    shown = method(cfg.eval.method).row_fields
+    tracking.log_predictions(wandb_run, predictions, int(cfg.logger.get("sample_predictions", 0)), shown)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import logging
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from llm_adapters.axes import axes_of
+from llm_adapters.evaluation.methods import method
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +81,15 @@ def start_wandb(cfg: Mapping, resolved_config: Mapping, job_dir: Path, group: st
 
 
 def wandb_summary(results: Mapping[str, Any]) -> dict[str, Any]:
-    """What a job's W&B summary holds: status, parameter counts, and each set's accuracy and n.
-    ``analysis.collect.from_wandb`` reads it back into the same shape as results.json."""
+    """What a job's W&B summary holds: status, parameter counts, and each set's n and the accuracies its evaluation
+    method declares (``Method.metrics``). ``analysis.collect.from_wandb`` reads it back into the shape of
+    results.json."""
     summary: dict[str, Any] = {"status": results["status"], "reason": results.get("reason")}
     summary |= {f"params/{k}": v for k, v in (results.get("params") or {}).items()}
+    declared = method(axes_of(results).get("method") or "generate").metrics
     for name, metrics in (results.get("eval") or {}).items():
-        summary[f"eval/{name}/accuracy"] = metrics["accuracy"]
+        summary |= {f"eval/{name}/{key}": metrics[key] for key in declared if key in metrics}
         summary[f"eval/{name}/n"] = metrics["n"]
-        if "accuracy_norm" in metrics:  # eval.method=loglik: lm-eval's acc_norm beside acc
-            summary[f"eval/{name}/accuracy_norm"] = metrics["accuracy_norm"]
         if metrics.get("interval"):  # the 95% interval over the questions (Wilson), in percent
             summary[f"eval/{name}/interval_low"], summary[f"eval/{name}/interval_high"] = metrics["interval"]
         if "top_answer_pct" in metrics:
@@ -94,12 +97,16 @@ def wandb_summary(results: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def log_predictions(run: Any, rows: list[Mapping[str, Any]], n: int) -> None:
-    """The first ``n`` predictions as a W&B table, to read generations beside the numbers."""
+def log_predictions(run: Any, rows: list[Mapping[str, Any]], n: int, fields: Sequence[str]) -> None:
+    """The first ``n`` predictions as a W&B table, to read answers beside the numbers: the ``fields`` the job's
+    evaluation method declares its rows have (``Method.row_fields``): a yes/no as itself, everything else as text
+    (a column W&B types by its first row must not mix numbers, None and text, as extracted answers do)."""
     if n <= 0 or not rows:
         return
     import wandb
 
-    columns = ["id", "generation", "extracted", "answer", "correct"]
-    data = [[str(row[c]) if c in ("generation", "extracted") else row[c] for c in columns] for row in rows[:n]]
-    run.log({"predictions": wandb.Table(columns=columns, data=data)})
+    def cell(value: Any) -> Any:
+        return value if isinstance(value, bool) else str(value)
+
+    data = [[cell(row[field]) for field in fields] for row in rows[:n]]
+    run.log({"predictions": wandb.Table(columns=list(fields), data=data)})

@@ -200,5 +200,6 @@ register(
         extra=lambda cfg: int(cfg["max_new_tokens"]),
         domains=("math", "commonsense"),
         prompts=("paper", *TEXT_STYLES),
+        row_fields=("id", "prompt", "generation", "extracted", "answer", "correct"),
     )
 )

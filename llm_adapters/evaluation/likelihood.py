@@ -148,5 +148,10 @@ register(
         extra=lambda cfg: 0,
         domains=("commonsense",),
         prompts=("paper", "paper_text", "paper_cloze", "lm_eval"),
+        metrics=("accuracy", "accuracy_norm"),  # lm-eval's acc and acc_norm
+        row_fields=(
+            *("id", "prompt", "options", "logprobs", "extracted", "extracted_norm", "answer", "correct"),
+            "correct_norm",
+        ),
     )
 )

@@ -19,6 +19,10 @@ class Method:
     positions, options that do not parse), before training. ``extra(eval_cfg)``: the positions it needs beyond the
     prompt. ``domains``: the kinds of sets it scores. ``prompts``: the prompt styles ``eval.prompt`` may name (the
     first is the default).
+
+    What it produces, declared so that reporting iterates over it and never names a method: ``metrics``, the
+    accuracies (percent) it reports per set beside ``n`` and ``correct`` (the first is the headline accuracy);
+    ``row_fields``, the fields of its prediction rows (every row has them), in the order a sample table shows them.
     """
 
     name: str
@@ -27,6 +31,8 @@ class Method:
     extra: Callable[[Mapping], int]
     domains: tuple[str, ...]
     prompts: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ("accuracy",)
+    row_fields: tuple[str, ...] = ("id", "extracted", "answer", "correct")
 
 
 METHODS: dict[str, Method] = {}

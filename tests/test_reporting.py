@@ -16,9 +16,10 @@ from tests.helpers.configs import FAST, QUICK, make_config
 LOGGERS = ["none", "wandb"]
 
 
-def overrides(name: str, shared_data) -> list[str]:
+def overrides(name: str, request) -> list[str]:
     if name == "generate":
         return list(FAST)
+    shared_data = request.getfixturevalue("shared_data")  # the commonsense files: skipped where they are absent
     data = [f"paths.data_dir={shared_data}", "dataset=arc_e", "train.max_examples=16", "eval=commonsense"]
     return [*QUICK, *data, "eval.datasets=[arc_e]", f"eval.method={name}", "eval.max_samples=4"]
 
@@ -33,8 +34,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,logger", CASES)
-def test_every_method_runs_with_every_logger(tmp_path, shared_data, name, logger):
-    cfg = make_config(*overrides(name, shared_data), f"logger={logger}")
+def test_every_method_runs_with_every_logger(tmp_path, request, name, logger):
+    cfg = make_config(*overrides(name, request), f"logger={logger}")
     results = run(cfg, tmp_path)
     assert results["status"] == "ok", results.get("reason")
     declared = METHODS[name]

@@ -107,6 +107,8 @@ def build_base(cfg: DictConfig) -> Built:
     else:
         adapter_cfg = OmegaConf.to_container(cfg.adapter, resolve=True)
         targets = adapters.targets_for(config, adapter_cfg, cfg.placement)
+        if adapter_cfg.get("peft"):  # built on the meta device first: what PEFT refuses (or would change, as OFT's
+            adapters.trainable_count(adapter_cfg, targets, config)  # block size) is one line before any weights
     warn_if_slow(model_cfg["dtype"], resolve_device(cfg.device).type)
     return Built(load_model(model_cfg, config), tokenizer, adapter_cfg, targets)
 

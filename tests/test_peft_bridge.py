@@ -230,3 +230,24 @@ def test_in_a_sweep_a_family_the_method_cannot_take_is_skipped_and_alone_it_is_a
     assert result["status"] == "skipped" and "Conv1D" in result["reason"]
     with pytest.raises(PlacementError, match="Conv1D"):
         run(make_config(*gpt2), tmp_path / "alone")
+
+
+def test_a_size_peft_would_change_is_refused_before_any_weights_and_one_it_takes_is_what_is_built(
+    tmp_path, monkeypatch
+):
+    """OFT's block size must divide every adapted projection's width; PEFT would silently use the nearest that
+    does, so the job would record 7 over block-size-8 weights. Refused on the meta device, before the base loads."""
+    from llm_adapters import phases
+    from llm_adapters.experiment import run
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the base model loaded")
+
+    monkeypatch.setattr(phases, "load_model", no_weights)
+    with pytest.raises(ConfigError, match=r"adapter.oft_block_size=7: PEFT's OFT would not build it as asked .*\(8\)"):
+        run(make_config(*FAST, "adapter=oft", "adapter.oft_block_size=7"), tmp_path / "seven")
+    monkeypatch.undo()
+    results = run(make_config(*FAST, "adapter=oft", "adapter.oft_block_size=8"), tmp_path / "eight")
+    model = build_model(make_config(*FAST, "adapter=oft", "adapter.oft_block_size=8")).model
+    blocks = {m.oft_block_size["default"] for m in model.modules() if hasattr(m, "oft_block_size")}
+    assert results["axes"]["size"] == 8 and blocks == {8}

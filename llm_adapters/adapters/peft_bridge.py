@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,7 +115,8 @@ def inject(model: nn.Module, cfg: Mapping, targets: Sequence[Any]) -> None:
     method = cfg[BLOCK]["method"]
     _, tuner_class = _classes(method)
     try:
-        with torch.device("cpu"):  # built for real even on a meta base (plan mode): some methods' init reads values
+        with torch.device("cpu"), warnings.catch_warnings(record=True) as said:  # built for real even on a meta
+            warnings.simplefilter("always")  # base (plan mode): some methods' init reads values
             tuner = tuner_class(model, peft_config(cfg, targets), adapter_name="default")
     except ConfigError:
         raise
@@ -122,9 +124,26 @@ def inject(model: nn.Module, cfg: Mapping, targets: Sequence[Any]) -> None:
         sites = ", ".join(sorted({t.site for t in targets}))
         reason = str(error).strip().splitlines()[0]
         raise PlacementError(f"adapter '{cfg['kind']}' (PEFT's {method}) cannot go on {sites} here: {reason}") from None
+    _refuse_adjusted(cfg, [str(w.message) for w in said])
     object.__setattr__(model, TUNER, tuner)  # not a submodule: the model's modules and state stay its own
     if hasattr(tuner, "update_and_allocate"):
         train_hooks.attach(model, _Schedule(tuner, cfg["kind"]))
+
+
+def _refuse_adjusted(cfg: Mapping, said: Sequence[str]) -> None:
+    """A size PEFT changed on its own while building the layers (OFT's block size that does not divide a
+    projection's width becomes the nearest that does, with a warning): refused in one line, since the job would
+    record the size asked for while its weights have another (two cells of one adapter in every table). Other
+    warnings are passed on as PEFT gave them."""
+    for message in said:
+        if "! Adjusted `" in message:  # OFT's "Invalid `oft_block_size` (7)! Adjusted `oft_block_size` to (8)."
+            size = cfg[BLOCK].get("size")
+            asked = f"adapter.{size}={cfg.get(size)}" if size else f"adapter '{cfg['kind']}'"
+            raise ConfigError(
+                f"{asked}: PEFT's {cfg[BLOCK]['method']} would not build it as asked on these modules "
+                f"({message.strip().splitlines()[0]}): choose a value it takes as it is"
+            )
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 class _Schedule:

@@ -16,10 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import CONF_DIR, plan
-from llm_adapters.checkpoint import Preempted, requeue_under_submitit, sigterm_stops
-from llm_adapters.composition import apply_study, register_resolvers, yaml_keys
+from llm_adapters import CONF_DIR
 from llm_adapters.errors import InputError
+from llm_adapters.files import yaml_keys
+from llm_adapters.job import plan
+from llm_adapters.job.composition import apply_study, register_resolvers
+from llm_adapters.training.checkpoint import Preempted, requeue_under_submitit, sigterm_stops
 
 register_resolvers()
 log = logging.getLogger("run")
@@ -185,10 +187,10 @@ def main(cfg: DictConfig) -> None:
             planned = plan.plan(cfg, job_dir, sweep)
             print(plan.line(planned) if planned else f"skipped: {plan.skip_reason(job_dir)}")
             return
-        from llm_adapters import experiment  # training and evaluation only: plan mode starts faster without it
+        from llm_adapters.job import recipe  # training and evaluation only: plan mode starts faster without it
 
         with sigterm_stops():
-            results = experiment.run(cfg, job_dir, group, sweep=sweep)
+            results = recipe.run(cfg, job_dir, group, sweep=sweep)
     except InputError as error:  # a mistake in the input: one line, not a traceback
         if sweep:  # recorded as failed in results.json; the other jobs go on
             log.error("job failed: %s", error)
@@ -220,7 +222,7 @@ def main(cfg: DictConfig) -> None:
             return
         raise
     if results["status"] == "ok":
-        from llm_adapters.report import summary
+        from llm_adapters.job.report import summary
 
         print(summary(results, job_dir))
     else:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.uncertainty import ALPHA, Cell, compare, holm, interval, question_scores
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 
 
 def _cells(group: pd.DataFrame, sets: Sequence[str], metric: str) -> dict[str, Cell | None]:

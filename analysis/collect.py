@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from llm_adapters.axes import axes_of, job_axes, settings
 from llm_adapters.files import read_results
+from llm_adapters.job.axes import axes_of, job_axes, settings
 
 log = logging.getLogger(__name__)
 

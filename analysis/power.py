@@ -1,7 +1,7 @@
 """The power a finished study had, measured from its own predictions, so a difference within noise is reported with
 the difference the study could have seen (``python -m analysis power``).
 
-Plan mode sizes a study from assumed figures (``llm_adapters.power``: the share of questions two runs answer
+Plan mode sizes a study from assumed figures (``llm_adapters.stats.power``: the share of questions two runs answer
 differently, and a cell's spread from seed to seed). Once the jobs are done both are measured: the disagreement as
 the mean, over the compared pairs, the shared sets and every pairing of one seed of each cell, of the share of
 questions answered differently; the seed spread as the pooled standard deviation, across seeds, of each cell's
@@ -24,7 +24,7 @@ from scipy.stats import norm
 
 from analysis.compare import AVERAGE, CompareError, comparisons, pairs
 from analysis.uncertainty import Cell
-from llm_adapters.power import DEFAULTS, minimum_detectable
+from llm_adapters.stats.power import DEFAULTS, minimum_detectable
 
 Z95 = 1.959963984540054  # the comparisons' intervals are 95%
 

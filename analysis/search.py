@@ -23,7 +23,7 @@ import pandas as pd
 from analysis.cells import average
 from analysis.uncertainty import Cell, interval, question_scores
 from llm_adapters.files import shown
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 
 
 class SearchError(ValueError):

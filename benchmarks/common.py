@@ -14,9 +14,10 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llm_adapters import CONF_DIR, SHARED_DATA, adapters, weights
-from llm_adapters.composition import compose
+from llm_adapters import CONF_DIR, SHARED_DATA, adapters
 from llm_adapters.data.builtin_tokenizer import build_tokenizer
+from llm_adapters.job.composition import compose
+from llm_adapters.model import weights
 
 SHARED = SHARED_DATA  # the LLM-Adapters files, when beside the repo
 
@@ -75,7 +76,7 @@ def pretrained(name: str) -> str:
 
 def tokenizer_for(name: str | None):
     """The tokenizer of a pretrained ``name`` (left padding, as jobs pad), or the built-in one."""
-    from llm_adapters.models import load_tokenizer
+    from llm_adapters.model.loading import load_tokenizer
 
     if name is None:
         return build_tokenizer()
@@ -86,13 +87,14 @@ def base_model(
     name: str | None, device: str, seed: int = 0, hidden: int | None = None, layers: int | None = None, tokenizer=None
 ):
     """The benchmark's frozen base: built from BENCH_MODEL (optionally ``hidden`` wide, with LLaMA's MLP ratio of
-    2.6875, ``layers`` deep, and the vocabulary and special tokens of ``tokenizer``), or loaded from ``name``."""
+    2.6875 rounded to a multiple of 32, ``layers`` deep, and the vocabulary and special tokens of ``tokenizer``), or loaded from ``name``."""
     torch.manual_seed(seed)
     if name:
         return AutoModelForCausalLM.from_pretrained(pretrained(name), dtype=torch.float32).to(device)
     numbers = dict(BENCH_MODEL)
     if hidden:
-        numbers.update(hidden_size=hidden, intermediate_size=int(hidden * 2.6875))
+        # SmolLM2's ratio, rounded to a multiple of 32 as real widths are (and as OFT's default block size needs)
+        numbers.update(hidden_size=hidden, intermediate_size=32 * max(1, round(hidden * 2.6875 / 32)))
     if layers:
         numbers.update(num_hidden_layers=layers)
     if tokenizer is not None:

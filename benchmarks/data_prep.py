@@ -51,9 +51,9 @@ def per_record(
 
 
 def _tokenizer(model: str | None) -> Any:
-    from llm_adapters.composition import compose
     from llm_adapters.data.builtin_tokenizer import build_tokenizer
-    from llm_adapters.models import load_tokenizer, pretrained
+    from llm_adapters.job.composition import compose
+    from llm_adapters.model.loading import load_tokenizer, pretrained
 
     if not model:
         return build_tokenizer()

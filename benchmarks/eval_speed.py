@@ -19,13 +19,13 @@ from omegaconf import OmegaConf
 
 from benchmarks.common import SHARED, base_model, machine, parser, tokenizer_for, with_adapter
 from llm_adapters.adapters import merge_adapters
-from llm_adapters.composition import compose
 from llm_adapters.data.sets import EVAL_SETS, load_records
 from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation import generation
 from llm_adapters.evaluation.generation import generate
-from llm_adapters.models import contiguous_head_input
+from llm_adapters.job.composition import compose
+from llm_adapters.model.loading import contiguous_head_input
 
 
 def prompts(n: int) -> tuple[list[str], str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from benchmarks.common import machine
 from llm_adapters import CONF_DIR
-from llm_adapters.composition import compose
-from llm_adapters.plan import plan
+from llm_adapters.job.composition import compose
+from llm_adapters.job.plan import plan
 
 ROOT = CONF_DIR.parent
 

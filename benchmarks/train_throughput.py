@@ -32,7 +32,7 @@ from llm_adapters.adapters import adapter_kinds
 from llm_adapters.data.sets import load_records
 from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.training_examples import IGNORE_INDEX, tokenize_for_training
-from llm_adapters.models import contiguous_head_input
+from llm_adapters.model.loading import contiguous_head_input
 from llm_adapters.training import causal_lm_loss, train
 
 BATCH, LENGTH = 4, 128

@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from llm_adapters import CONF_DIR
+
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
@@ -89,3 +93,15 @@ def sha256(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def yaml_keys(path: Path) -> list[str]:
+    """The keys a group config file defines, those of the configs its defaults list builds on included (an entry
+    ``/base/x@_here_`` is conf/base/x.yaml; a plain one is a sibling file)."""
+    content = OmegaConf.load(path)
+    keys: list[str] = []
+    for entry in content.get("defaults", []):
+        name = str(entry).split("@")[0]
+        if name != "_self_":
+            keys += yaml_keys(CONF_DIR / f"{name[1:]}.yaml" if name.startswith("/") else path.parent / f"{name}.yaml")
+    return [*keys, *(str(k) for k in content if k != "defaults" and k not in keys)]

@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 from llm_adapters import CONF_DIR
 from llm_adapters.data.sets import EVAL_SETS, DataError, eval_set
 from llm_adapters.errors import OneLineParser
+from llm_adapters.evaluation.scoring import score
 from llm_adapters.files import write_jsonl
-from llm_adapters.scoring import score
 
 PROTOCOL_DIR = CONF_DIR / "protocol"
 

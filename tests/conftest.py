@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_adapters import SHARED_DATA, weights
+from llm_adapters import SHARED_DATA
+from llm_adapters.model import weights
 from tests.helpers.configs import MODEL_CACHE, make_config
 
 os.environ.setdefault("TQDM_DISABLE", "1")

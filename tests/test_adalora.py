@@ -10,10 +10,10 @@ import torch
 
 from llm_adapters.adapters import prepare, saving, targets_for, train_hooks
 from llm_adapters.adapters.peft_bridge import peft_config
-from llm_adapters.config import ConfigError, validate
-from llm_adapters.distributed import Distributed
-from llm_adapters.optimization import Optimization, linear_warmup_decay
+from llm_adapters.job.config import ConfigError, validate
 from llm_adapters.training import accumulate, causal_lm_loss
+from llm_adapters.training.distributed import Distributed
+from llm_adapters.training.optimization import Optimization, linear_warmup_decay
 from tests.helpers.configs import make_config
 from tests.helpers.models import tiny_model
 from tests.helpers.peft_models import IDS, adapter_of
@@ -130,7 +130,7 @@ def test_a_run_at_the_smallest_gap_reallocates_to_its_target():
 def test_a_resumed_run_continues_the_schedule(tfinal, tmp_path):
     from llm_adapters.data.synthetic_math import generate
     from llm_adapters.data.training_examples import tokenize_for_training
-    from llm_adapters.phases import set_seed
+    from llm_adapters.job.phases import set_seed
     from llm_adapters.training import train
     from tests.helpers.configs import FAST, build_model
 
@@ -175,7 +175,7 @@ class Recorder:
 def test_the_training_loop_calls_the_hooks_of_any_adapter():
     from llm_adapters.data.synthetic_math import generate
     from llm_adapters.data.training_examples import tokenize_for_training
-    from llm_adapters.phases import set_seed
+    from llm_adapters.job.phases import set_seed
     from llm_adapters.training import train
     from tests.helpers.configs import FAST, build_model
 

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from llm_adapters.adapters import inject, merge_adapters, prefix, prepare, prompt, targets_for
-from llm_adapters.architectures import architecture_of
 from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.evaluation.generation import generate
-from llm_adapters.models import count_parameters
+from llm_adapters.model.architectures import architecture_of
+from llm_adapters.model.loading import count_parameters
 from tests.helpers.configs import build_model, make_config
 from tests.helpers.models import families, fused_families, tiny_model
 

@@ -9,7 +9,7 @@ from torch import nn
 from llm_adapters.adapters import adapter_state_dict, inject, spec, targets_for
 from llm_adapters.adapters.bottleneck import ParallelLinear, SeriesLinear
 from llm_adapters.adapters.lora import LoRALinear
-from llm_adapters.models import count_parameters
+from llm_adapters.model.loading import count_parameters
 from tests.helpers.configs import make_config
 from tests.helpers.models import TINY_CONFIGS, families, llama_site_dims, paper_count, tiny_model
 

@@ -98,7 +98,7 @@ def test_paper_cells_sit_beside_matching_rows():
 def test_wandb_runs_read_back_like_results_files(placement_sweep):
     """--wandb reads runs through the same row() as results.json: a run's config and summary give the same row."""
     from analysis.collect import results_from_wandb, row
-    from llm_adapters.tracking import wandb_summary
+    from llm_adapters.job.tracking import wandb_summary
 
     for path in placement_sweep.glob("*/results.json"):
         results = json.loads(path.read_text())

@@ -10,7 +10,7 @@ import pytest
 from analysis.__main__ import main
 from analysis.search import SearchError, accuracy_interval, write
 from llm_adapters import search
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 
 # (adapter, correct of 40 on each of two sets, trainable): three kinds, one front
 TRIALS = [("lora", (10, 14), 500), ("series", (30, 26), 800), ("lora", (20, 20), 400), ("parallel", (31, 29), 900)]

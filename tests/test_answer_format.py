@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.options import RESPONSE, as_cloze, as_text, option_text, parsed
 from llm_adapters.data.sets import eval_set
 from llm_adapters.errors import DataError
 from llm_adapters.evaluation.likelihood import options, pairs, request
-from llm_adapters.resume import config_hash
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.job.resume import config_hash
 from tests.helpers.configs import make_config
 
 RECORD = {

@@ -17,7 +17,7 @@ from llm_adapters.data.builtin_tokenizer import build_tokenizer
 from llm_adapters.data.sets import EVAL_SETS, load_records
 from llm_adapters.data.training_examples import Examples, collate, tokenize_for_training
 from llm_adapters.errors import DataError
-from llm_adapters.experiment import run
+from llm_adapters.job.recipe import run
 from tests.helpers.configs import FAST, QUICK, make_config
 
 SAMPLE = 64  # records of each file compared example by example
@@ -225,7 +225,7 @@ def test_a_mixture_is_every_listed_file_in_one_fixed_order_whatever_the_seed(tmp
     ("override", "named"), [("dataset.path=[]", "dataset.path"), ("~dataset.mixture_seed", "dataset.mixture_seed")]
 )
 def test_a_mixture_without_files_or_seed_is_one_line(override, named):
-    from llm_adapters.config import ConfigError, validate
+    from llm_adapters.job.config import ConfigError, validate
 
     with pytest.raises(ConfigError, match=named):
         validate(make_config("dataset=commonsense_mix", override))

@@ -5,11 +5,10 @@ is what the job runs and records."""
 import pytest
 from omegaconf import OmegaConf
 
-from llm_adapters import budget
-from llm_adapters.adapters import targets_for, trainable_count
-from llm_adapters.config import ConfigError
+from llm_adapters.adapters import budget, targets_for, trainable_count
 from llm_adapters.errors import BudgetError
-from llm_adapters.models import load_tokenizer, model_config
+from llm_adapters.job.config import ConfigError
+from llm_adapters.model.loading import load_tokenizer, model_config
 from tests.helpers.configs import FAST, make_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -110,7 +109,7 @@ def test_bad_budget_keys_are_one_line(override, message):
 
 
 def test_a_job_runs_and_records_the_solved_size_and_a_sweep_skips_an_unreachable_one(tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
 
     _, counts = every_size("lora")
     five = ["+budget=one_percent", "budget.fraction=0.05"]

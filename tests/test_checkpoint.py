@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm_adapters.checkpoint import CheckpointError, load
+from llm_adapters.training.checkpoint import CheckpointError, load
 from tests.helpers.configs import make_config
 from tests.helpers.processes import run_py
 
@@ -98,7 +98,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 def test_schedule_equals_transformers_linear_warmup():
     from transformers import get_linear_schedule_with_warmup
 
-    from llm_adapters.optimization import linear_warmup_decay
+    from llm_adapters.training.optimization import linear_warmup_decay
 
     lrs = []
     for make in (linear_warmup_decay, get_linear_schedule_with_warmup):
@@ -167,9 +167,10 @@ def test_a_full_disk_while_saving_leaves_no_half_written_folder_and_is_an_enospc
     import shutil
     from collections import namedtuple
 
-    from llm_adapters import checkpoint, files
+    from llm_adapters import files
     from llm_adapters.adapters import saving
-    from llm_adapters.placement import Target
+    from llm_adapters.adapters.placement import Target
+    from llm_adapters.training import checkpoint
     from tests.helpers.configs import build_model
 
     model, *_ = build_model(make_config())

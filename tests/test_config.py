@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llm_adapters.config import ConfigError, validate
+from llm_adapters.job.config import ConfigError, validate
 from tests.helpers.configs import CONF, make_config
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "base")  # base: what groups build on

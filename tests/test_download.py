@@ -18,8 +18,8 @@ import pytest
 from llm_adapters.data.checksums import MANIFEST
 from llm_adapters.data.download import fetch, locate
 from llm_adapters.data.sets import DataError
-from llm_adapters.experiment import run
 from llm_adapters.files import sha256
+from llm_adapters.job.recipe import run
 from tests.helpers.configs import FAST, ROOT, make_config
 
 GSM8K = "dataset/gsm8k/test.json"

@@ -85,7 +85,7 @@ def test_commonsense_without_mask_attends_to_padding(tiny):
 
 
 def test_merged_lora_gives_the_same_logits_and_predictions(tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import FAST
 
     quiet = [*FAST, "protocol.eval_adapter_dropout=false"]
@@ -148,7 +148,7 @@ def test_beam_search_with_the_prompt_prefilled_once_equals_plain_generate(model_
 def test_beam_cache_holds_and_reorders_what_transformers_cache_does():
     from transformers.cache_utils import DynamicLayer
 
-    from llm_adapters.beam_cache import SharedPromptLayer
+    from llm_adapters.evaluation.beam_cache import SharedPromptLayer
 
     torch.manual_seed(0)
     keys, values = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)  # 2 prompts, 3 heads, 5 positions

@@ -14,10 +14,10 @@ from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.templates import evaluation_prompt, response_text
 from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.errors import ConfigError
-from llm_adapters.experiment import run
-from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.report import summary
-from llm_adapters.scoring import extract_number, number_correct
+from llm_adapters.evaluation.scoring import extract_number, number_correct
+from llm_adapters.job.recipe import run
+from llm_adapters.job.report import summary
+from llm_adapters.model.loading import load_model, load_tokenizer, model_config
 from llm_adapters.training import train
 from tests.helpers.configs import FAST, QUICK, build_model, make_config
 
@@ -274,8 +274,8 @@ def test_adapter_path_errors_name_the_problem(tmp_path):
 
 
 def test_a_damaged_saved_adapter_is_refused_before_the_base_model_loads(tmp_path, monkeypatch):
-    from llm_adapters import phases
     from llm_adapters.errors import AdapterFileError
+    from llm_adapters.job import phases
 
     run(make_config(*FAST), tmp_path / "train")
     adapter = tmp_path / "train" / "adapter"

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from llm_adapters.adapters.registry import AdapterSpec, register
-from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight, target_dims
+from llm_adapters.model.architectures import PROJECTION_SITES, features, linear_weight, target_dims
 
 
 class Shifted(nn.Module):
@@ -59,9 +59,9 @@ KIND_YAML = "kind: shift\nscale: 1.0   # how much of the learnt shift is added\n
 CHECKS = """
 import json, llm_adapters
 from pathlib import Path
-from llm_adapters.composition import compose
-from llm_adapters.config import ConfigError, validate
-from llm_adapters.plan import plan
+from llm_adapters.job.composition import compose
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.job.plan import plan
 try:
     validate(compose("adapter=shift", "adapter.scale=0"))
     refused = None

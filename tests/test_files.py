@@ -9,8 +9,8 @@ import pytest
 
 from analysis.collect import load
 from llm_adapters.files import read_results, sha256, write_json
-from llm_adapters.resume import earlier_work
-from llm_adapters.sweep import summarise
+from llm_adapters.job.resume import earlier_work
+from llm_adapters.job.sweep import summarise
 
 STRAYS = {"empty": "", "list": "[]", "truncated": '{"status": "ok", "config_ha', "number": "3"}
 
@@ -109,7 +109,7 @@ def test_a_sweep_counts_jobs_that_died_before_writing_their_record(tmp_path):
 def test_the_config_hash_holds_the_data_not_its_place(shared_data, tmp_path):
     """The same files in another directory are the same experiment (skipped, reused); a changed training file is
     not (it runs again), and results.json records each file's size and SHA-256."""
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import QUICK, make_config
 
     def data_dir(name: str, answer: str) -> Path:
@@ -163,8 +163,8 @@ def test_a_superseded_job_stands_for_the_job_that_finished_it(tmp_path):
 def test_a_finished_adapter_is_evaluated_not_trained_again(tmp_path, monkeypatch):
     """A job killed while evaluating left its adapter complete: the rerun evaluates that adapter with the earlier
     training record, trains nothing, keeps a copy of the adapter, and marks the earlier job superseded."""
-    from llm_adapters import phases
-    from llm_adapters.experiment import run
+    from llm_adapters.job import phases
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import QUICK, make_config
 
     settings = [o for o in QUICK if o != "train.resume=false"]
@@ -190,7 +190,7 @@ def test_a_live_identical_job_is_neither_duplicated_nor_resumed_from(tmp_path):
     import subprocess
     import sys
 
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import QUICK, make_config
 
     settings = [o for o in QUICK if o != "train.resume=false"]

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.options import RESPONSE, as_text
 from llm_adapters.data.sets import EVAL_SETS, eval_set
 from llm_adapters.evaluation import generation
 from llm_adapters.evaluation.likelihood import options, pairs
-from llm_adapters.scoring import extract_option_text, score
+from llm_adapters.evaluation.scoring import extract_option_text, score
+from llm_adapters.job.config import ConfigError, validate
 from tests.helpers.configs import make_config
 from tests.test_answer_format import RECORD
 

@@ -8,8 +8,8 @@ import pytest
 
 from analysis.collect import load, settings
 from analysis.tables import formatted, table
-from llm_adapters.experiment import run
 from llm_adapters.files import read_results, write_json
+from llm_adapters.job.recipe import run
 from tests.helpers.configs import FAST, make_config
 
 JOB = [*FAST, "train.max_steps=2", "eval.max_new_tokens=4", "dataset.test_size=4"]
@@ -106,7 +106,7 @@ def test_old_results_without_predictions_get_intervals_from_their_counts(sweeps,
     numbers = table(load([tmp_path]), "math")
     row = numbers.iloc[0]
     m = record["eval"]["synthetic_math"]
-    from llm_adapters.intervals import wilson
+    from llm_adapters.stats.intervals import wilson
 
     assert row["basis"] == "counts" and [row["synthetic_math low"], row["synthetic_math high"]] == wilson(
         m["correct"], m["n"]

@@ -8,13 +8,12 @@ import pytest
 import torch
 from datasets import Dataset
 
-from llm_adapters import held_out_loss
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import Examples, tokenize_for_training
-from llm_adapters.models import load_tokenizer
-from llm_adapters.phases import set_seed
-from llm_adapters.training import train
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.job.phases import set_seed
+from llm_adapters.model.loading import load_tokenizer
+from llm_adapters.training import held_out_loss, train
 from tests.helpers.configs import build_model, make_config
 
 CPU = torch.device("cpu")
@@ -118,7 +117,7 @@ def test_bad_validation_settings_are_one_line(override, message):
 
 
 def test_a_split_that_leaves_nothing_to_train_on_stops_before_the_model_loads(shared_data, tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
 
     cfg = make_config(
         *("paths.data_dir=" + str(shared_data), "dataset=math_data", "eval=math", "train.max_examples=10"),
@@ -132,7 +131,7 @@ def test_a_split_that_leaves_nothing_to_train_on_stops_before_the_model_loads(sh
 def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
     """Two checkpoints are kept; with the newest truncated, resuming continues from the previous one and still ends
     where the uninterrupted run ended. With none readable, one line says how to start over."""
-    from llm_adapters.checkpoint import CheckpointError
+    from llm_adapters.training.checkpoint import CheckpointError
 
     _, model, _ = fitted("train.save_every=6", checkpoint_dir=tmp_path / "checkpoints")
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-54", "step-60"]

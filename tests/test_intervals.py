@@ -6,10 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from llm_adapters.intervals import wilson
-from llm_adapters.report import score_text
-from llm_adapters.scoring import score
-from llm_adapters.tracking import wandb_summary
+from llm_adapters.evaluation.scoring import score, score_text
+from llm_adapters.job.tracking import wandb_summary
+from llm_adapters.stats.intervals import wilson
 
 
 def wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> list[float]:

@@ -11,9 +11,10 @@ import shutil
 import pytest
 import torch
 
-from llm_adapters import phases, resume
-from llm_adapters.config import ConfigError
-from llm_adapters.experiment import run
+from llm_adapters import locks
+from llm_adapters.job import phases, resume
+from llm_adapters.job.config import ConfigError
+from llm_adapters.job.recipe import run
 from tests.helpers.configs import FAST, build_model, make_config
 from tests.helpers.kills import Killed, kill_at
 
@@ -67,7 +68,7 @@ def test_starting_over_in_a_directory_with_old_checkpoints(tmp_path, monkeypatch
 def test_a_live_jobs_directory_is_not_shared(tmp_path):
     job_dir = tmp_path / "D"
     job_dir.mkdir()
-    (job_dir / resume.LOCK).write_text(f"{os.uname().nodename} {os.getpid()}\n")  # this process: alive
+    (job_dir / locks.LOCK).write_text(f"{os.uname().nodename} {os.getpid()}\n")  # this process: alive
     with pytest.raises(ConfigError, match=r"a job is running in .*D now .* remove .*\.running if no job runs there"):
         run(make_config(*FAST), job_dir)
     assert not (job_dir / "results.json").exists()
@@ -102,7 +103,7 @@ def test_a_rerun_of_a_skip_names_no_machine_path_and_leaves_its_record_alone(tmp
     assert skipped["status"] == "skipped" and skipped["reused_from"] == os.path.join("jobs", "a")
     record = tmp_path / "jobs" / "b" / "results.json"
     written, stamp = record.read_bytes(), record.stat().st_mtime_ns
-    monkeypatch.setattr("llm_adapters.tracking.git_commit", lambda: "another-commit")  # what a later rerun records
+    monkeypatch.setattr("llm_adapters.job.tracking.git_commit", lambda: "another-commit")  # what a later rerun records
     assert run(make_config(*base), tmp_path / "jobs" / "b")["status"] == "skipped"
     assert record.read_bytes() == written and record.stat().st_mtime_ns == stamp
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.builtin_tokenizer import build_tokenizer
 from llm_adapters.data.sets import EVAL_SETS, eval_set
 from llm_adapters.errors import DataError
@@ -19,6 +18,7 @@ from llm_adapters.evaluation import METHODS, method
 from llm_adapters.evaluation.likelihood import evaluate_set, options, request
 from llm_adapters.evaluation.likelihood_batches import encode, loglikelihoods
 from llm_adapters.evaluation.lm_eval_prompts import lm_eval_pairs
+from llm_adapters.job.config import ConfigError, validate
 from tests.helpers.configs import make_config
 from tests.helpers.models import TINY_CONFIGS
 
@@ -144,7 +144,7 @@ def test_a_method_that_cannot_score_a_set_is_refused_before_any_weights():
 
 
 def test_a_job_evaluates_by_likelihood(shared_data, tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import QUICK
 
     data = [f"paths.data_dir={shared_data}", "dataset=arc_e", "train.max_examples=16", "eval=commonsense"]

@@ -11,11 +11,11 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from llm_adapters import resume
 from llm_adapters.adapters import adapter_state_dict, load_adapter_state, prepare, saving, targets_for
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
+from llm_adapters.job import resume
+from llm_adapters.job.config import ConfigError, validate
 from tests.helpers.configs import FAST, build_model, make_config
 from tests.helpers.models import tiny_model
 from tests.helpers.peft_models import perturb
@@ -144,8 +144,8 @@ def test_an_unknown_init_is_one_line_naming_the_choices():
 
 @pytest.mark.parametrize("init", ["pissa", pytest.param("olora", marks=pytest.mark.slow)])
 def test_a_job_trains_reloads_and_resumes(init, tmp_path):
-    from llm_adapters.experiment import run
-    from llm_adapters.phases import set_seed
+    from llm_adapters.job.phases import set_seed
+    from llm_adapters.job.recipe import run
     from llm_adapters.training import train
 
     trained = run(make_config(*FAST, "adapter=lora", f"adapter.init={init}"), tmp_path / "job")

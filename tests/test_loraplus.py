@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from llm_adapters import resume
 from llm_adapters.adapters import prepare, targets_for
-from llm_adapters.config import ConfigError, validate
-from llm_adapters.optimization import Optimization
+from llm_adapters.job import resume
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.training.optimization import Optimization
 from tests.helpers.configs import make_config
 from tests.helpers.models import tiny_model
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from llm_adapters import adapters
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import collate, tokenize_for_training
-from llm_adapters.models import load_model, load_tokenizer, model_config
+from llm_adapters.model.loading import load_model, load_tokenizer, model_config
 from llm_adapters.training import causal_lm_loss
 from tests.helpers.configs import make_config
 
@@ -48,7 +48,7 @@ def test_with_every_position_labelled_it_is_the_plain_forward():
 
 
 def test_max_steps_overrides_epochs_as_the_trainers_does():
-    from llm_adapters.optimization import optimizer_steps
+    from llm_adapters.training.optimization import optimizer_steps
 
     cfg = {"batch_size": 16, "epochs": 2, "max_steps": None}
     assert optimizer_steps(64, cfg) == 8  # 4 steps an epoch, 2 epochs

@@ -12,8 +12,8 @@ import torch
 from omegaconf import OmegaConf
 
 from llm_adapters.adapters import adapter_kinds, prepare, saving, spec, targets_for, trainable_count
-from llm_adapters.architectures import ARCHITECTURES
-from llm_adapters.placement import PlacementError
+from llm_adapters.adapters.placement import PlacementError
+from llm_adapters.model.architectures import ARCHITECTURES
 from tests.helpers.configs import make_config
 from tests.helpers.models import TINY_CONFIGS, families, tiny_model
 

@@ -11,7 +11,7 @@ import pytest
 from analysis.__main__ import main
 from analysis.collect import load
 from analysis.power import measure
-from llm_adapters.power import minimum_detectable
+from llm_adapters.stats.power import minimum_detectable
 from tests.helpers.handmade import add_set, handmade_job
 
 

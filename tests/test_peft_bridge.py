@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 
 from llm_adapters.adapters import prepare, saving, targets_for, trainable_count
 from llm_adapters.adapters.peft_bridge import bridged_yaml, peft_config
-from llm_adapters.architectures import target_dims
-from llm_adapters.config import ConfigError, validate
+from llm_adapters.adapters.placement import PlacementError
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
-from llm_adapters.placement import PlacementError
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.model.architectures import target_dims
 from tests.helpers.configs import FAST, build_model, make_config
 from tests.helpers.models import TINY_CONFIGS, tiny_model
 from tests.helpers.peft_models import IDS, SMALL, adapter_of, perturb
@@ -183,7 +183,7 @@ QUICK_JOBS = {("vera", "llama"), ("adalora", "bloom")}  # the rest in the slow s
     ],
 )
 def test_a_bridged_job_trains_evaluates_saves_and_reloads(kind, family, tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
 
     family_cfg = [f"model.config.model_type={family}", *(f"adapter.{k}={v}" for k, v in SMALL.items() if k == kind)]
     trained = run(make_config(*FAST, f"adapter={kind}", *family_cfg), tmp_path / "job")
@@ -205,7 +205,7 @@ def test_a_bridged_job_trains_evaluates_saves_and_reloads(kind, family, tmp_path
 
 @pytest.mark.parametrize("kind", [k if k == "vera" else pytest.param(k, marks=pytest.mark.slow) for k in BRIDGED])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(kind, tmp_path):
-    from llm_adapters.phases import set_seed
+    from llm_adapters.job.phases import set_seed
     from llm_adapters.training import train
 
     def fitted(**kwargs):
@@ -223,7 +223,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(kind, tmp_p
 
 
 def test_in_a_sweep_a_family_the_method_cannot_take_is_skipped_and_alone_it_is_an_error(tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
 
     gpt2 = [*FAST, "adapter=loha", "model.config.model_type=gpt2", "+model.config.n_inner=352"]
     result = run(make_config(*gpt2), tmp_path / "sweep", sweep=True)
@@ -237,8 +237,8 @@ def test_a_size_peft_would_change_is_refused_before_any_weights_and_one_it_takes
 ):
     """OFT's block size must divide every adapted projection's width; PEFT would silently use the nearest that
     does, so the job would record 7 over block-size-8 weights. Refused on the meta device, before the base loads."""
-    from llm_adapters import phases
-    from llm_adapters.experiment import run
+    from llm_adapters.job import phases
+    from llm_adapters.job.recipe import run
 
     def no_weights(*args, **kwargs):
         raise AssertionError("the base model loaded")

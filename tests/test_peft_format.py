@@ -4,8 +4,8 @@ checkpoint evaluates here, with the same logits."""
 import peft
 import torch
 
-from llm_adapters.experiment import run
-from llm_adapters.models import load_model, load_tokenizer, model_config
+from llm_adapters.job.recipe import run
+from llm_adapters.model.loading import load_model, load_tokenizer, model_config
 from tests.helpers.configs import FAST, build_model, make_config
 
 

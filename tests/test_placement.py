@@ -3,9 +3,9 @@
 import pytest
 
 from llm_adapters.adapters import targets_for
-from llm_adapters.architectures import architecture_of
+from llm_adapters.adapters.placement import PlacementError
 from llm_adapters.errors import ConfigError
-from llm_adapters.placement import PlacementError
+from llm_adapters.model.architectures import architecture_of
 from tests.helpers.configs import make_config
 from tests.helpers.models import tiny_model
 
@@ -120,7 +120,7 @@ def test_explicit_slices_of_a_fused_projection_get_one_target_each():
 
 
 def test_slice_rows_follow_each_family_layout():
-    from llm_adapters.architectures import architecture_of
+    from llm_adapters.model.architectures import architecture_of
 
     gpt2, bloom = tiny_model("gpt2").config, tiny_model("bloom").config  # hidden 64, 4 heads of 16
     assert architecture_of(gpt2).slice_rows("attn.k", gpt2).tolist() == list(range(64, 128))

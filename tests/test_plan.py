@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from llm_adapters.plan import plan
+from llm_adapters.job.plan import plan
 from tests.helpers.configs import FAST, make_config
 from tests.helpers.processes import run_py
 
@@ -109,7 +109,7 @@ def test_paper_camera_ready_lora_and_memory_estimate(tmp_path):
 
 
 def test_plan_counts_equal_a_real_jobs(tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
 
     for adapter in ("lora", "series", "parallel"):
         planned = plan(make_config("mode=plan", f"adapter={adapter}"), tmp_path / f"plan-{adapter}")
@@ -135,8 +135,8 @@ def test_plan_sweep_prints_one_table(tmp_path):
 def test_the_table_sweep_follows_each_rows_command(tmp_path):
     """sweeps/math_table.yaml's per_run: the 8-bit base and the validation split where the paper's command for that
     model and adapter used them, and nowhere else; plan mode shows it."""
-    from llm_adapters.config import ConfigError
-    from llm_adapters.plan import line
+    from llm_adapters.job.config import ConfigError
+    from llm_adapters.job.plan import line
 
     def planned(model, adapter):
         cfg = make_config("+sweep=math_table", f"model={model}", f"adapter={adapter}", "mode=plan")

@@ -12,8 +12,8 @@ from scipy.stats import norm
 
 from analysis import uncertainty
 from analysis.uncertainty import Cell, compare
-from llm_adapters.power import family_size, minimum_detectable, study_line
-from llm_adapters.sweep import power_line
+from llm_adapters.job.sweep import power_line
+from llm_adapters.stats.power import family_size, minimum_detectable, study_line
 from tests.helpers.configs import make_config
 
 

@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from llm_adapters import adapters, compiling
+from llm_adapters import adapters
 from llm_adapters.adapters import targets_for
-from llm_adapters.config import ConfigError, validate
 from llm_adapters.data.synthetic_math import generate as synthetic
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.evaluation.generation import generate
-from llm_adapters.models import load_model, load_tokenizer, model_config
-from llm_adapters.training import train
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.model.loading import load_model, load_tokenizer, model_config
+from llm_adapters.training import compiling, train
 from tests.helpers.configs import make_config
 
 CPU = torch.device("cpu")
@@ -151,13 +151,13 @@ def test_a_half_precision_frozen_head_reads_a_contiguous_slice_and_gives_the_sam
     ],
 )
 def test_a_half_precision_base_on_a_cpu_without_its_units_warns_once(flags, dtype, warned, monkeypatch, caplog):
-    from llm_adapters import models
+    from llm_adapters.model import loading
 
-    monkeypatch.setattr(models, "cpu_flags", lambda: frozenset(flags))
-    models.warn_if_slow.cache_clear()
+    monkeypatch.setattr(loading, "cpu_flags", lambda: frozenset(flags))
+    loading.warn_if_slow.cache_clear()
     for _ in range(2):
-        models.warn_if_slow(dtype, "cpu")
-    models.warn_if_slow(dtype, "cuda")
+        loading.warn_if_slow(dtype, "cpu")
+    loading.warn_if_slow(dtype, "cuda")
     found = [r.getMessage() for r in caplog.records if "slower than float32" in r.getMessage()]
     assert len(found) == int(warned), found
-    models.warn_if_slow.cache_clear()
+    loading.warn_if_slow.cache_clear()

@@ -75,7 +75,7 @@ def test_batched_prefix_generation_equals_one_at_a_time(num_beams):
 
 
 def test_reparameterised_prefix_counts_and_trains(tmp_path):
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import FAST
 
     results = run(

@@ -7,9 +7,10 @@ import json
 import optuna
 import pytest
 
-from llm_adapters import pruning, search
+from llm_adapters import search
 from llm_adapters.errors import ConfigError
-from llm_adapters.experiment import run
+from llm_adapters.job.recipe import run
+from llm_adapters.search import pruning
 from tests.helpers.configs import FAST, make_config
 from tests.helpers.processes import run_py
 

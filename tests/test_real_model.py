@@ -24,8 +24,8 @@ def _is_the_model_its_yaml_describes(converted, name: str, total: int, tmp_path)
     released parameter count; returns its beam-search answer to the paper's prompt format (a fingerprint)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llm_adapters import plan
     from llm_adapters.data.templates import evaluation_prompt
+    from llm_adapters.job import plan
 
     model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(converted)
@@ -96,7 +96,7 @@ def test_lora_on_a_bf16_base_follows_the_fp32_run_for_40_steps(smollm2, shared_d
     """The quick start's LoRA (lr 1e-3, 4 warm-up steps) for 40 steps of 4 ARC-Easy records on SmolLM2, once on the
     fp32 base and once on a bf16 one: the same steps, the loss near fp32's at every logged step (the bounds above),
     and the resolved dtype recorded (so the config hashes differ and neither is reused as the other)."""
-    from llm_adapters.experiment import run
+    from llm_adapters.job.recipe import run
 
     common = ["+experiment=quickstart", f"paths.data_dir={shared_data}", f"paths.model_cache={CACHE}", "logger=none"]
     common += ["train.resume=false", "train.max_examples=160", "train.batch_size=4", "train.log_every=5"]

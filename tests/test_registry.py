@@ -18,11 +18,11 @@ from llm_adapters.adapters import (
     targets_for,
 )
 from llm_adapters.adapters.peft_bridge import bridged_yaml
+from llm_adapters.adapters.placement import PlacementError
 from llm_adapters.adapters.registry import register
-from llm_adapters.axes import job_axes
-from llm_adapters.composition import yaml_keys
-from llm_adapters.config import validate
-from llm_adapters.placement import PlacementError
+from llm_adapters.files import yaml_keys
+from llm_adapters.job.axes import job_axes
+from llm_adapters.job.config import validate
 from tests.helpers.configs import CONF, make_config
 from tests.helpers.models import tiny_model
 

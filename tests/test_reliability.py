@@ -12,7 +12,7 @@ import torch
 from llm_adapters.data.synthetic_math import generate
 from llm_adapters.data.training_examples import tokenize_for_training
 from llm_adapters.errors import DivergedError
-from llm_adapters.experiment import run
+from llm_adapters.job.recipe import run
 from llm_adapters.training import train
 from tests.helpers.configs import FAST, ROOT, build_model, make_config
 from tests.helpers.processes import run_py
@@ -180,9 +180,9 @@ def test_secrets_never_reach_results_logs_or_config_dumps(tmp_path):
 def test_problems_that_would_show_after_training_are_found_before_it(tmp_path, monkeypatch):
     """Every label masked by a short cutoff, or an evaluation prompt too long for the model's context: one line
     naming the key or the record, before the first training step."""
-    from llm_adapters import phases
-    from llm_adapters.config import ConfigError
-    from llm_adapters.experiment import run
+    from llm_adapters.job import phases
+    from llm_adapters.job.config import ConfigError
+    from llm_adapters.job.recipe import run
     from tests.helpers.configs import make_config
 
     monkeypatch.setattr(phases, "train", lambda *a, **k: pytest.fail("training started"))

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from llm_adapters.evaluation import METHODS
-from llm_adapters.experiment import run
-from llm_adapters.tracking import wandb_summary
+from llm_adapters.job.recipe import run
+from llm_adapters.job.tracking import wandb_summary
 from tests.helpers.configs import FAST, QUICK, make_config
 
 LOGGERS = ["none", "wandb"]

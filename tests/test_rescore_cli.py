@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 from tests.helpers.configs import ROOT
 
 

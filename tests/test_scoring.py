@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from llm_adapters.data.sets import EVAL_SETS
-from llm_adapters.scoring import extract_choice, extract_label, extract_number, number_correct, score
+from llm_adapters.evaluation.scoring import extract_choice, extract_label, extract_number, number_correct, score
 from tests.helpers.configs import CONF
 
 

@@ -15,11 +15,12 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from llm_adapters import resume, search
-from llm_adapters.config import ConfigError
-from llm_adapters.experiment import run
+from llm_adapters import search
 from llm_adapters.files import write_json
-from llm_adapters.search_space import Space
+from llm_adapters.job import resume
+from llm_adapters.job.config import ConfigError
+from llm_adapters.job.recipe import run
+from llm_adapters.search.space import Space
 from tests.helpers.configs import FAST, make_config
 
 RESUMING = [o for o in FAST if o != "train.resume=false"]
@@ -151,7 +152,7 @@ def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path):
 
 
 def test_a_second_sweep_into_a_directory_where_one_runs_is_refused(tmp_path, capsys):
-    from llm_adapters.sweep import SWEEP_LOCK, SweepSummary
+    from llm_adapters.job.sweep import SWEEP_LOCK, SweepSummary
 
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "mode": "train"})
     (tmp_path / SWEEP_LOCK).write_text(f"{socket.gethostname()} {os.getpid()}\n")  # this process: alive
@@ -171,7 +172,7 @@ def test_a_second_sweep_into_a_directory_where_one_runs_is_refused(tmp_path, cap
 
 
 def test_a_sweeps_job_continues_a_killed_job_of_its_own_sweep_directory(tmp_path, monkeypatch):
-    from llm_adapters import checkpoint
+    from llm_adapters.training import checkpoint
     from tests.test_seams import kill_at
 
     sweep_dir = tmp_path / "outside"  # not under paths.resume_search
@@ -182,7 +183,7 @@ def test_a_sweeps_job_continues_a_killed_job_of_its_own_sweep_directory(tmp_path
     again = run(cfg, sweep_dir / "1_trial", sweep=True)  # the same settings asked again as a new trial
     assert again["status"] == "ok" and again["train"]["resumed_from"].endswith("step-4")
     assert json.loads((killed / "results.json").read_text())["status"] == "superseded"
-    from llm_adapters.sweep import summarise
+    from llm_adapters.job.sweep import summarise
 
     counts, _ = summarise(sweep_dir)
     assert counts["failed"] == 0 and counts["ok"] == 1 and counts["superseded"] == 1
@@ -215,9 +216,9 @@ def test_another_configurations_adapter_without_its_record_is_not_taken_for_this
 
 
 def test_a_plan_that_cannot_be_made_is_a_recorded_skip_in_a_sweep_and_an_error_alone(tmp_path):
-    from llm_adapters import plan
     from llm_adapters.errors import BudgetError
-    from llm_adapters.sweep import plan_table
+    from llm_adapters.job import plan
+    from llm_adapters.job.sweep import plan_table
 
     cfg = make_config("mode=plan", "adapter=ia3", "+budget=one_percent")
     (tmp_path / "0_ia3" / ".hydra").mkdir(parents=True)
@@ -234,7 +235,7 @@ def test_a_plan_that_cannot_be_made_is_a_recorded_skip_in_a_sweep_and_an_error_a
 
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_a_budgets_max_size_must_be_positive(value):
-    from llm_adapters import budget
+    from llm_adapters.adapters import budget
 
     with pytest.raises(ConfigError, match=rf"budget.max_size must be a positive integer or null \(got {value}\)"):
         budget.apply(make_config("adapter=lora", "+budget=one_percent", f"budget.max_size={value}"))
@@ -253,7 +254,7 @@ def test_the_documented_budget_count_works_as_written():
         "+budget=one_percent",
         "++budget.fraction=0.05",
     ]
-    from llm_adapters import budget
+    from llm_adapters.adapters import budget
 
     for arguments in (["+budget=one_percent", "budget.trainable=20000"], ["budget.trainable=20000"]):
         solved = budget.apply(make_config("adapter=lora", *budget_overrides(arguments)))

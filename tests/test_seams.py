@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_adapters import checkpoint, files, phases, resume
-from llm_adapters.experiment import run
+from llm_adapters import files
+from llm_adapters.job import phases
+from llm_adapters.job.recipe import run
+from llm_adapters.training import checkpoint
 from tests.helpers.configs import FAST, QUICK, make_config
 from tests.helpers.kills import kill_at, never_trained_again
 
@@ -53,7 +55,7 @@ def uninterrupted(monkeypatch, job_dir: Path, overrides: list[str]) -> Path:
 def killed_mid_training(monkeypatch, job_dir: Path, overrides: list[str]) -> Path:
     cfg = make_config(*overrides)
     kill_at(monkeypatch, checkpoint, "save", job_dir, cfg, when=lambda _, step, *a, **k: step == 4, first=True)
-    assert resume.latest_checkpoint(job_dir / "checkpoints").name == "step-4"
+    assert checkpoint.latest_checkpoint(job_dir / "checkpoints").name == "step-4"
     assert run(cfg, job_dir)["train"]["resumed_from"].endswith("step-4")
     return job_dir
 
@@ -68,11 +70,11 @@ def killed_while_evaluating(monkeypatch, job_dir: Path, overrides: list[str]) ->
 def killed_after_saving_the_adapter(monkeypatch, job_dir: Path, overrides: list[str]) -> Path:
     """Killed the instant the adapter was in place, before the record naming it was written (item 7): the
     checkpoints are still there, the record says ``running`` with no training, and the adapter says whose it is."""
-    from llm_adapters import experiment
+    from llm_adapters.job import recipe
 
     cfg = make_config(*overrides)
     naming = lambda path, data: Path(path).name == "results.json" and "train" in data  # noqa: E731
-    kill_at(monkeypatch, experiment.files, "write_json", job_dir, cfg, when=naming)
+    kill_at(monkeypatch, recipe.files, "write_json", job_dir, cfg, when=naming)
     assert (job_dir / "adapter" / "adapter_config.json").is_file() and (job_dir / "checkpoints").is_dir()
     assert "train" not in json.loads((job_dir / "results.json").read_text())
     never_trained_again(monkeypatch, cfg, job_dir)

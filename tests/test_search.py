@@ -14,7 +14,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from llm_adapters import search
-from llm_adapters.search_space import Space
+from llm_adapters.search.space import Space
 from tests.helpers.configs import FAST
 from tests.helpers.processes import run_py
 

@@ -150,13 +150,13 @@ def test_the_saved_config_is_what_ran(tmp_path, monkeypatch):
     results = json.loads((tmp_path / "cli" / "results.json").read_text())
     assert saved["train"]["lr"] == results["config"]["train"]["lr"] == 0.03
 
-    from llm_adapters import experiment, tracking
+    from llm_adapters.job import recipe, tracking
 
     handed = {}
     start = tracking.start_wandb
     monkeypatch.setattr(
         tracking, "start_wandb", lambda cfg, config, *a: handed.update(config) or start(cfg, config, *a)
     )
-    results = experiment.run(make_config("+per_adapter={lora:{train:{lr:0.03}}}", *FAST), tmp_path / "in-process")
+    results = recipe.run(make_config("+per_adapter={lora:{train:{lr:0.03}}}", *FAST), tmp_path / "in-process")
     assert handed["train"]["lr"] == results["config"]["train"]["lr"] == 0.03
     assert handed["axes"] == results["axes"]

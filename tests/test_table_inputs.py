@@ -15,7 +15,7 @@ from analysis.__main__ import main, tables
 from analysis.collect import load
 from analysis.tables import table
 from analysis.uncertainty import Cell, holm, interval
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 from tests.helpers.handmade import add_set, handmade_job
 
 

@@ -12,7 +12,7 @@ from scipy.stats import binomtest, bootstrap
 
 from analysis import uncertainty
 from analysis.uncertainty import Cell, compare, compare_average, holm, interval, question_scores, sign_flip_p
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 
 
 def cell(rows, ids=None) -> Cell:

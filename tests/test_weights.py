@@ -20,8 +20,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from llm_adapters import weights, wheels
 from llm_adapters.data.builtin_tokenizer import build_tokenizer
+from llm_adapters.model import weights, wheels
 from tests.helpers.processes import run_py
 
 gguf = pytest.importorskip("gguf")

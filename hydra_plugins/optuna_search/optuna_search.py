@@ -25,9 +25,10 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import pruning, search
+from llm_adapters import search
 from llm_adapters.errors import ConfigError
-from llm_adapters.search_space import Space
+from llm_adapters.search import pruning
+from llm_adapters.search.space import Space
 
 log = logging.getLogger(__name__)
 

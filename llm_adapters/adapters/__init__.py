@@ -21,10 +21,10 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from llm_adapters.adapters.lora_init import BASE_BUFFERS
+from llm_adapters.adapters.placement import PlacementError, Target, resolve
 from llm_adapters.adapters.registry import REGISTRY, AdapterSpec, adapter_kinds, known_kinds, spec
 from llm_adapters.adapters.virtual_tokens import carries_virtual_tokens
-from llm_adapters.architectures import PROJECTION_SITES, architecture_of
-from llm_adapters.placement import PlacementError, Target, resolve
+from llm_adapters.model.architectures import PROJECTION_SITES, architecture_of
 
 __all__ = [
     "REGISTRY",

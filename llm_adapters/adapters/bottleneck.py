@@ -24,7 +24,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from llm_adapters.adapters.registry import AdapterSpec, register
-from llm_adapters.architectures import (
+from llm_adapters.model.architectures import (
     BOUNDARY_SITES,
     PROJECTION_SITES,
     SUBLAYERS,

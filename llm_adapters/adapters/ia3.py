@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from llm_adapters.adapters.registry import AdapterSpec, register
-from llm_adapters.architectures import PROJECTION_SITES, features, frozen_projection, linear_weight, target_dims
+from llm_adapters.model.architectures import PROJECTION_SITES, features, frozen_projection, linear_weight, target_dims
 
 FEEDFORWARD_SITES = frozenset({"mlp.down"})
 

@@ -19,7 +19,7 @@ from torch import nn
 from llm_adapters.adapters import lora_peft
 from llm_adapters.adapters.lora_init import FROM_THE_BASE, INITS, factors, warn_dropout
 from llm_adapters.adapters.registry import AdapterSpec, register
-from llm_adapters.architectures import PROJECTION_SITES, features, linear_weight, target_dims
+from llm_adapters.model.architectures import PROJECTION_SITES, features, linear_weight, target_dims
 
 
 class LoRALinear(nn.Module):

@@ -13,10 +13,10 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from llm_adapters.adapters.lora_init import FROM_THE_BASE
+from llm_adapters.adapters.placement import Target
 from llm_adapters.adapters.registry import PEFT_PREFIX
-from llm_adapters.architectures import architecture_of
 from llm_adapters.errors import AdapterFileError
-from llm_adapters.placement import Target
+from llm_adapters.model.architectures import architecture_of
 
 
 def export(

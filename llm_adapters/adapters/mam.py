@@ -5,7 +5,7 @@ placement says where the scaled parallel adapter goes; the prefix is at every at
 from __future__ import annotations
 
 from llm_adapters.adapters.registry import AdapterSpec, register
-from llm_adapters.architectures import SUBLAYERS
+from llm_adapters.model.architectures import SUBLAYERS
 
 register(
     AdapterSpec(

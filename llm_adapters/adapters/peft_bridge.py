@@ -34,8 +34,8 @@ from llm_adapters import CONF_DIR
 from llm_adapters.adapters import train_hooks
 from llm_adapters.adapters.lora import PRESETS
 from llm_adapters.adapters.registry import PEFT_PREFIX, AdapterSpec, register
-from llm_adapters.architectures import PROJECTION_SITES
 from llm_adapters.errors import ConfigError, PlacementError, did_you_mean
+from llm_adapters.model.architectures import PROJECTION_SITES
 
 BLOCK = "peft"  # the YAML block that makes a kind a bridge: {method: <PeftType>, size: <its size key>}
 # PEFT config fields the harness sets itself (where, what for) or that would let PEFT choose modules of its own.

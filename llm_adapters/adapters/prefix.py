@@ -19,7 +19,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from llm_adapters.adapters.registry import AdapterSpec, register
 from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_tokens
-from llm_adapters.architectures import cache_argument
+from llm_adapters.model.architectures import cache_argument
 
 
 class PrefixEncoder(VirtualTokens):

@@ -21,8 +21,8 @@ from transformers import PreTrainedModel
 
 from llm_adapters.adapters.registry import AdapterSpec, register
 from llm_adapters.adapters.virtual_tokens import VirtualTokens, cover_virtual_tokens
-from llm_adapters.architectures import cache_argument
 from llm_adapters.data.training_examples import IGNORE_INDEX
+from llm_adapters.model.architectures import cache_argument
 
 INITS = ("random", "vocab")
 

@@ -20,10 +20,10 @@ from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig
 
 from llm_adapters.adapters import adapter_state_dict, known_kinds, load_adapter_state, spec
+from llm_adapters.adapters.placement import Target
 from llm_adapters.adapters.registry import PEFT_PREFIX
 from llm_adapters.errors import AdapterFileError
 from llm_adapters.files import write_json, written_whole
-from llm_adapters.placement import Target
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"

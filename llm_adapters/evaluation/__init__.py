@@ -15,7 +15,7 @@ from typing import Any
 from llm_adapters.data.sets import EVAL_SETS, EvalSet, Record
 from llm_adapters.errors import ConfigError
 from llm_adapters.evaluation.methods import METHODS, Method, method
-from llm_adapters.report import score_text
+from llm_adapters.evaluation.scoring import score_text
 
 __all__ = ["METHODS", "Method", "check_config", "check_context", "evaluate_all", "evaluated", "method"]
 log = logging.getLogger(__name__)

@@ -24,17 +24,17 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from llm_adapters import beam_cache
 from llm_adapters.adapters import carries_virtual_tokens, set_adapter_dropout
-from llm_adapters.architectures import cache_argument
 from llm_adapters.data.options import cloze_instruction, option_text
 from llm_adapters.data.sets import EvalSet, Record
 from llm_adapters.data.templates import evaluation_prompt
 from llm_adapters.errors import ConfigError
+from llm_adapters.evaluation import beam_cache
 from llm_adapters.evaluation.likelihood import options
 from llm_adapters.evaluation.methods import Method, register
-from llm_adapters.models import autocast
-from llm_adapters.scoring import score
+from llm_adapters.evaluation.scoring import score
+from llm_adapters.model.architectures import cache_argument
+from llm_adapters.model.loading import autocast
 
 log = logging.getLogger(__name__)
 TEXT_STYLES = ("paper_text", "paper_cloze")  # eval.prompt styles whose responses name an option's text

@@ -37,7 +37,7 @@ from llm_adapters.errors import ConfigError, DataError
 from llm_adapters.evaluation.likelihood_batches import encode, loglikelihoods
 from llm_adapters.evaluation.lm_eval_prompts import lm_eval_pairs
 from llm_adapters.evaluation.methods import Method, register
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 
 ANSWER_FORMAT = re.compile(r"Answer format: ([\w/]+)\s*$")
 

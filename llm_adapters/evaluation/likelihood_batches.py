@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from llm_adapters.adapters import carries_virtual_tokens
-from llm_adapters.architectures import cache_argument
-from llm_adapters.models import autocast
+from llm_adapters.model.architectures import cache_argument
+from llm_adapters.model.loading import autocast
 
 Pairs = Sequence[tuple[str, str]]  # one question: (context, continuation) per option
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from llm_adapters.composition import compose
+from llm_adapters.job.composition import compose
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -28,7 +28,7 @@ FAST = [*QUICK, "dataset.train_size=64", "dataset.test_size=8"]
 
 def build_model(cfg: DictConfig):
     """The tokenizer, the model and its adapter as a job builds them, with nothing in between (phases.Built)."""
-    from llm_adapters import phases
+    from llm_adapters.job import phases
 
     built = phases.build_base(cfg)
     phases.attach(cfg, built)

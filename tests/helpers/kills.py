@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_adapters import phases, resume
-from llm_adapters.experiment import run
+from llm_adapters import locks
+from llm_adapters.job import phases
+from llm_adapters.job.recipe import run
 
 
 class Killed(BaseException):
@@ -21,7 +22,7 @@ class Killed(BaseException):
 def as_killed(job_dir: Path, record: dict) -> None:
     """``job_dir`` as a kill -9 leaves it: ``record`` (what was on disk at that instant) and a dead process's lock."""
     (job_dir / "results.json").write_text(json.dumps(record))
-    (job_dir / resume.LOCK).write_text(f"{os.uname().nodename} {2**22 + 12345}\n")  # no such process
+    (job_dir / locks.LOCK).write_text(f"{os.uname().nodename} {2**22 + 12345}\n")  # no such process
 
 
 def kill_at(monkeypatch, module, name: str, job_dir: Path, cfg, when=None, first: bool = False) -> None:

@@ -91,13 +91,13 @@ def paper_count(kind: str, sites: list[str], size: int, dims: dict[str, tuple[in
 
 def families() -> list[str]:
     """Every model family of the site registry: a test parametrized by it covers a new family without an edit."""
-    from llm_adapters.architectures import ARCHITECTURES
+    from llm_adapters.model.architectures import ARCHITECTURES
 
     return list(ARCHITECTURES)
 
 
 def fused_families() -> list[str]:
     """The families whose attention computes q, k and v in one fused projection (BLOOM, GPT-NeoX, GPT-2)."""
-    from llm_adapters.architectures import ARCHITECTURES
+    from llm_adapters.model.architectures import ARCHITECTURES
 
     return [name for name, arch in ARCHITECTURES.items() if arch.fused]

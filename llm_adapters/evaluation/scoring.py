@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from llm_adapters.data.sets import EvalSet
 from llm_adapters.data.templates import response_text
-from llm_adapters.intervals import wilson
+from llm_adapters.stats.intervals import wilson
 
 _NUMBER = re.compile(r"-?\d+\.?\d*")
 _CAPITAL = re.compile(r"[A-E]")
@@ -131,3 +132,11 @@ def score(
     correct = sum(bool(row["correct"]) for row in rows)
     metrics = {"accuracy": 100.0 * correct / len(rows) if rows else 0.0, "n": len(rows), "correct": correct}
     return {**metrics, "interval": wilson(correct, len(rows))}, rows
+
+
+def score_text(metrics: dict[str, Any]) -> str:
+    """An accuracy with the counts behind it and its 95% interval over the questions, as every line that reports
+    one shows it."""
+    interval = metrics.get("interval")
+    spread = f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else ""
+    return f"{metrics['accuracy']:.1f}% ({metrics['correct']}/{metrics['n']}){spread}"

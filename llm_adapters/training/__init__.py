@@ -17,13 +17,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from llm_adapters import checkpoint, compiling, files, held_out_loss
-from llm_adapters.checkpoint import Preempted, stop_signals
+from llm_adapters import files
 from llm_adapters.data.training_examples import IGNORE_INDEX, Examples, collate, grouped_by_length
-from llm_adapters.distributed import Distributed
 from llm_adapters.errors import DivergedError
-from llm_adapters.models import autocast
-from llm_adapters.optimization import Optimization, optimizer_steps
+from llm_adapters.model.loading import autocast
+from llm_adapters.training import checkpoint, compiling, held_out_loss
+from llm_adapters.training.checkpoint import Preempted, stop_signals
+from llm_adapters.training.distributed import Distributed
+from llm_adapters.training.optimization import Optimization, optimizer_steps
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM
 
-from llm_adapters import adapters, budget
-from llm_adapters.axes import job_axes
-from llm_adapters.config import validate
+from llm_adapters import adapters
+from llm_adapters.adapters import budget
 from llm_adapters.data.sets import EVAL_SETS
 from llm_adapters.errors import PlacementError
 from llm_adapters.files import write_json
-from llm_adapters.models import DTYPES, count_parameters, load_tokenizer, model_config
+from llm_adapters.job.axes import job_axes
+from llm_adapters.job.config import validate
+from llm_adapters.model.loading import DTYPES, count_parameters, load_tokenizer, model_config
 
 GB = 2**30
 

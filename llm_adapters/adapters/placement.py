@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from transformers import PretrainedConfig
 
-from llm_adapters.architectures import PROJECTION_SITES, SITES, SUBLAYER_SITES, architecture_of
 from llm_adapters.errors import ConfigError, PlacementError
+from llm_adapters.model.architectures import PROJECTION_SITES, SITES, SUBLAYER_SITES, architecture_of
 
 
 @dataclass(frozen=True)

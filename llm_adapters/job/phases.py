@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import adapters, distributed, files
+from llm_adapters import adapters, files
 from llm_adapters.adapters import saving
-from llm_adapters.config import ConfigError
+from llm_adapters.adapters.placement import Target
 from llm_adapters.data import arrow_cache
 from llm_adapters.data.loading import Data, cache
 from llm_adapters.data.training_examples import IGNORE_INDEX
 from llm_adapters.evaluation import check_context as check_prompts
 from llm_adapters.evaluation import evaluate_all
-from llm_adapters.models import (
+from llm_adapters.job.config import ConfigError
+from llm_adapters.model.loading import (
     count_parameters,
     load_model,
     load_tokenizer,
@@ -33,8 +34,7 @@ from llm_adapters.models import (
     resolve_device,
     warn_if_slow,
 )
-from llm_adapters.placement import Target
-from llm_adapters.training import TrainResult, train
+from llm_adapters.training import TrainResult, distributed, train
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -63,15 +62,3 @@ def apply_study(cfg: DictConfig) -> DictConfig:
             raise ConfigError(f"grid_point {cfg.grid_point} is outside grid.{kind} ({len(row)} points)")
         patches.append({"adapter": row[cfg.grid_point]})
     return OmegaConf.merge(cfg, *patches) if patches else cfg
-
-
-def yaml_keys(path: Path) -> list[str]:
-    """The keys a group config file defines, those of the configs its defaults list builds on included (an entry
-    ``/base/x@_here_`` is conf/base/x.yaml; a plain one is a sibling file)."""
-    content = OmegaConf.load(path)
-    keys: list[str] = []
-    for entry in content.get("defaults", []):
-        name = str(entry).split("@")[0]
-        if name != "_self_":
-            keys += yaml_keys(CONF_DIR / f"{name[1:]}.yaml" if name.startswith("/") else path.parent / f"{name}.yaml")
-    return [*keys, *(str(k) for k in content if k != "defaults" and k not in keys)]

@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM
 from llm_adapters import adapters
 from llm_adapters.adapters.registry import REGISTRY
 from llm_adapters.errors import BudgetError, ConfigError, InputError
-from llm_adapters.models import load_tokenizer, model_config
+from llm_adapters.model.loading import load_tokenizer, model_config
 
 KEYS = ("trainable", "fraction", "tolerance", "max_size")
 

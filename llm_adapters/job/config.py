@@ -10,15 +10,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from llm_adapters import CONF_DIR
 from llm_adapters.adapters import REGISTRY, known_kinds
+from llm_adapters.adapters.placement import placement_sites
 from llm_adapters.adapters.registry import KEY_RULES
-from llm_adapters.composition import yaml_keys
 from llm_adapters.data.loading import check_config as check_data
 from llm_adapters.errors import ConfigError, did_you_mean
 from llm_adapters.evaluation import check_config
-from llm_adapters.models import DTYPES
-from llm_adapters.placement import placement_sites
-from llm_adapters.power import assumptions
-from llm_adapters.scoring import CHOICE_RULES
+from llm_adapters.evaluation.scoring import CHOICE_RULES
+from llm_adapters.files import yaml_keys
+from llm_adapters.model.loading import DTYPES
+from llm_adapters.stats.power import assumptions
 
 # Keys whose values count things: integers (a boolean is not one), checked before anything loads.
 INTEGER_KEYS = (
@@ -109,7 +109,7 @@ def _adapter_values(cfg: DictConfig) -> None:
                 raise ConfigError(f"adapter.{key} must be {KEY_RULES[rule]} (got {value!r})")
 
 
-# What a study file (conf/sweep/) adds at the top, and plan mode's power assumptions (llm_adapters/power.py).
+# What a study file (conf/sweep/) adds at the top, and plan mode's power assumptions (llm_adapters/stats/power.py).
 STUDY_KEYS = ("per_adapter", "per_run", "grid", "grid_point", "power")
 
 

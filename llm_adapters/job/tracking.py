@@ -12,8 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from llm_adapters.axes import axes_of
 from llm_adapters.evaluation.methods import method
+from llm_adapters.job.axes import axes_of
 
 log = logging.getLogger(__name__)
 

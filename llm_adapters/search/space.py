@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_adapters import CONF_DIR
-from llm_adapters.composition import yaml_keys
 from llm_adapters.errors import ConfigError
+from llm_adapters.files import yaml_keys
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from llm_adapters.axes import settings
 from llm_adapters.files import read_results
-from llm_adapters.power import family, study_line
-from llm_adapters.resume import cell_key, live, lock
+from llm_adapters.job.axes import settings
+from llm_adapters.job.resume import cell_key
+from llm_adapters.locks import live, lock
+from llm_adapters.stats.power import family, study_line
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _last_error(log_file: Path) -> str | None:
 
 
 def power_line(plans: list[dict[str, Any]]) -> str:
-    """The study's power (``llm_adapters.power``): its cells are the jobs' config hashes less the seed (so the
+    """The study's power (``llm_adapters.stats.power``): its cells are the jobs' config hashes less the seed (so the
     frozen base swept over placements is one cell, as it is one job), its pairs those ``power.by`` allows, its seeds
     the distinct seeds, its questions those of the first job's sets."""
     cells: dict[str, dict[str, Any]] = {}

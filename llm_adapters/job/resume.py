@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +19,12 @@ from typing import Any
 from llm_adapters import __version__, adapters, files
 from llm_adapters.adapters import saving
 from llm_adapters.errors import ConfigError
+from llm_adapters.locks import LOCK, live
+from llm_adapters.training.checkpoint import latest_checkpoint
 
 # Keys that say where things are stored or logged, not what is computed: two configs differing only here are the
 # same experiment.
 _NOT_THE_EXPERIMENT = ("logger", "paths", "power", "search")  # power: plan mode's; search: where a trial reports
-
-
-def newest_first(directory: Path) -> list[Path]:
-    """The complete checkpoints (``step-<n>``) in a job's ``checkpoints`` directory, newest first: what a rerun
-    continues from (``checkpoint`` writes them)."""
-    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
-    return sorted(found, key=lambda p: -int(p.name.removeprefix("step-")))
-
-
-def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint in ``directory``, if any."""
-    return next(iter(newest_first(directory)), None)
 
 
 # Keys added after studies were committed, at the value that changes nothing: left out of the hash then, so that
@@ -127,42 +115,6 @@ def training_record(job_dir: Path, digest: str) -> dict[str, Any]:
     train = own["train"] if own is not None and own.get("config_hash") == digest else None
     train = train or files.read_results(job_dir / "results.json")["train"]
     return {**train, "reused_adapter": files.shown(job_dir)}
-
-
-LOCK = ".running"  # beside a live job's results.json: its host and process id
-
-
-def lock(job_dir: Path, name: str = LOCK) -> Path:
-    """Mark ``job_dir`` as the directory of a live job (removed when the job ends; stale once its process is gone);
-    ``name``: the lock's file (a sweep's directory has one of its own, ``sweep.SWEEP_LOCK``)."""
-    path = job_dir / name
-    path.write_text(f"{socket.gethostname()} {os.getpid()}\n")
-    return path
-
-
-def live(job_dir: Path, name: str = LOCK) -> bool:
-    """Whether a job is running in ``job_dir`` now: its lock names a process that still exists (on this host; a lock
-    from another host counts as live, as it cannot be checked from here)."""
-    path = job_dir / name
-    try:
-        host, pid = path.read_text().split()
-    except (OSError, ValueError):
-        return False
-    return process_alive(host, int(pid))
-
-
-def process_alive(host: str, pid: int) -> bool:
-    """Whether process ``pid`` of ``host`` exists: looked at on this host; one on another host is taken as alive
-    (nothing here can look)."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def roots_of(value: Any) -> list[str]:

@@ -27,10 +27,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from llm_adapters import hub, wheels
+from llm_adapters import hub
 from llm_adapters.errors import WeightsError
 from llm_adapters.files import sha256
-from llm_adapters.wheels import PYPI
+from llm_adapters.model import wheels
+from llm_adapters.model.wheels import PYPI
 
 log = logging.getLogger(__name__)
 

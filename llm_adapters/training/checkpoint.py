@@ -25,10 +25,21 @@ from safetensors.torch import load_file, save_file
 from llm_adapters.adapters import adapter_state_dict, load_adapter_state
 from llm_adapters.errors import CheckpointError
 from llm_adapters.files import written_whole
-from llm_adapters.resume import newest_first
 
 KEEP = 2  # checkpoints kept: the newest, and the one before it in case the newest cannot be read
 log = logging.getLogger(__name__)
+
+
+def newest_first(directory: Path) -> list[Path]:
+    """The complete checkpoints (``step-<n>``) in a job's ``checkpoints`` directory, newest first: what a rerun
+    continues from (``checkpoint`` writes them)."""
+    found = [p for p in directory.glob("step-*") if p.name.removeprefix("step-").isdigit()]
+    return sorted(found, key=lambda p: -int(p.name.removeprefix("step-")))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory``, if any."""
+    return next(iter(newest_first(directory)), None)
 
 
 class Preempted(RuntimeError):

@@ -24,8 +24,11 @@ from typing import Any
 
 from filelock import FileLock
 
-from llm_adapters import files, pruning, resume
+from llm_adapters import files
 from llm_adapters.errors import ConfigError
+from llm_adapters.locks import process_alive
+from llm_adapters.search import pruning
+from llm_adapters.search.storage import storage
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("accuracy", "accuracy/<set>", "trainable", "trainable_pct")
@@ -44,7 +47,7 @@ class Settings:
     study_name: str
     seed: int | None
     params: Mapping[str, Any] | None
-    pruner: Mapping[str, Any] | None = None  # Optuna's pruner for the trials' validation losses (llm_adapters.pruning)
+    pruner: Mapping[str, Any] | None = None  # Optuna's pruner for the trials' validation losses (search.pruning)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
@@ -129,15 +132,6 @@ def open_study(settings: Settings, sweep_dir: Path) -> Any:
     return study
 
 
-def storage(url: str) -> Any:
-    """Optuna's storage for ``url``; on SQLite with a 60 s wait for a writer (two sweeps or a sweep and its jobs
-    writing at once), where the driver's default of 5 s can fail a trial's report."""
-    import optuna
-
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-
-
 @contextmanager
 def _opening(url: str) -> Iterator[None]:
     """A lock on ``<file>.lock`` beside a SQLite study's file while it is opened (nothing for other databases)."""
@@ -166,7 +160,7 @@ def _in_flight(trial: Any) -> bool:
         started = trial.datetime_start
         return started is not None and (datetime.now() - started).total_seconds() < UNMARKED_GRACE_S
     host, _, pid = sweeper.rpartition(":")
-    return resume.process_alive(host, int(pid))
+    return process_alive(host, int(pid))
 
 
 def finished(study: Any) -> int:
@@ -228,7 +222,7 @@ def tell(study: Any, trial: Any, job_dir: Path, settings: Settings) -> None:
         results = {"status": "failed", "reason": f"its record has no objective {error}"}
     if results.get("status") != "ok":
         trial.set_user_attr("reason", f"{results.get('status')}: {results.get('reason')}")
-        pruned = results.get("status") == "pruned"  # its pruner stopped it (llm_adapters.pruning)
+        pruned = results.get("status") == "pruned"  # its pruner stopped it (llm_adapters.search.pruning)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL)
         return
     study.tell(trial, reported)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from llm_adapters.data.training_examples import Examples, collate
-from llm_adapters.models import autocast
+from llm_adapters.model.loading import autocast
 
 PAPER_SPLIT_SEED = 42  # finetune.py's train_test_split seed, fixed whatever the run's seed
 

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from llm_adapters.models import cpu_flags
+from llm_adapters.model.loading import cpu_flags
 
 CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 

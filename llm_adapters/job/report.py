@@ -5,13 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-def score_text(metrics: dict[str, Any]) -> str:
-    """An accuracy with the counts behind it and its 95% interval over the questions, as every line that reports
-    one shows it."""
-    interval = metrics.get("interval")
-    spread = f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else ""
-    return f"{metrics['accuracy']:.1f}% ({metrics['correct']}/{metrics['n']}){spread}"
+from llm_adapters.evaluation.scoring import score_text
 
 
 def summary(results: dict[str, Any], job_dir: Path) -> str:

@@ -1,0 +1,1 @@
+"""Statistics shared by the package and ``analysis/``: intervals and the power of a study."""

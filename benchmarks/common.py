@@ -87,7 +87,8 @@ def base_model(
     name: str | None, device: str, seed: int = 0, hidden: int | None = None, layers: int | None = None, tokenizer=None
 ):
     """The benchmark's frozen base: built from BENCH_MODEL (optionally ``hidden`` wide, with LLaMA's MLP ratio of
-    2.6875 rounded to a multiple of 32, ``layers`` deep, and the vocabulary and special tokens of ``tokenizer``), or loaded from ``name``."""
+    2.6875 rounded to a multiple of 32, ``layers`` deep, and the vocabulary and special tokens of ``tokenizer``), or
+    loaded from ``name``."""
     torch.manual_seed(seed)
     if name:
         return AutoModelForCausalLM.from_pretrained(pretrained(name), dtype=torch.float32).to(device)

@@ -89,6 +89,16 @@ def start_evaluation_randomness(cfg: DictConfig, adapter_dir: Path | None) -> No
         torch.cuda.set_rng_state_all(cuda)
 
 
+def check_batches(cfg: DictConfig, dist: distributed.Distributed) -> None:
+    """A step's micro-batches must be shareable by the job's processes (or each split across all of them)."""
+    micro_batches = cfg.train.batch_size // cfg.train.micro_batch_size
+    if (micro_batches >= dist.world and micro_batches % dist.world) or cfg.train.micro_batch_size < dist.world:
+        raise ConfigError(
+            f"train.batch_size / train.micro_batch_size = {micro_batches} micro-batches of "
+            f"{cfg.train.micro_batch_size} per step cannot be shared by {dist.world} processes"
+        )
+
+
 def build_base(cfg: DictConfig) -> Built:
     """The tokenizer and the pretrained model, with where its adapter will go settled but nothing attached yet.
 

@@ -203,7 +203,7 @@ def test_a_full_disk_is_one_line_and_the_failure_is_recorded(tmp_path):
     script = (
         "import errno, runpy, sys\n"
         "from llm_adapters.adapters import saving\n"
-        "def full(model, adapter_cfg, model_name, targets, directory, *rest):\n"
+        "def full(model, adapter_cfg, model_name, targets, directory, *rest, **named):\n"
         "    raise OSError(errno.ENOSPC, 'No space left on device', str(directory))\n"
         "saving.save = full\n"
         f"sys.argv = ['run.py', *{[*FAST, f'hydra.run.dir={tmp_path}']!r}]\n"

@@ -1,5 +1,5 @@
 """The phases of one job, each a function that returns what it made: the data (``data.loading``), the model with its
-adapter, the trained adapter (saved), the evaluation. ``experiment.run`` calls them in order and records each
+adapter, the trained adapter (saved), the evaluation. ``recipe.Recipe`` calls them in order and records each
 result as soon as it exists, so a later failure keeps what came before."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def fit(
     """Train the adapter and save it (mode=train with something to train); returns the training record.
 
     The saved adapter carries the record and the job's config hash, so it is recognised even without the job's
-    results.json; the checkpoints stay until the job's record names the adapter (``experiment``), so at every
+    results.json; the checkpoints stay until the job's record names the adapter (``recipe``), so at every
     instant one of the two holds the training."""
     cfg, tokenizer, dist = job.cfg, built.tokenizer, job.dist
     result = TrainResult(steps=0, seconds=0.0, tokens=0)  # mode=eval, or adapter=none (the base model zero-shot)

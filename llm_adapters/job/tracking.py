@@ -1,5 +1,5 @@
 """What a job says about itself beyond its numbers: the package versions and the code's commit that go into
-results.json (written by ``experiment`` through ``files.write_json``), and its Weights & Biases run: started offline
+results.json (written by ``recipe`` through ``files.write_json``), and its Weights & Biases run: started offline
 by default, its summary and a sample of its predictions."""
 
 from __future__ import annotations

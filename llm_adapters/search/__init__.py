@@ -1,5 +1,5 @@
 """What the Optuna sweeper (``hydra_plugins/optuna_search``) needs besides Hydra and its search space
-(``search_space``): its settings, the study in its storage, and each trial's objective values read from its job's
+(``search.space``): its settings, the study in its storage, and each trial's objective values read from its job's
 ``results.json``.
 
 Objectives are named by what a job records: ``accuracy`` (the mean accuracy over the job's evaluation sets, in
